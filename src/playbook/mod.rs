@@ -1,0 +1,158 @@
+//! The team's playbook as data: phases, steps, gates, hand-off routes, scenarios.
+//!
+//! The orchestration guide is prose; the engine needs it as a typed structure it
+//! can trust. The guide's playbook is embedded (`default.yaml`) and a team can
+//! override it with its own file of the same shape. Either way it is parsed and
+//! validated once, here, and refused with `path:line` errors when it is wrong
+//! (unknown agent, dependency cycle, an output outside the workspace), so the
+//! engine never meets a half-valid playbook.
+
+mod load;
+
+pub use load::{load_playbook, parse_playbook, DEFAULT_PLAYBOOK, DEFAULT_PLAYBOOK_NAME};
+
+use serde::{Deserialize, Serialize};
+
+/// A validated playbook.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Playbook {
+    /// Phases in order; `phases[i].number == i + 1`.
+    pub phases: Vec<Phase>,
+    /// The guide's communication table: which file, when it changes, gives whom a task.
+    pub routes: Vec<Route>,
+    /// The guide's "Scenario Validation" section.
+    pub scenarios: Vec<Scenario>,
+    /// Timeout for an agent whose definition names none, in seconds.
+    pub default_timeout_secs: u64,
+    /// Retries for an agent whose definition names none.
+    pub default_retries: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Phase {
+    /// 1-based.
+    pub number: u8,
+    /// Canonical name: `strategy`, `pipeline-building`, `execution`, `analysis`.
+    pub name: String,
+    /// Human title, e.g. "Strategy & Foundation".
+    pub title: String,
+    pub steps: Vec<Step>,
+    pub gate: Gate,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    /// Unique across the whole playbook, e.g. `gtm-strategy`.
+    pub id: String,
+    /// Canonical agent name.
+    pub agent: String,
+    /// What the agent is asked to do (becomes the task text).
+    pub title: String,
+    /// The guide's activities for this step, given to the agent with the task.
+    #[serde(default)]
+    pub activities: Vec<String>,
+    /// Workspace-relative paths; a trailing `/` means a directory that must hold
+    /// at least one non-empty file.
+    #[serde(default)]
+    pub inputs: Vec<String>,
+    /// Workspace-relative paths, same convention as `inputs`.
+    #[serde(default)]
+    pub outputs: Vec<String>,
+    /// The guide's estimate, in minutes.
+    pub estimate_minutes: u32,
+    /// Ids of steps of the same phase that must be done first.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    /// The action word of the guide's commit convention (strategy, messaging, ...).
+    pub action: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Gate {
+    /// The guide's quality-gate lines, one checklist item each.
+    pub checklist: Vec<String>,
+    /// What a program can decide by itself before the coordinator reviews.
+    pub checks: Vec<AutoCheck>,
+}
+
+/// An automatic gate check. Paths are workspace-relative.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum AutoCheck {
+    /// Every expected output of the phase's steps exists and is non-empty.
+    OutputsExist,
+    /// The allocation table(s) in `file` sum to CONFIG.md's monthly budget.
+    BudgetSums { file: String },
+    /// Every persona file in `dir` covers each of `topics` (e.g. pain points).
+    PersonasCover { dir: String, topics: Vec<String> },
+    /// `file` covers each funnel stage in `stages`.
+    KpiCoverage { file: String, stages: Vec<String> },
+    /// Every persona in `personas_dir` is named in at least one of `files`.
+    PersonaVariants {
+        personas_dir: String,
+        files: Vec<String>,
+    },
+    /// Every design in `dir` states each of `fields` (hypothesis, metrics, ...).
+    ExperimentDesigns { dir: String, fields: Vec<String> },
+}
+
+/// A row of the guide's communication table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    /// A workspace-relative path, or a directory prefix ending in `/*`.
+    pub path: String,
+    /// Canonical agent name that receives the task (or the context).
+    pub to: String,
+    /// Why, e.g. "align the lead scoring model".
+    pub purpose: String,
+    /// `trigger` starts a task; `context` only lists the file to later tasks.
+    pub kind: RouteKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RouteKind {
+    Trigger,
+    Context,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scenario {
+    /// `new-product-launch`, `scaling`, `new-market`, `quarterly-planning`.
+    pub name: String,
+    pub required_phases: Vec<u8>,
+    #[serde(default)]
+    pub focus: String,
+}
+
+impl Playbook {
+    /// The guide's playbook, embedded in the binary.
+    pub fn default_playbook() -> Playbook {
+        parse_playbook(DEFAULT_PLAYBOOK_NAME, DEFAULT_PLAYBOOK)
+            .expect("the embedded default playbook is valid (checked by a unit test)")
+    }
+
+    pub fn phase(&self, number: u8) -> Option<&Phase> {
+        self.phases.iter().find(|p| p.number == number)
+    }
+
+    /// Resolve a phase given by name or number ("execution", "3").
+    pub fn phase_number(&self, name_or_number: &str) -> Option<u8> {
+        let s = name_or_number.trim().to_ascii_lowercase();
+        if let Ok(n) = s.parse::<u8>() {
+            return self.phase(n).map(|p| p.number);
+        }
+        self.phases.iter().find(|p| p.name == s).map(|p| p.number)
+    }
+
+    pub fn step(&self, id: &str) -> Option<(&Phase, &Step)> {
+        self.phases
+            .iter()
+            .flat_map(|p| p.steps.iter().map(move |s| (p, s)))
+            .find(|(_, s)| s.id == id)
+    }
+
+    pub fn scenario(&self, name: &str) -> Option<&Scenario> {
+        self.scenarios.iter().find(|s| s.name == name)
+    }
+}
