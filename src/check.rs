@@ -1,0 +1,51 @@
+//! `gtmd check`: everything gtmd would refuse, reported at once as
+//! `path:line: message`, before anything runs.
+
+use crate::config::{Paths, Settings};
+use crate::daemon::ingest::{Ingest, Observed};
+use crate::diagnostic::Diagnostic;
+use crate::engine::FileContent;
+use std::path::Path;
+
+pub fn check(
+    paths: &Paths,
+    agent_command: Option<&str>,
+    max_file_size: u64,
+    config: Option<&Path>,
+) -> Vec<Diagnostic> {
+    let mut errors = match Settings::load(paths.clone(), agent_command, max_file_size) {
+        Ok(_) => Vec::new(),
+        Err(e) => e,
+    };
+    if !paths.workspace.is_dir() {
+        errors.push(Diagnostic::new(
+            paths.workspace.display().to_string(),
+            None,
+            "the workspace directory does not exist; create one with `gtmd init`",
+        ));
+    } else {
+        let ingest = Ingest::new(&paths.workspace, &paths.state_dir, max_file_size);
+        for rel in ingest.scan("") {
+            if let Observed::New {
+                content: FileContent::Rejected { mut diagnostic },
+                ..
+            } = ingest.observe(&rel, None, false)
+            {
+                diagnostic.path = paths.workspace.join(&diagnostic.path).display().to_string();
+                errors.push(diagnostic);
+            }
+        }
+    }
+    if let Some(config) = config {
+        let name = config.display().to_string();
+        match std::fs::read_to_string(config) {
+            Ok(text) => {
+                if let Err(d) = crate::protocol::parse_config(&name, &text) {
+                    errors.push(d);
+                }
+            }
+            Err(e) => errors.push(Diagnostic::new(name, None, format!("cannot be read: {e}"))),
+        }
+    }
+    errors
+}

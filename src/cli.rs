@@ -1,0 +1,476 @@
+//! The command line: clap definitions, parsed once into typed settings, and
+//! one function per command.
+
+use crate::config::{Paths, Settings};
+use crate::daemon::{self, Control, Mode, Options, Outcome};
+use crate::diagnostic::Diagnostic;
+use crate::engine::{Engine, RunKind, RunRequest};
+use crate::protocol::{parse_config, DEFAULT_MAX_PROTOCOL_FILE};
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+#[derive(Parser, Debug)]
+#[command(name = "gtmd", version, about = "Turns a workspace directory into the message bus of a go-to-market agent team")]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Common {
+    /// The workspace directory (the bus).
+    #[arg(long, global = true, env = "GTMD_WORKSPACE_DIR")]
+    pub workspace: Option<PathBuf>,
+    /// The directory of agent definitions (agents/<name>.md).
+    #[arg(long, global = true)]
+    pub agents: Option<PathBuf>,
+    /// Where gtmd keeps its journal and task logs [default: WORKSPACE/.gtmd].
+    #[arg(long, global = true)]
+    pub state_dir: Option<PathBuf>,
+    /// A team's own playbook (YAML) instead of the guide's embedded one.
+    #[arg(long, global = true)]
+    pub playbook: Option<PathBuf>,
+    /// One command for every agent, an argv template split as a shell would
+    /// (no shell runs it), e.g. "my-agent --task {task} --id {task_id}".
+    #[arg(long, global = true)]
+    pub agent_command: Option<String>,
+    /// Largest protocol file (status, conflict, decision, gate) gtmd reads, in bytes.
+    #[arg(long, global = true, default_value_t = DEFAULT_MAX_PROTOCOL_FILE)]
+    pub max_file_size: u64,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// The long-running daemon (foreground unless --daemon).
+    Run {
+        /// Poll the workspace instead of using inotify (network filesystems).
+        /// Optional interval in milliseconds [default: 500].
+        #[arg(long, num_args = 0..=1, default_missing_value = "500", value_name = "MS")]
+        poll: Option<u64>,
+        /// Fork into the background (for servers without systemd).
+        #[arg(long, requires = "pid_file")]
+        daemon: bool,
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
+        /// Commit each completed task's files (not implemented yet).
+        #[arg(long)]
+        git: bool,
+    },
+    /// Team runs: phases of the playbook.
+    Team {
+        #[command(subcommand)]
+        command: TeamCommand,
+    },
+    /// Single-agent work.
+    Agent {
+        #[command(subcommand)]
+        command: AgentCommand,
+    },
+    /// The state: runs, phases, steps, gates, tasks, refused files.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate the workspace, the agents and the playbook.
+    Check {
+        /// Also validate this CONFIG.md.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Lay out a new workspace, agents/ and a CONFIG.md template.
+    Init { dir: Option<PathBuf> },
+    /// Return once the daemon has handled every file event before this call.
+    Sync {
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
+    /// What gtmd did with each version of a file, and why.
+    Explain { path: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TeamCommand {
+    /// Start a run of some phases (the guide's execution modes).
+    Run {
+        /// Phases by name or number, comma-separated, or `all`.
+        #[arg(long, conflicts_with = "phase", value_name = "LIST")]
+        phases: Option<String>,
+        /// One phase, by name or number.
+        #[arg(long)]
+        phase: Option<String>,
+        /// The team's CONFIG.md (business context, budget, targets).
+        #[arg(long)]
+        config: PathBuf,
+        /// new-product-launch, scaling, new-market or quarterly-planning.
+        #[arg(long)]
+        scenario: Option<String>,
+        /// Run even if the phases do not fit the scenario or earlier inputs are missing.
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        git: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AgentCommand {
+    /// One task for one agent, no phases, no gates.
+    Run {
+        agent: String,
+        #[arg(long)]
+        task: String,
+    },
+}
+
+/// Parse, dispatch, and turn the result into an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("gtmd: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<ExitCode> {
+    let common = cli.common.clone();
+    match cli.command {
+        Command::Run {
+            poll,
+            daemon,
+            pid_file,
+            git,
+        } => {
+            if daemon || pid_file.is_some() {
+                anyhow::bail!("--daemon is not implemented yet; run gtmd in the foreground or under systemd");
+            }
+            if git {
+                tracing::warn!("--git is not implemented yet; running without commits");
+            }
+            init_logging(common.log_format, "info");
+            let settings = load_settings(&common)?;
+            let options = Options {
+                poll: poll.map(Duration::from_millis),
+                mode: Mode::Serve,
+                progress: false,
+            };
+            let outcome = serve(settings, options)?;
+            Ok(match outcome {
+                Outcome::Failed { reason, .. } => {
+                    eprintln!("gtmd: {reason}");
+                    ExitCode::from(1)
+                }
+                _ => ExitCode::SUCCESS,
+            })
+        }
+        Command::Team {
+            command:
+                TeamCommand::Run {
+                    phases,
+                    phase,
+                    config,
+                    scenario,
+                    force,
+                    git: _,
+                },
+        } => {
+            init_logging(common.log_format, "warn");
+            let settings = load_settings(&common)?;
+            let list = match (phases, phase) {
+                (Some(l), None) => l,
+                (None, Some(p)) => p,
+                _ => anyhow::bail!("give the phases to run: --phases LIST (e.g. all, or pipeline-building,execution) or --phase NAME"),
+            };
+            let phases = parse_phases(&settings, &list)?;
+            let text = std::fs::read_to_string(&config)
+                .with_context(|| format!("cannot read the config {}", config.display()))?;
+            let parsed = parse_config(&config.display().to_string(), &text)
+                .map_err(|d| anyhow::anyhow!("{d}"))?;
+            let request = RunRequest {
+                id: request_id(),
+                kind: RunKind::Phases { phases },
+                config: parsed,
+                config_path: config.display().to_string(),
+                scenario,
+                force,
+            };
+            submit(settings, request)
+        }
+        Command::Agent {
+            command: AgentCommand::Run { agent, task },
+        } => {
+            init_logging(common.log_format, "warn");
+            let settings = load_settings(&common)?;
+            let Some(agent) = crate::agents::canonical_agent(&agent) else {
+                anyhow::bail!(
+                    "unknown agent {agent:?}; agents are {} (aliases: demand-gen, brand, pipeline, cs, growth)",
+                    crate::agents::AGENTS.join(", ")
+                );
+            };
+            let request = RunRequest {
+                id: request_id(),
+                kind: RunKind::Agent {
+                    agent: agent.to_string(),
+                    task,
+                },
+                config: Default::default(),
+                config_path: String::new(),
+                scenario: None,
+                force: false,
+            };
+            submit(settings, request)
+        }
+        Command::Status { json } => {
+            let settings = load_settings(&common)?;
+            crate::status::print(&settings, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { config } => {
+            let paths = paths_of(&common);
+            let errors = crate::check::check(&paths, common.agent_command.as_deref(), common.max_file_size, config.as_deref());
+            for e in &errors {
+                println!("{e}");
+            }
+            if errors.is_empty() {
+                println!("ok: playbook, agents and workspace are valid");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("gtmd check: {} problem(s)", errors.len());
+                Ok(ExitCode::from(1))
+            }
+        }
+        Command::Init { dir } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from("."));
+            crate::init::init(&dir)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sync { timeout } => {
+            let paths = paths_of(&common);
+            daemon::sync(&paths.workspace, Duration::from_secs(timeout))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Explain { path } => {
+            let settings = load_settings(&common)?;
+            print!("{}", crate::status::explain(&settings, &path)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn paths_of(common: &Common) -> Paths {
+    Paths::new(
+        common.workspace.clone(),
+        common.agents.clone(),
+        common.state_dir.clone(),
+        common.playbook.clone(),
+    )
+}
+
+fn load_settings(common: &Common) -> Result<Settings> {
+    Settings::load(
+        paths_of(common),
+        common.agent_command.as_deref(),
+        common.max_file_size,
+    )
+    .map_err(|errors| {
+        anyhow::anyhow!(
+            "refusing to start:\n{}",
+            errors
+                .iter()
+                .map(Diagnostic::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })
+}
+
+/// `all`, names and numbers, comma-separated.
+fn parse_phases(settings: &Settings, list: &str) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if item.eq_ignore_ascii_case("all") {
+            out.extend(settings.playbook.phases.iter().map(|p| p.number));
+            continue;
+        }
+        match settings.playbook.phase_number(item) {
+            Some(n) => out.push(n),
+            None => anyhow::bail!(
+                "unknown phase {item:?}; phases are {} (or their numbers, or all)",
+                settings
+                    .playbook
+                    .phases
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+fn request_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("req-{}-{nanos}", std::process::id())
+}
+
+/// Hand a request to the daemon serving the workspace, or run it here.
+fn submit(settings: Settings, request: RunRequest) -> Result<ExitCode> {
+    if crate::journal::StateLock::is_held(&settings.paths.state_dir) {
+        return follow_daemon(&settings, &request);
+    }
+    let options = Options {
+        poll: None,
+        mode: Mode::Foreground(request),
+        progress: true,
+    };
+    let outcome = serve(settings, options)?;
+    Ok(report(outcome))
+}
+
+fn report(outcome: Outcome) -> ExitCode {
+    match outcome {
+        Outcome::Done { run, summary } => {
+            eprintln!("run {run} complete: {summary}");
+            ExitCode::SUCCESS
+        }
+        Outcome::Failed { run, reason } => {
+            match run {
+                Some(run) => eprintln!("gtmd: run {run}: {reason}"),
+                None => eprintln!("gtmd: run refused: {reason}"),
+            }
+            ExitCode::from(2)
+        }
+        Outcome::Stopped => {
+            eprintln!("gtmd: stopped before the run ended");
+            ExitCode::from(130)
+        }
+    }
+}
+
+/// Drop the request into the bus and follow the journal until it ends.
+fn follow_daemon(settings: &Settings, request: &RunRequest) -> Result<ExitCode> {
+    let path = settings
+        .paths
+        .workspace
+        .join("requests")
+        .join(format!("{}.yaml", request.id));
+    let text = serde_yaml::to_string(request)?;
+    crate::runner::write_atomic(&path, text.as_bytes())?;
+    eprintln!("request {} handed to the gtmd serving {}", request.id, settings.paths.workspace.display());
+    let mut last = String::new();
+    let started = Instant::now();
+    loop {
+        let engine = replay(settings)?;
+        if let Some(r) = engine.refused_requests().iter().find(|r| r.id == request.id) {
+            return Ok(report(Outcome::Failed {
+                run: None,
+                reason: r.reason.clone(),
+            }));
+        }
+        if let Some(run) = engine.runs().values().find(|r| r.request.id == request.id) {
+            let line = crate::status::run_line(&engine, run);
+            if line != last {
+                eprintln!("{line}");
+                last = line;
+            }
+            if !run.is_active() {
+                return Ok(report(match &run.state {
+                    crate::engine::RunState::Passed => Outcome::Done {
+                        run: run.id.clone(),
+                        summary: "all requested work done".into(),
+                    },
+                    other => Outcome::Failed {
+                        run: Some(run.id.clone()),
+                        reason: format!("{other:?}"),
+                    },
+                }));
+            }
+        } else if started.elapsed() > Duration::from_secs(30) {
+            anyhow::bail!("the daemon has not picked up {} after 30 s; is it watching {}?", path.display(), settings.paths.workspace.display());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The engine's state as the journal says, without a daemon.
+pub fn replay(settings: &Settings) -> Result<Engine> {
+    let events = crate::journal::read_events(&settings.paths.state_dir)?;
+    let mut engine = Engine::new(settings.playbook.clone(), settings.policies());
+    for e in &events {
+        engine.handle(e);
+    }
+    Ok(engine)
+}
+
+/// Build the runtime (after any fork), wire signals, run the daemon.
+fn serve(settings: Settings, options: Options) -> Result<Outcome> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    spawn_signal_thread(tx)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(daemon::run(settings, options, rx))
+}
+
+fn spawn_signal_thread(tx: mpsc::UnboundedSender<Control>) -> Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .context("cannot install signal handlers")?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                let msg = if sig == SIGHUP {
+                    Control::Reload
+                } else {
+                    Control::Shutdown
+                };
+                if tx.send(msg).is_err() {
+                    break;
+                }
+            }
+        })?;
+    Ok(())
+}
+
+fn init_logging(format: LogFormat, default: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("GTMD_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && !journald);
+    let _ = match (format, journald) {
+        (LogFormat::Json, _) => builder.json().try_init(),
+        (LogFormat::Text, true) => builder.without_time().try_init(),
+        (LogFormat::Text, false) => builder.try_init(),
+    };
+}
+

@@ -1,0 +1,130 @@
+//! The settings every command shares, validated once.
+//!
+//! Raw flags (paths, the agent command string) become a [`Settings`] the rest
+//! of the program trusts: the playbook and the agent definitions are loaded
+//! and checked here, and refused with `path:line` errors before anything runs.
+
+use crate::agents::{load_agents, Agents};
+use crate::diagnostic::Diagnostic;
+use crate::engine::AgentPolicy;
+use crate::playbook::{load_playbook, Playbook};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Where things are, as given on the command line.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub workspace: PathBuf,
+    pub agents: PathBuf,
+    pub state_dir: PathBuf,
+    /// A team's own playbook; `None` uses the guide's, embedded.
+    pub playbook: Option<PathBuf>,
+}
+
+impl Paths {
+    pub fn new(
+        workspace: Option<PathBuf>,
+        agents: Option<PathBuf>,
+        state_dir: Option<PathBuf>,
+        playbook: Option<PathBuf>,
+    ) -> Paths {
+        let workspace = workspace.unwrap_or_else(|| PathBuf::from("workspace"));
+        let state_dir = state_dir.unwrap_or_else(|| workspace.join(".gtmd"));
+        Paths {
+            workspace,
+            agents: agents.unwrap_or_else(|| PathBuf::from("agents")),
+            state_dir,
+            playbook,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub paths: Paths,
+    pub playbook: Playbook,
+    pub agents: Agents,
+    /// `--agent-command`, split as a shell would (no shell runs it).
+    pub agent_command: Option<Vec<String>>,
+    pub max_file_size: u64,
+}
+
+impl Settings {
+    pub fn load(
+        paths: Paths,
+        agent_command: Option<&str>,
+        max_file_size: u64,
+    ) -> Result<Settings, Vec<Diagnostic>> {
+        let mut errors = Vec::new();
+        let playbook = match &paths.playbook {
+            Some(p) => load_playbook(p).map_err(|e| errors.extend(e)).ok(),
+            None => Some(Playbook::default_playbook()),
+        };
+        let agents = load_agents(&paths.agents)
+            .map_err(|e| errors.extend(e))
+            .ok();
+        let agent_command = match agent_command.map(parse_command) {
+            Some(Err(d)) => {
+                errors.push(d);
+                None
+            }
+            Some(Ok(v)) => Some(v),
+            None => None,
+        };
+        match (playbook, agents) {
+            (Some(playbook), Some(agents)) if errors.is_empty() => Ok(Settings {
+                paths,
+                playbook,
+                agents,
+                agent_command,
+                max_file_size,
+            }),
+            _ => Err(errors),
+        }
+    }
+
+    /// What the engine needs to know of each agent.
+    pub fn policies(&self) -> BTreeMap<String, AgentPolicy> {
+        self.agents
+            .iter()
+            .map(|(name, def)| {
+                (
+                    name.clone(),
+                    AgentPolicy {
+                        retries: def.retries.unwrap_or(self.playbook.default_retries),
+                        has_command: self.agent_command.is_some() || def.command.is_some(),
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
+fn parse_command(s: &str) -> Result<Vec<String>, Diagnostic> {
+    let argv = shell_words::split(s).map_err(|e| {
+        Diagnostic::new(
+            "--agent-command",
+            None,
+            format!("cannot be split into arguments ({e}); quote it as a shell would"),
+        )
+    })?;
+    if argv.is_empty() {
+        return Err(Diagnostic::new(
+            "--agent-command",
+            None,
+            "is empty; give a program and its arguments, e.g. \"claude -p {prompt_file}\"",
+        ));
+    }
+    Ok(argv)
+}
+
+/// `path` made absolute against the current directory, without resolving links.
+pub fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(path))
+            .unwrap_or_else(|_| path.to_path_buf())
+    }
+}

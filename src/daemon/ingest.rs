@@ -1,0 +1,418 @@
+//! From a path on disk to an engine event: is it ours to read, is it new, and
+//! what does it say?
+//!
+//! Every refusal a file can earn before the engine sees it happens here (too
+//! large, not UTF-8, NUL bytes, a symlink out of the workspace, bad YAML), so
+//! the engine gets either a parsed protocol message or a [`Diagnostic`]. A
+//! version is identified by its content hash: a touch, a repeated event or a
+//! rescan of an unchanged file yields nothing.
+
+use crate::diagnostic::Diagnostic;
+use crate::engine::{FileContent, FileEntry, RunRequest};
+use crate::gate_checks::WorkspaceView;
+use crate::protocol::{self, classify, is_ignored, FileKind};
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+
+/// What looking at one path found.
+#[derive(Debug)]
+pub enum Observed {
+    /// Not there (any more).
+    Missing,
+    /// A directory: its files must be looked at.
+    Dir,
+    /// Editor or tool temporary file, dot-file, the state directory.
+    Ignored,
+    /// Written by gtmd itself (inbox, run records): not part of the protocol.
+    Owned,
+    /// The same content as the version already acted on.
+    Unchanged,
+    /// A version gtmd has not acted on.
+    New {
+        hash: String,
+        size: u64,
+        mtime_ns: u64,
+        content: FileContent,
+    },
+}
+
+pub struct Ingest {
+    root: PathBuf,
+    /// The canonical root, to tell where symlinks lead.
+    canonical_root: PathBuf,
+    /// The state directory relative to the root, when it lies inside it.
+    state_rel: Option<String>,
+    pub max_protocol_size: u64,
+}
+
+impl Ingest {
+    pub fn new(root: &Path, state_dir: &Path, max_protocol_size: u64) -> Ingest {
+        let canonical_root = fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+        let state_rel = fs::canonicalize(state_dir)
+            .ok()
+            .and_then(|s| s.strip_prefix(&canonical_root).ok().map(rel_string))
+            .filter(|s| !s.is_empty());
+        Ingest {
+            root: root.to_path_buf(),
+            canonical_root,
+            state_rel,
+            max_protocol_size,
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The workspace-relative form of a path the watcher reported.
+    pub fn relative(&self, abs: &Path) -> Option<String> {
+        let rel = abs
+            .strip_prefix(&self.root)
+            .or_else(|_| abs.strip_prefix(&self.canonical_root))
+            .ok()?;
+        if rel.as_os_str().is_empty() {
+            return None;
+        }
+        Some(rel_string(rel))
+    }
+
+    pub fn ignored(&self, rel: &str) -> bool {
+        if is_ignored(rel) {
+            return true;
+        }
+        match &self.state_rel {
+            Some(s) => rel == s || rel.starts_with(&format!("{s}/")),
+            None => false,
+        }
+    }
+
+    /// Look at one path. With `known`, a file whose size and mtime match is
+    /// taken as unchanged without reading it (the start-up and rescan fast path).
+    pub fn observe(&self, rel: &str, known: Option<&FileEntry>, trust_mtime: bool) -> Observed {
+        if self.ignored(rel) {
+            return Observed::Ignored;
+        }
+        let kind = classify(rel);
+        if matches!(kind, FileKind::Inbox | FileKind::RunRecord) {
+            return Observed::Owned;
+        }
+        let path = self.root.join(rel);
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(_) => return Observed::Missing,
+        };
+        if meta.file_type().is_symlink() {
+            return self.observe_symlink(rel, &path, &meta, known, &kind);
+        }
+        if meta.is_dir() {
+            return Observed::Dir;
+        }
+        if !meta.is_file() {
+            return Observed::Ignored; // fifos, sockets, devices
+        }
+        let size = meta.len();
+        let mtime_ns = mtime_ns(&meta);
+        if trust_mtime {
+            if let Some(k) = known {
+                if k.size == size && k.mtime_ns == mtime_ns {
+                    return Observed::Unchanged;
+                }
+            }
+        }
+        if is_protocol(&kind) {
+            if size > self.max_protocol_size {
+                let hash = format!("oversize:{size}:{mtime_ns}");
+                if known.is_some_and(|k| k.hash == hash) {
+                    return Observed::Unchanged;
+                }
+                let d = Diagnostic::new(
+                    rel,
+                    None,
+                    format!(
+                        "the file is {size} bytes; {} files may be at most {} bytes (set --max-file-size to change the limit)",
+                        kind_name(&kind),
+                        self.max_protocol_size
+                    ),
+                );
+                return Observed::New {
+                    hash,
+                    size,
+                    mtime_ns,
+                    content: FileContent::Rejected { diagnostic: d },
+                };
+            }
+            let bytes = match read_limited(&path, self.max_protocol_size) {
+                Ok(b) => b,
+                Err(_) => return Observed::Missing,
+            };
+            let hash = blake3::hash(&bytes).to_hex().to_string();
+            if known.is_some_and(|k| k.hash == hash) {
+                return Observed::Unchanged;
+            }
+            let content = parse(rel, &kind, &bytes);
+            Observed::New {
+                hash,
+                size: bytes.len() as u64,
+                mtime_ns,
+                content,
+            }
+        } else {
+            let hash = match hash_file(&path) {
+                Ok(h) => h,
+                Err(_) => return Observed::Missing,
+            };
+            if known.is_some_and(|k| k.hash == hash) {
+                return Observed::Unchanged;
+            }
+            Observed::New {
+                hash,
+                size,
+                mtime_ns,
+                content: FileContent::Plain,
+            }
+        }
+    }
+
+    fn observe_symlink(
+        &self,
+        rel: &str,
+        path: &Path,
+        meta: &fs::Metadata,
+        known: Option<&FileEntry>,
+        kind: &FileKind,
+    ) -> Observed {
+        let target = fs::read_link(path).unwrap_or_default();
+        let resolved = fs::canonicalize(path);
+        let inside = resolved
+            .as_ref()
+            .is_ok_and(|r| r.starts_with(&self.canonical_root));
+        if inside {
+            let r = resolved.unwrap();
+            if r.is_dir() {
+                // Followed directories could loop; the real directory is watched anyway.
+                return Observed::Ignored;
+            }
+            // Read through the link, as a file of this path.
+            let size = fs::metadata(&r).map(|m| m.len()).unwrap_or(0);
+            let hash = format!(
+                "link:{}:{}",
+                target.display(),
+                hash_file(&r).unwrap_or_default()
+            );
+            if known.is_some_and(|k| k.hash == hash) {
+                return Observed::Unchanged;
+            }
+            let content = if is_protocol(kind) && size <= self.max_protocol_size {
+                match read_limited(&r, self.max_protocol_size) {
+                    Ok(b) => parse(rel, kind, &b),
+                    Err(_) => return Observed::Missing,
+                }
+            } else {
+                FileContent::Plain
+            };
+            return Observed::New {
+                hash,
+                size,
+                mtime_ns: mtime_ns(meta),
+                content,
+            };
+        }
+        let hash = format!("link-out:{}", target.display());
+        if known.is_some_and(|k| k.hash == hash) {
+            return Observed::Unchanged;
+        }
+        let d = Diagnostic::new(
+            rel,
+            None,
+            format!(
+                "is a symlink to {}, which is outside the workspace; files on the bus must be regular files or symlinks within the workspace",
+                target.display()
+            ),
+        );
+        Observed::New {
+            hash,
+            size: 0,
+            mtime_ns: mtime_ns(meta),
+            content: FileContent::Rejected { diagnostic: d },
+        }
+    }
+
+    /// Every file under `dir_rel` ("" for the whole workspace), not following
+    /// symlinked directories and not entering ignored ones.
+    pub fn scan(&self, dir_rel: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir_rel.to_string()];
+        while let Some(d) = stack.pop() {
+            let abs = if d.is_empty() {
+                self.root.clone()
+            } else {
+                self.root.join(&d)
+            };
+            let Ok(entries) = fs::read_dir(&abs) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                let rel = if d.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{d}/{name}")
+                };
+                if self.ignored(&rel) {
+                    continue;
+                }
+                match entry.file_type() {
+                    Ok(t) if t.is_dir() => stack.push(rel),
+                    Ok(_) => out.push(rel),
+                    Err(_) => {}
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+fn is_protocol(kind: &FileKind) -> bool {
+    matches!(
+        kind,
+        FileKind::Status { .. }
+            | FileKind::UnknownStatus { .. }
+            | FileKind::Conflict
+            | FileKind::Decision
+            | FileKind::Gate { .. }
+            | FileKind::Request
+    )
+}
+
+fn kind_name(kind: &FileKind) -> &'static str {
+    match kind {
+        FileKind::Status { .. } | FileKind::UnknownStatus { .. } => "status",
+        FileKind::Conflict => "conflict",
+        FileKind::Decision => "decision",
+        FileKind::Gate { .. } => "gate",
+        FileKind::Request => "request",
+        _ => "protocol",
+    }
+}
+
+/// Parse a protocol file's bytes into what the engine needs.
+pub fn parse(rel: &str, kind: &FileKind, bytes: &[u8]) -> FileContent {
+    let text = match text_of(rel, bytes) {
+        Ok(t) => t,
+        Err(d) => return FileContent::Rejected { diagnostic: d },
+    };
+    let rejected = |diagnostic| FileContent::Rejected { diagnostic };
+    match kind {
+        FileKind::Status { .. } => match protocol::parse_status(rel, text) {
+            Ok(report) => FileContent::Status { report },
+            Err(d) => rejected(d),
+        },
+        FileKind::UnknownStatus { name } => rejected(Diagnostic::new(
+            rel,
+            None,
+            format!(
+                "\"{name}\" is not an agent; status files are status/<agent>.md for one of {} (aliases: demand-gen, brand, pipeline, cs, growth)",
+                crate::agents::AGENTS.join(", ")
+            ),
+        )),
+        FileKind::Gate { .. } => FileContent::Gate {
+            boxes: protocol::checkboxes(text),
+        },
+        FileKind::Request => match parse_request(rel, text) {
+            Ok(request) => FileContent::Request { request },
+            Err(d) => rejected(d),
+        },
+        _ => FileContent::Plain,
+    }
+}
+
+/// Protocol files are UTF-8 text without NUL bytes.
+fn text_of<'a>(rel: &str, bytes: &'a [u8]) -> Result<&'a str, Diagnostic> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let line = crate::diagnostic::line_of_offset(
+            &String::from_utf8_lossy(&bytes[..e.valid_up_to()]),
+            e.valid_up_to(),
+        );
+        Diagnostic::new(
+            rel,
+            Some(line),
+            format!(
+                "is not UTF-8 text (invalid byte at offset {}); protocol files must be UTF-8 markdown or YAML",
+                e.valid_up_to()
+            ),
+        )
+    })?;
+    if let Some(pos) = text.find('\0') {
+        return Err(Diagnostic::new(
+            rel,
+            Some(crate::diagnostic::line_of_offset(text, pos)),
+            "contains a NUL byte; protocol files must be plain UTF-8 text",
+        ));
+    }
+    Ok(text)
+}
+
+fn parse_request(rel: &str, text: &str) -> Result<RunRequest, Diagnostic> {
+    serde_yaml::from_str::<RunRequest>(text).map_err(|e| {
+        Diagnostic::new(
+            rel,
+            e.location().map(|l| l.line()),
+            format!("is not a run request gtmd understands ({e}); requests are written by `gtmd team run` and `gtmd agent run`"),
+        )
+    })
+}
+
+fn read_limited(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+fn hash_file(path: &Path) -> std::io::Result<String> {
+    let mut hasher = blake3::Hasher::new();
+    let mut f = fs::File::open(path)?;
+    std::io::copy(&mut f, &mut hasher)?;
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
+fn mtime_ns(meta: &fs::Metadata) -> u64 {
+    (meta.mtime() as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(meta.mtime_nsec() as u64)
+}
+
+fn rel_string(p: &Path) -> String {
+    p.components()
+        .filter_map(|c| match c {
+            Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The workspace as the gate checks see it: files read from disk, on demand.
+pub struct DiskView<'a> {
+    pub ingest: &'a Ingest,
+}
+
+impl WorkspaceView for DiskView<'_> {
+    fn read(&self, rel: &str) -> Option<String> {
+        let bytes = read_limited(&self.ingest.root.join(rel), self.ingest.max_protocol_size * 8).ok()?;
+        Some(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    fn list(&self, dir: &str) -> Vec<String> {
+        self.ingest.scan(dir.trim_end_matches('/'))
+    }
+
+    fn size(&self, rel: &str) -> Option<u64> {
+        fs::metadata(self.ingest.root.join(rel)).ok().map(|m| m.len())
+    }
+}

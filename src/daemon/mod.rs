@@ -1,0 +1,732 @@
+//! The daemon: watcher, engine, journal and runner wired into one event loop.
+//!
+//! One tokio task owns the engine and the journal, so events are handled one
+//! at a time in the order they were observed. Each batch of events is written
+//! to the journal (fsynced) before the engine sees it and before any of its
+//! actions are carried out. Around that loop: the notify callback feeding a
+//! bounded channel, one tokio task per child process reporting exits, and a
+//! shutdown signal passed in from outside (mini-redis style).
+//!
+//! Ordering with processes: a task's exit is only handled once every file
+//! event that happened before it has been read. gtmd writes a cookie file and
+//! waits for its own event (watchman's sync trick), so an agent's outputs and
+//! status are always seen before its exit.
+
+pub mod ingest;
+
+use crate::config::Settings;
+use crate::engine::{Action, Engine, Event, ExitOutcome, Millis, NoticeLevel, RunRequest, TaskId};
+use crate::gate_checks::run_gate_checks;
+use crate::journal::{Journal, StateLock};
+use crate::record;
+use crate::runner::{write_atomic, Runner, TaskExit};
+use crate::watch::{self, Change, WatchMsg};
+use anyhow::{Context, Result};
+use ingest::{DiskView, Ingest, Observed};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+
+/// A file modified without a close (mmap writers, hard links) is read after
+/// this much quiet.
+const SETTLE: Duration = Duration::from_millis(300);
+/// How long an exit waits for its cookie before it is handled anyway.
+const COOKIE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Prefix of the cookie files gtmd writes for its own ordering.
+pub const COOKIE_PREFIX: &str = ".gtmd-cookie-";
+/// Prefix of the cookie files `gtmd sync` writes.
+pub const SYNC_PREFIX: &str = ".gtmd-sync-";
+
+/// What the daemon is for this time.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// `gtmd run`: serve until told to stop.
+    Serve,
+    /// `gtmd team run` / `gtmd agent run` with no daemon: run this request to its end.
+    Foreground(RunRequest),
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub poll: Option<Duration>,
+    pub mode: Mode,
+    /// Print progress lines (phase, steps done) for a foreground run.
+    pub progress: bool,
+}
+
+/// How a foreground run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done { run: String, summary: String },
+    Failed { run: Option<String>, reason: String },
+    Stopped,
+}
+
+pub enum Control {
+    Shutdown,
+    Reload,
+}
+
+/// Run the daemon until `control` says stop (or the foreground run ends).
+pub async fn run(
+    settings: Settings,
+    options: Options,
+    mut control: mpsc::UnboundedReceiver<Control>,
+) -> Result<Outcome> {
+    let workspace = settings.paths.workspace.clone();
+    if !workspace.is_dir() {
+        anyhow::bail!(
+            "the workspace {} does not exist; create it with `gtmd init` or pass --workspace",
+            workspace.display()
+        );
+    }
+    let state_dir = settings.paths.state_dir.clone();
+    let _lock = StateLock::acquire(&state_dir)?;
+    let (journal, history) = Journal::open(&state_dir)?;
+    let mut engine = Engine::new(settings.playbook.clone(), settings.policies());
+    let replayed = history.len();
+    for e in &history {
+        engine.handle(e);
+    }
+    tracing::info!(
+        workspace = %workspace.display(),
+        journal = %journal.path().display(),
+        "replayed {replayed} journal entries"
+    );
+
+    let (watch_tx, watch_rx) = mpsc::channel(65_536);
+    let watcher = watch::watch(&workspace, options.poll, watch_tx).with_context(|| {
+        format!(
+            "cannot watch {} (if the inotify limits are the cause, raise fs.inotify.max_user_watches, or use --poll)",
+            workspace.display()
+        )
+    })?;
+    let (exit_tx, exit_rx) = mpsc::unbounded_channel();
+    let runner = Runner::new(
+        workspace.clone(),
+        state_dir.clone(),
+        settings.agents.clone(),
+        settings.agent_command.clone(),
+        Duration::from_secs(settings.playbook.default_timeout_secs),
+        exit_tx,
+    );
+    let ingest = Ingest::new(&workspace, &state_dir, settings.max_file_size);
+    let mut d = Daemon {
+        settings,
+        options,
+        engine,
+        journal,
+        runner,
+        ingest,
+        settle: BTreeMap::new(),
+        parked: HashMap::new(),
+        cookie_seq: 0,
+        retries: Vec::new(),
+        unjournaled: Vec::new(),
+        dirty_runs: BTreeSet::new(),
+        gate_evals: BTreeSet::new(),
+        follow: None,
+        outcome: None,
+        last_progress: String::new(),
+    };
+    d.start()?;
+    d.event_loop(watch_rx, exit_rx, &mut control, &watcher).await
+}
+
+struct Daemon {
+    settings: Settings,
+    options: Options,
+    engine: Engine,
+    journal: Journal,
+    runner: Runner,
+    ingest: Ingest,
+    /// Files touched but not yet closed: read at the deadline.
+    settle: BTreeMap<String, Instant>,
+    /// Exits waiting for their cookie: cookie name → (deadline, event).
+    parked: HashMap<String, (Instant, Event)>,
+    cookie_seq: u64,
+    retries: Vec<(Instant, TaskId)>,
+    /// Events observed but not yet durable (the journal could not be written).
+    unjournaled: Vec<Event>,
+    dirty_runs: BTreeSet<String>,
+    gate_evals: BTreeSet<(String, u8)>,
+    /// The foreground request and, once started, its run.
+    follow: Option<(String, Option<String>)>,
+    outcome: Option<Outcome>,
+    last_progress: String,
+}
+
+fn now_ms() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
+}
+
+impl Daemon {
+    /// Catch up with what changed while gtmd was not running, then resume.
+    fn start(&mut self) -> Result<()> {
+        let started = Instant::now();
+        let scanned = self.rescan();
+        // Tasks that were running when gtmd stopped run again (at least once).
+        let resumed = self.engine.running_tasks();
+        for spec in &resumed {
+            tracing::info!(task = %spec.id, agent = %spec.agent, "resuming a task that was running when gtmd stopped");
+            self.start_task(spec);
+        }
+        let waiting: Vec<TaskId> = self
+            .engine
+            .tasks()
+            .values()
+            .filter(|t| t.state == crate::engine::TaskState::RetryWait)
+            .map(|t| t.id.clone())
+            .collect();
+        for t in waiting {
+            self.retries.push((Instant::now(), t));
+        }
+        tracing::info!(
+            "start-up scan: {scanned} new file version(s), {} task(s) resumed, in {} ms",
+            resumed.len(),
+            started.elapsed().as_millis()
+        );
+        if let Mode::Foreground(req) = &self.options.mode {
+            self.follow = Some((req.id.clone(), None));
+            let ev = Event::RunRequested {
+                request: req.clone(),
+                at: now_ms(),
+            };
+            self.apply(vec![ev]);
+        }
+        self.after_batch();
+        Ok(())
+    }
+
+    async fn event_loop(
+        &mut self,
+        mut watch_rx: mpsc::Receiver<WatchMsg>,
+        mut exit_rx: mpsc::UnboundedReceiver<TaskExit>,
+        control: &mut mpsc::UnboundedReceiver<Control>,
+        watcher: &watch::WatchHandle,
+    ) -> Result<Outcome> {
+        loop {
+            if let Some(outcome) = self.outcome.clone() {
+                self.finish_foreground(&mut exit_rx).await;
+                return Ok(outcome);
+            }
+            let deadline = self.next_deadline();
+            tokio::select! {
+                msg = watch_rx.recv() => {
+                    let Some(msg) = msg else { anyhow::bail!("the file watcher stopped") };
+                    let mut batch = vec![msg];
+                    while batch.len() < 4096 {
+                        match watch_rx.try_recv() {
+                            Ok(m) => batch.push(m),
+                            Err(_) => break,
+                        }
+                    }
+                    let mut rescan = false;
+                    for m in batch {
+                        match m {
+                            WatchMsg::Path(change, path) => self.on_path(change, &path),
+                            WatchMsg::Rescan(why) => {
+                                tracing::warn!("{why}; rescanning the workspace (if this repeats, raise fs.inotify.max_queued_events)");
+                                rescan = true;
+                            }
+                        }
+                    }
+                    if rescan {
+                        self.rescan();
+                    }
+                }
+                exit = exit_rx.recv() => {
+                    if let Some(exit) = exit {
+                        self.runner.reaped(&exit.task);
+                        self.park_exit(exit);
+                    }
+                }
+                ctl = control.recv() => match ctl {
+                    Some(Control::Reload) => self.reload(),
+                    Some(Control::Shutdown) | None => {
+                        self.shutdown(&mut exit_rx).await;
+                        return Ok(Outcome::Stopped);
+                    }
+                },
+                _ = sleep_until(deadline) => self.fire_timers(),
+            }
+            if watcher.overflowed.swap(false, Ordering::AcqRel) {
+                tracing::warn!("gtmd fell behind the file watcher and dropped events; rescanning");
+                self.rescan();
+            }
+            self.after_batch();
+        }
+    }
+
+    // ---- files ----
+
+    fn on_path(&mut self, change: Change, abs: &Path) {
+        let Some(rel) = self.ingest.relative(abs) else {
+            return;
+        };
+        let name = rel.rsplit('/').next().unwrap_or(&rel);
+        if !rel.contains('/') && name.starts_with(COOKIE_PREFIX) {
+            if change != Change::Gone {
+                self.release_cookie(&rel);
+            }
+            return;
+        }
+        if !rel.contains('/') && name.starts_with(SYNC_PREFIX) {
+            if change != Change::Gone {
+                // Everything before this point has been read: answer by removing it.
+                let _ = std::fs::remove_file(abs);
+            }
+            return;
+        }
+        match change {
+            Change::Touched => {
+                if !self.ingest.ignored(&rel) {
+                    self.settle.insert(rel, Instant::now() + SETTLE);
+                }
+            }
+            Change::Complete => {
+                self.settle.remove(&rel);
+                self.look_at(&rel);
+            }
+            Change::DirCreated => self.look_at(&rel),
+            Change::Gone => {
+                self.settle.remove(&rel);
+                self.look_at(&rel);
+            }
+        }
+    }
+
+    /// Look at a path now and feed what changed to the engine.
+    fn look_at(&mut self, rel: &str) {
+        let mut events = Vec::new();
+        self.observe_into(rel, false, &mut events);
+        self.apply(events);
+    }
+
+    fn observe_into(&self, rel: &str, trust_mtime: bool, events: &mut Vec<Event>) {
+        let known = self.engine.files().get(rel);
+        match self.ingest.observe(rel, known, trust_mtime) {
+            Observed::New {
+                hash,
+                size,
+                mtime_ns,
+                content,
+            } => events.push(Event::FileChanged {
+                path: rel.to_string(),
+                hash,
+                size,
+                mtime_ns,
+                at: now_ms(),
+                content,
+            }),
+            Observed::Dir => {
+                // A new directory may already hold files (mkdir -p, mv of a folder).
+                for f in self.ingest.scan(rel) {
+                    self.observe_into(&f, trust_mtime, events);
+                }
+            }
+            Observed::Missing => {
+                let prefix = format!("{rel}/");
+                let gone: Vec<String> = self
+                    .engine
+                    .files()
+                    .keys()
+                    .filter(|p| p.as_str() == rel || p.starts_with(&prefix))
+                    .cloned()
+                    .collect();
+                for path in gone {
+                    events.push(Event::FileRemoved { path, at: now_ms() });
+                }
+            }
+            Observed::Ignored | Observed::Owned | Observed::Unchanged => {}
+        }
+    }
+
+    /// Compare the whole tree with what the journal knows; act on the difference.
+    fn rescan(&mut self) -> usize {
+        let on_disk = self.ingest.scan("");
+        let mut events = Vec::new();
+        for rel in &on_disk {
+            self.observe_into(rel, true, &mut events);
+        }
+        let present: BTreeSet<&String> = on_disk.iter().collect();
+        for path in self.engine.files().keys() {
+            if !present.contains(path) {
+                events.push(Event::FileRemoved {
+                    path: path.clone(),
+                    at: now_ms(),
+                });
+            }
+        }
+        let n = events.len();
+        self.apply(events);
+        n
+    }
+
+    // ---- processes ----
+
+    fn start_task(&mut self, spec: &crate::engine::TaskSpec) {
+        tracing::info!(task = %spec.id, agent = %spec.agent, trigger = %spec.trigger, "task started");
+        if let Err(error) = self.runner.start(spec) {
+            tracing::warn!(task = %spec.id, "task could not start: {error}");
+            self.unjournaled_follow_up(Event::TaskExited {
+                task: spec.id.clone(),
+                exit: ExitOutcome::SpawnFailed { error },
+                at: now_ms(),
+            });
+        }
+    }
+
+    /// An exit is handled after every file event before it: write a cookie
+    /// and handle the exit when the watcher reports the cookie.
+    fn park_exit(&mut self, exit: TaskExit) {
+        self.cookie_seq += 1;
+        let name = format!("{COOKIE_PREFIX}{}-{}", std::process::id(), self.cookie_seq);
+        let event = Event::TaskExited {
+            task: exit.task,
+            exit: exit.exit,
+            at: now_ms(),
+        };
+        let path = self.ingest.root().join(&name);
+        if std::fs::write(&path, b"").is_err() {
+            self.apply(vec![event]);
+            return;
+        }
+        self.parked
+            .insert(name, (Instant::now() + COOKIE_TIMEOUT, event));
+    }
+
+    fn release_cookie(&mut self, name: &str) {
+        if let Some((_, event)) = self.parked.remove(name) {
+            let _ = std::fs::remove_file(self.ingest.root().join(name));
+            self.apply(vec![event]);
+        }
+    }
+
+    // ---- timers ----
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let settle = self.settle.values().min().copied();
+        let cookie = self.parked.values().map(|(d, _)| *d).min();
+        let retry = self.retries.iter().map(|(d, _)| *d).min();
+        let journal_retry = (!self.unjournaled.is_empty())
+            .then(|| Instant::now() + Duration::from_secs(1));
+        [settle, cookie, retry, journal_retry]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        let due: Vec<String> = self
+            .settle
+            .iter()
+            .filter(|(_, d)| **d <= now)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for rel in due {
+            self.settle.remove(&rel);
+            self.look_at(&rel);
+        }
+        let late: Vec<String> = self
+            .parked
+            .iter()
+            .filter(|(_, (d, _))| *d <= now)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in late {
+            tracing::debug!("cookie {name} not seen in time; handling the exit anyway");
+            self.release_cookie(&name);
+        }
+        let (due, later): (Vec<_>, Vec<_>) = self.retries.drain(..).partition(|(d, _)| *d <= now);
+        self.retries = later;
+        let events: Vec<Event> = due
+            .into_iter()
+            .map(|(_, task)| Event::RetryDue { task, at: now_ms() })
+            .collect();
+        self.apply(events);
+        if !self.unjournaled.is_empty() {
+            self.apply(Vec::new());
+        }
+    }
+
+    // ---- the engine ----
+
+    fn unjournaled_follow_up(&mut self, e: Event) {
+        self.unjournaled.push(e);
+    }
+
+    /// Journal, then handle, then act; follow-up events go round again.
+    fn apply(&mut self, events: Vec<Event>) {
+        let mut queue: VecDeque<Event> = std::mem::take(&mut self.unjournaled).into();
+        queue.extend(events);
+        while !queue.is_empty() {
+            let batch: Vec<Event> = queue.drain(..).collect();
+            if let Err(e) = self.journal.append(&batch) {
+                tracing::error!("{e:#}");
+                self.unjournaled = batch;
+                return;
+            }
+            for event in &batch {
+                let actions = self.engine.handle(event);
+                for action in actions {
+                    self.execute(action);
+                }
+                // Gate evaluations asked for by this event, once each.
+                for (run, phase) in std::mem::take(&mut self.gate_evals) {
+                    queue.push_back(self.evaluate_gate(&run, phase));
+                }
+                queue.extend(self.unjournaled.drain(..));
+            }
+        }
+    }
+
+    fn evaluate_gate(&self, run: &str, phase: u8) -> Event {
+        let checks = match (self.engine.playbook().phase(phase), self.engine.run(run)) {
+            (Some(p), Some(r)) => {
+                run_gate_checks(p, &DiskView { ingest: &self.ingest }, &r.request.config)
+            }
+            _ => Vec::new(),
+        };
+        Event::GateEvaluated {
+            run: run.to_string(),
+            phase,
+            checks,
+            at: now_ms(),
+        }
+    }
+
+    fn execute(&mut self, action: Action) {
+        match action {
+            Action::StartTask { task } => self.start_task(&task),
+            Action::StopTask { task } => self.runner.stop(&task),
+            Action::CloseInbox { agent, task } => self.runner.close_inbox(&agent, &task),
+            Action::ScheduleRetry { task, delay_ms } => self
+                .retries
+                .push((Instant::now() + Duration::from_millis(delay_ms), task)),
+            Action::EvaluateGate { run, phase } => {
+                self.gate_evals.insert((run, phase));
+            }
+            Action::WriteFile { path, contents } => {
+                let abs = self.ingest.root().join(&path);
+                if let Err(e) = write_atomic(&abs, contents.as_bytes()) {
+                    tracing::error!(file = %path, "cannot write: {e:#}");
+                } else {
+                    tracing::info!(file = %path, "wrote gate file");
+                }
+            }
+            Action::RecordChanged { run } => {
+                self.dirty_runs.insert(run);
+            }
+            Action::Refused { diagnostic } => {
+                tracing::warn!(file = %diagnostic.path, "refused: {diagnostic}");
+            }
+            Action::Notice { level, message } => match level {
+                NoticeLevel::Info => tracing::info!("{message}"),
+                NoticeLevel::Warn => tracing::warn!("{message}"),
+            },
+            Action::RunRefused { request, reason } => {
+                tracing::warn!(request = %request, "run refused: {reason}");
+                if self.follow.as_ref().is_some_and(|(id, _)| *id == request) {
+                    self.outcome = Some(Outcome::Failed { run: None, reason });
+                }
+            }
+            Action::RunFinished { run, ok, summary } => {
+                tracing::info!(run = %run, ok, "run finished: {summary}");
+                let ours = self
+                    .engine
+                    .run(&run)
+                    .is_some_and(|r| self.follow.as_ref().is_some_and(|(id, _)| *id == r.request.id));
+                if ours {
+                    self.dirty_runs.insert(run.clone());
+                    self.outcome = Some(if ok {
+                        Outcome::Done { run, summary }
+                    } else {
+                        Outcome::Failed {
+                            run: Some(run),
+                            reason: summary,
+                        }
+                    });
+                }
+            }
+        }
+    }
+
+    /// After each batch: rewrite changed run records, report progress, and
+    /// notice a foreground run that can no longer move.
+    fn after_batch(&mut self) {
+        for run in std::mem::take(&mut self.dirty_runs) {
+            if let Some(r) = self.engine.run(&run) {
+                let text = record::render(&self.engine, r);
+                let path = self.ingest.root().join(record::record_path(&run));
+                if let Err(e) = write_atomic(&path, text.as_bytes()) {
+                    tracing::error!(file = %path.display(), "cannot write the run record: {e:#}");
+                }
+            }
+        }
+        let Some((req, run)) = self.follow.clone() else {
+            return;
+        };
+        let run = run.or_else(|| {
+            self.engine
+                .runs()
+                .values()
+                .find(|r| r.request.id == req)
+                .map(|r| r.id.clone())
+        });
+        self.follow = Some((req, run.clone()));
+        let Some(run) = run else { return };
+        if self.options.progress {
+            self.print_progress(&run);
+        }
+        if self.outcome.is_none()
+            && self.parked.is_empty()
+            && self.settle.is_empty()
+            && self.unjournaled.is_empty()
+        {
+            if let Some(why) = self.engine.stalled(&run) {
+                self.outcome = Some(Outcome::Failed {
+                    run: Some(run),
+                    reason: format!("the run cannot go on: {why}"),
+                });
+            }
+        }
+    }
+
+    fn print_progress(&mut self, run: &str) {
+        let Some(r) = self.engine.run(run) else { return };
+        let line = match r.current_phase().and_then(|p| self.engine.playbook().phase(p)) {
+            Some(p) => {
+                let steps: Vec<_> = r.steps.values().filter(|s| s.phase == p.number).collect();
+                let done = steps
+                    .iter()
+                    .filter(|s| s.state == crate::engine::StepState::Done)
+                    .count();
+                let gate = match r.gates.get(&p.number) {
+                    Some(g) if g.passed_at.is_none() => {
+                        let ticked = g.boxes.iter().filter(|(_, t)| *t).count();
+                        format!(", gate {ticked}/{} ticked", g.boxes.len())
+                    }
+                    _ => String::new(),
+                };
+                format!(
+                    "[{}] phase {}/{} {}: {done}/{} steps done{gate}",
+                    r.id,
+                    r.current + 1,
+                    r.phases.len(),
+                    p.name,
+                    steps.len()
+                )
+            }
+            None => format!("[{}] {:?}", r.id, r.state).to_lowercase(),
+        };
+        if line != self.last_progress {
+            eprintln!("{line}");
+            self.last_progress = line;
+        }
+    }
+
+    fn reload(&mut self) {
+        let paths = self.settings.paths.clone();
+        let command = self.settings.agent_command.clone().map(|v| shell_words::join(&v));
+        match Settings::load(paths, command.as_deref(), self.settings.max_file_size) {
+            Ok(s) => {
+                self.engine.set_playbook(s.playbook.clone());
+                self.engine.set_agents(s.policies());
+                self.runner.set_agents(s.agents.clone());
+                self.settings = s;
+                tracing::info!("reloaded the playbook and agent definitions");
+            }
+            Err(errors) => {
+                for e in errors {
+                    tracing::error!("reload refused: {e}");
+                }
+                tracing::error!("kept the previous playbook and agent definitions");
+            }
+        }
+    }
+
+    /// Stop: no more events; running processes get TERM, then KILL. Their
+    /// exits are not journaled, so the tasks run again after a restart.
+    async fn shutdown(&mut self, exit_rx: &mut mpsc::UnboundedReceiver<TaskExit>) {
+        tracing::info!("stopping: {} task process(es) running", self.runner.running_count());
+        self.runner.stop_all();
+        let deadline = Instant::now() + crate::runner::KILL_GRACE + Duration::from_secs(1);
+        while self.runner.running_count() > 0 {
+            match tokio::time::timeout_at(deadline.into(), exit_rx.recv()).await {
+                Ok(Some(exit)) => self.runner.reaped(&exit.task),
+                _ => break,
+            }
+        }
+        self.runner.kill_all();
+        self.cleanup_cookies();
+    }
+
+    /// A foreground run ended: tasks of it still open are cancelled (so the
+    /// record says so and no later gtmd resumes them), then processes stop.
+    async fn finish_foreground(&mut self, exit_rx: &mut mpsc::UnboundedReceiver<TaskExit>) {
+        if let Some((_, Some(run))) = self.follow.clone() {
+            let open = self
+                .engine
+                .tasks()
+                .values()
+                .any(|t| t.run.as_deref() == Some(run.as_str()) && t.is_open());
+            let active = self.engine.run(&run).is_some_and(|r| r.is_active());
+            if open || active {
+                self.apply(vec![Event::CancelRequested {
+                    target: crate::engine::CancelTarget::Run { run },
+                    at: now_ms(),
+                }]);
+            }
+            self.after_batch();
+        }
+        self.shutdown(exit_rx).await;
+    }
+
+    fn cleanup_cookies(&mut self) {
+        for name in self.parked.keys() {
+            let _ = std::fs::remove_file(self.ingest.root().join(name));
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Write a sync cookie and wait until a daemon serving `workspace` has read
+/// every event before it (it removes the cookie), or until `timeout`.
+pub fn sync(workspace: &Path, timeout: Duration) -> Result<()> {
+    let name = format!(
+        "{SYNC_PREFIX}{}-{}",
+        std::process::id(),
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    );
+    let path: PathBuf = workspace.join(name);
+    std::fs::write(&path, b"").with_context(|| format!("cannot write {}", path.display()))?;
+    let deadline = Instant::now() + timeout;
+    while path.exists() {
+        if Instant::now() > deadline {
+            let _ = std::fs::remove_file(&path);
+            anyhow::bail!(
+                "no gtmd answered within {} s; is `gtmd run` serving {}?",
+                timeout.as_secs(),
+                workspace.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Ok(())
+}

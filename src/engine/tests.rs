@@ -1,0 +1,658 @@
+//! The guide's rules, one test each, driven through `Engine::handle` only.
+
+use super::*;
+use crate::gate_checks::CheckResult;
+use crate::protocol::{Checkbox, StatusReport, TaskStatus};
+
+struct Bus {
+    e: Engine,
+    now: Millis,
+    n: u64,
+}
+
+fn policies(has_command: bool, retries: u32) -> BTreeMap<String, AgentPolicy> {
+    crate::agents::AGENTS
+        .iter()
+        .map(|a| {
+            (
+                a.to_string(),
+                AgentPolicy {
+                    retries,
+                    has_command,
+                },
+            )
+        })
+        .collect()
+}
+
+impl Bus {
+    fn new() -> Bus {
+        Bus::with(true, 1)
+    }
+    fn with(has_command: bool, retries: u32) -> Bus {
+        Bus {
+            e: Engine::new(Playbook::default_playbook(), policies(has_command, retries)),
+            now: 1_764_000_000_000,
+            n: 0,
+        }
+    }
+    fn send(&mut self, ev: Event) -> Vec<Action> {
+        self.now += 10;
+        self.e.handle(&ev)
+    }
+    fn at(&mut self) -> Millis {
+        self.now += 10;
+        self.now
+    }
+    fn file(&mut self, path: &str, content: FileContent) -> Vec<Action> {
+        self.n += 1;
+        let at = self.at();
+        self.send(Event::FileChanged {
+            path: path.into(),
+            hash: format!("h{}", self.n),
+            size: 10,
+            mtime_ns: 0,
+            at,
+            content,
+        })
+    }
+    fn plain(&mut self, path: &str) -> Vec<Action> {
+        self.file(path, FileContent::Plain)
+    }
+    fn request(&mut self, phases: &[u8], scenario: Option<&str>, force: bool) -> Vec<Action> {
+        let at = self.at();
+        self.send(Event::RunRequested {
+            request: RunRequest {
+                id: format!("req{}", self.now),
+                kind: RunKind::Phases {
+                    phases: phases.to_vec(),
+                },
+                config: Default::default(),
+                config_path: "CONFIG.md".into(),
+                scenario: scenario.map(String::from),
+                force,
+            },
+            at,
+        })
+    }
+    fn status(&mut self, agent: &str, task_id: Option<&str>, status: TaskStatus) -> Vec<Action> {
+        let report = StatusReport {
+            agent: agent.into(),
+            phase: None,
+            task: "t".into(),
+            status,
+            outputs: vec![],
+            blockers: vec!["need budget".into()],
+            next: None,
+            task_id: task_id.map(String::from),
+        };
+        self.file(
+            &format!("status/{agent}.md"),
+            FileContent::Status { report },
+        )
+    }
+    /// Write every output of a step (directories get one file).
+    fn write_outputs(&mut self, step: &str) {
+        let outputs = self.e.playbook().step(step).unwrap().1.outputs.clone();
+        for o in outputs {
+            if o.ends_with('/') {
+                self.plain(&format!("{o}item.md"));
+            } else {
+                self.plain(&o);
+            }
+        }
+    }
+    fn exit(&mut self, task: &str, code: i32) -> Vec<Action> {
+        let at = self.at();
+        self.send(Event::TaskExited {
+            task: task.into(),
+            exit: ExitOutcome::Code { code },
+            at,
+        })
+    }
+    /// Do a step the way an agent does: outputs, then status complete.
+    fn finish_step(&mut self, step: &str) -> Vec<Action> {
+        self.write_outputs(step);
+        let task = self.task_of(step);
+        let agent = self.e.task(&task).unwrap().agent.clone();
+        let mut a = self.status(&agent, Some(&task), TaskStatus::Complete);
+        a.extend(self.exit(&task, 0));
+        a
+    }
+    fn task_of(&self, step: &str) -> TaskId {
+        self.e
+            .tasks()
+            .values()
+            .filter(|t| t.step.as_deref() == Some(step))
+            .last()
+            .unwrap_or_else(|| panic!("no task for step {step}"))
+            .id
+            .clone()
+    }
+    fn run_id(&self) -> RunId {
+        self.e.runs().keys().last().unwrap().clone()
+    }
+    fn evaluate(&mut self, phase: u8, pass: bool) -> Vec<Action> {
+        let run = self.run_id();
+        let at = self.at();
+        self.send(Event::GateEvaluated {
+            run,
+            phase,
+            checks: vec![CheckResult {
+                name: "outputs exist".into(),
+                passed: pass,
+                detail: if pass { "all there".into() } else { "x.md is missing".into() },
+            }],
+            at,
+        })
+    }
+    fn tick_gate(&mut self, phase: u8, leave_unticked: usize) -> Vec<Action> {
+        let p = self.e.playbook().phase(phase).unwrap().clone();
+        let boxes = p
+            .gate
+            .checklist
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Checkbox {
+                text: t.clone(),
+                checked: i >= leave_unticked,
+                line: i + 1,
+            })
+            .collect();
+        self.file(&gate_path(&p), FileContent::Gate { boxes })
+    }
+}
+
+fn started(actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::StartTask { task } => Some(task.step.clone().unwrap_or_else(|| task.id.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn step_state(b: &Bus, step: &str) -> StepState {
+    b.e.run(&b.run_id()).unwrap().steps[step].state.clone()
+}
+
+fn pass_phase(b: &mut Bus, phase: u8) -> Vec<Action> {
+    let steps: Vec<String> = b
+        .e
+        .playbook()
+        .phase(phase)
+        .unwrap()
+        .steps
+        .iter()
+        .map(|s| s.id.clone())
+        .collect();
+    // Phase 4 has dependencies; finish steps as they become active.
+    let mut guard = 0;
+    while steps.iter().any(|s| step_state(b, s) != StepState::Done) {
+        guard += 1;
+        assert!(guard < 50, "phase {phase} does not finish");
+        for s in &steps {
+            if matches!(step_state(b, s), StepState::Active { .. }) {
+                b.finish_step(s);
+            }
+        }
+    }
+    b.evaluate(phase, true);
+    b.tick_gate(phase, 0);
+    b.evaluate(phase, true)
+}
+
+#[test]
+fn phase_one_runs_its_steps_strictly_in_sequence() {
+    let mut b = Bus::new();
+    let a = b.request(&[1], None, false);
+    assert_eq!(started(&a), vec!["gtm-strategy"]);
+    let a = b.finish_step("gtm-strategy");
+    assert_eq!(started(&a), vec!["messaging-framework"]);
+    let a = b.finish_step("messaging-framework");
+    assert_eq!(started(&a), vec!["analytics-foundation"]);
+    let a = b.finish_step("analytics-foundation");
+    assert!(a.contains(&Action::EvaluateGate {
+        run: b.run_id(),
+        phase: 1
+    }));
+}
+
+#[test]
+fn phase_two_starts_all_four_agents_at_once() {
+    let mut b = Bus::new();
+    b.request(&[1, 2], None, false);
+    let a = pass_phase(&mut b, 1);
+    let mut s = started(&a);
+    s.sort();
+    assert_eq!(
+        s,
+        vec![
+            "campaign-design",
+            "crm-infrastructure",
+            "enablement-kit",
+            "post-sale-foundation"
+        ]
+    );
+}
+
+#[test]
+fn complete_without_outputs_keeps_the_step_open_and_tells_the_coordinator() {
+    let mut b = Bus::new();
+    b.request(&[1], None, false);
+    let task = b.task_of("gtm-strategy");
+    b.plain("strategy/gtm-strategy.md");
+    let a = b.status("coordinator", Some(&task), TaskStatus::Complete);
+    match step_state(&b, "gtm-strategy") {
+        StepState::AwaitingOutputs { missing } => {
+            assert!(missing.contains(&"strategy/personas/".to_string()));
+            assert!(missing.contains(&"strategy/budget-allocation.md".to_string()));
+        }
+        other => panic!("expected the step to wait for outputs, got {other:?}"),
+    }
+    // The coordinator task names what is missing.
+    let t = b
+        .e
+        .tasks()
+        .values()
+        .find(|t| matches!(t.kind, TaskKind::MissingOutputs { .. }))
+        .expect("a missing-outputs task");
+    assert_eq!(t.agent, "coordinator");
+    assert!(t.text.contains("strategy/budget-allocation.md"));
+    assert!(started(&a).contains(&t.id));
+    // Brand-messaging does not start before the outputs exist.
+    assert!(!started(&a).contains(&"messaging-framework".to_string()));
+    b.plain("strategy/personas/devon.md");
+    b.plain("strategy/competitive-analysis.md");
+    let a = b.plain("strategy/budget-allocation.md");
+    assert_eq!(step_state(&b, "gtm-strategy"), StepState::Done);
+    assert!(started(&a).contains(&"messaging-framework".to_string()));
+}
+
+#[test]
+fn an_empty_output_does_not_count() {
+    let mut b = Bus::new();
+    b.request(&[1], None, false);
+    b.write_outputs("gtm-strategy");
+    b.n += 1;
+    let at = b.at();
+    b.send(Event::FileChanged {
+        path: "strategy/gtm-strategy.md".into(),
+        hash: "empty".into(),
+        size: 0,
+        mtime_ns: 0,
+        at,
+        content: FileContent::Plain,
+    });
+    let task = b.task_of("gtm-strategy");
+    b.status("coordinator", Some(&task), TaskStatus::Complete);
+    assert_eq!(
+        step_state(&b, "gtm-strategy"),
+        StepState::AwaitingOutputs {
+            missing: vec!["strategy/gtm-strategy.md".into()]
+        }
+    );
+}
+
+#[test]
+fn gate_opens_with_a_coordinator_review_and_one_unticked_box_holds_the_next_phase() {
+    let mut b = Bus::new();
+    b.request(&[1, 2], None, false);
+    for s in ["gtm-strategy", "messaging-framework", "analytics-foundation"] {
+        b.finish_step(s);
+    }
+    let a = b.evaluate(1, true);
+    let written = a.iter().find_map(|a| match a {
+        Action::WriteFile { path, contents } => Some((path.clone(), contents.clone())),
+        _ => None,
+    });
+    let (path, contents) = written.expect("the gate file is written");
+    assert_eq!(path, "strategy/gates/phase-1-strategy.md");
+    assert!(contents.contains("- [ ] Budget allocation sums to monthly budget"));
+    assert!(contents.contains("PASS: outputs exist"));
+    let review = b
+        .e
+        .tasks()
+        .values()
+        .find(|t| t.kind == TaskKind::GateReview { phase: 1 })
+        .expect("a gate review task");
+    assert_eq!(review.agent, "coordinator");
+
+    let a = b.tick_gate(1, 1);
+    assert!(a.contains(&Action::EvaluateGate {
+        run: b.run_id(),
+        phase: 1
+    }));
+    let a = b.evaluate(1, true);
+    assert!(started(&a).is_empty(), "phase 2 must wait: {a:?}");
+    assert_eq!(b.e.run(&b.run_id()).unwrap().current_phase(), Some(1));
+
+    b.tick_gate(1, 0);
+    let a = b.evaluate(1, true);
+    assert_eq!(started(&a).len(), 4);
+    assert_eq!(b.e.run(&b.run_id()).unwrap().current_phase(), Some(2));
+}
+
+#[test]
+fn a_failing_automatic_check_holds_a_fully_ticked_gate() {
+    let mut b = Bus::new();
+    b.request(&[1, 2], None, false);
+    for s in ["gtm-strategy", "messaging-framework", "analytics-foundation"] {
+        b.finish_step(s);
+    }
+    b.evaluate(1, false);
+    b.tick_gate(1, 0);
+    let a = b.evaluate(1, false);
+    assert!(started(&a).is_empty());
+    // The fix arrives: the checks pass, the gate file is rewritten with the ticks kept.
+    let a = b.evaluate(1, true);
+    let contents = a
+        .iter()
+        .find_map(|a| match a {
+            Action::WriteFile { contents, .. } => Some(contents.clone()),
+            _ => None,
+        })
+        .expect("gate rewritten with the new check results");
+    assert!(contents.contains("- [x] Budget allocation sums"));
+    assert_eq!(started(&a).len(), 4);
+}
+
+#[test]
+fn the_run_ends_after_the_last_requested_gate() {
+    let mut b = Bus::new();
+    b.request(&[1, 2, 3, 4], None, false);
+    for p in 1..=3 {
+        pass_phase(&mut b, p);
+    }
+    let a = pass_phase(&mut b, 4);
+    assert!(
+        a.iter()
+            .any(|a| matches!(a, Action::RunFinished { ok: true, .. })),
+        "{a:?}"
+    );
+    let run = b.e.run(&b.run_id()).unwrap();
+    assert_eq!(run.state, RunState::Passed);
+    assert!(run.steps.values().all(|s| s.state == StepState::Done));
+}
+
+#[test]
+fn phase_four_refinement_waits_for_the_analysis() {
+    let mut b = Bus::new();
+    for p in 1..=3 {
+        if p == 1 {
+            b.request(&[1, 2, 3, 4], None, false);
+        }
+        pass_phase(&mut b, p);
+    }
+    assert!(matches!(
+        step_state(&b, "performance-analysis"),
+        StepState::Active { .. }
+    ));
+    assert_eq!(step_state(&b, "strategy-refinement"), StepState::Waiting);
+    let a = b.finish_step("performance-analysis");
+    assert!(started(&a).contains(&"strategy-refinement".to_string()));
+}
+
+#[test]
+fn one_task_at_a_time_per_agent() {
+    let mut b = Bus::new();
+    b.request(&[1], None, false);
+    // A hand-off for the coordinator while its strategy task runs waits.
+    let a = b.plain("analytics/recommendations.md");
+    assert!(started(&a).is_empty());
+    let a = b.finish_step("gtm-strategy");
+    let s = started(&a);
+    assert!(s.iter().any(|id| id.contains("handoff-coordinator")), "{s:?}");
+}
+
+#[test]
+fn failed_is_retried_then_escalated() {
+    let mut b = Bus::with(true, 1);
+    b.request(&[1], None, false);
+    let task = b.task_of("gtm-strategy");
+    let a = b.exit(&task, 3);
+    assert!(a.iter().any(|a| matches!(a, Action::ScheduleRetry { delay_ms: 1000, .. })));
+    let at = b.at();
+    let a = b.send(Event::RetryDue {
+        task: task.clone(),
+        at,
+    });
+    assert_eq!(started(&a), vec!["gtm-strategy"]);
+    assert_eq!(b.e.task(&task).unwrap().attempt, 2);
+    let a = b.status("coordinator", Some(&task), TaskStatus::Failed);
+    assert!(!a.iter().any(|a| matches!(a, Action::ScheduleRetry { .. })));
+    let esc = b
+        .e
+        .tasks()
+        .values()
+        .find(|t| matches!(t.kind, TaskKind::Escalation { .. }))
+        .expect("escalated");
+    assert_eq!(esc.agent, "coordinator");
+    assert!(esc.text.contains("failed after 2 attempt(s)"));
+}
+
+#[test]
+fn blocked_gives_the_coordinator_the_blockers() {
+    let mut b = Bus::new();
+    b.request(&[1], None, false);
+    let task = b.task_of("gtm-strategy");
+    b.status("coordinator", Some(&task), TaskStatus::Blocked);
+    let esc = b
+        .e
+        .tasks()
+        .values()
+        .find(|t| matches!(t.kind, TaskKind::Escalation { .. }))
+        .expect("escalated");
+    assert!(esc.text.contains("need budget"));
+    assert_eq!(b.e.task(&task).unwrap().state, TaskState::Blocked);
+    // A later complete from the blocked agent still finishes the step.
+    b.write_outputs("gtm-strategy");
+    b.status("coordinator", Some(&task), TaskStatus::Complete);
+    assert_eq!(step_state(&b, "gtm-strategy"), StepState::Done);
+}
+
+#[test]
+fn exit_zero_without_status_completes_only_with_outputs() {
+    let mut b = Bus::with(true, 0);
+    b.request(&[1], None, false);
+    let task = b.task_of("gtm-strategy");
+    b.exit(&task, 0);
+    assert!(matches!(
+        b.e.task(&task).unwrap().state,
+        TaskState::Done {
+            outcome: Outcome::Failed { .. }
+        }
+    ));
+
+    let mut b = Bus::with(true, 0);
+    b.request(&[1], None, false);
+    let task = b.task_of("gtm-strategy");
+    b.write_outputs("gtm-strategy");
+    let a = b.exit(&task, 0);
+    assert_eq!(step_state(&b, "gtm-strategy"), StepState::Done);
+    assert_eq!(started(&a), vec!["messaging-framework"]);
+}
+
+#[test]
+fn a_status_is_matched_by_agent_and_phase_without_task_id() {
+    let mut b = Bus::new();
+    b.request(&[1], None, false);
+    b.write_outputs("gtm-strategy");
+    b.status("coordinator", None, TaskStatus::Complete);
+    assert_eq!(step_state(&b, "gtm-strategy"), StepState::Done);
+}
+
+#[test]
+fn a_status_for_a_task_that_never_existed_is_refused() {
+    let mut b = Bus::new();
+    let a = b.status("demand-generation", Some("t9999-nope"), TaskStatus::Complete);
+    assert!(a.iter().any(|a| matches!(a, Action::Refused { .. })));
+    let d = &b.e.rejected()["status/demand-generation.md"];
+    assert!(d.message.contains("t9999-nope"));
+    assert!(d.message.contains("task_id"));
+}
+
+#[test]
+fn a_refused_file_counts_once_fixed() {
+    let mut b = Bus::new();
+    b.request(&[1], None, false);
+    b.file(
+        "status/coordinator.md",
+        FileContent::Rejected {
+            diagnostic: Diagnostic::new("status/coordinator.md", Some(3), "bad yaml"),
+        },
+    );
+    assert!(b.e.rejected().contains_key("status/coordinator.md"));
+    b.write_outputs("gtm-strategy");
+    let task = b.task_of("gtm-strategy");
+    b.status("coordinator", Some(&task), TaskStatus::Complete);
+    assert!(b.e.rejected().is_empty());
+    assert_eq!(step_state(&b, "gtm-strategy"), StepState::Done);
+}
+
+#[test]
+fn scenario_must_fit_unless_forced() {
+    let mut b = Bus::new();
+    let a = b.request(&[1, 2, 3, 4], Some("scaling"), false);
+    let reason = a
+        .iter()
+        .find_map(|a| match a {
+            Action::RunRefused { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .expect("refused");
+    assert!(reason.contains("scaling runs phases 2,3,4"), "{reason}");
+    assert!(b.e.runs().is_empty());
+    let a = b.request(&[1, 2, 3, 4], Some("new-product-launch"), false);
+    assert_eq!(started(&a), vec!["gtm-strategy"]);
+}
+
+#[test]
+fn a_run_starting_at_phase_two_needs_phase_one_outputs() {
+    let mut b = Bus::new();
+    let a = b.request(&[2, 3], None, false);
+    let reason = a
+        .iter()
+        .find_map(|a| match a {
+            Action::RunRefused { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .expect("refused");
+    assert!(reason.contains("strategy/gtm-strategy.md (phase 1)"), "{reason}");
+    assert!(reason.contains("messaging/messaging-hierarchy.md (phase 1)"), "{reason}");
+    // With phase 1's outputs in place the same request runs.
+    for s in ["gtm-strategy", "messaging-framework", "analytics-foundation"] {
+        b.write_outputs(s);
+    }
+    let a = b.request(&[2, 3], None, false);
+    assert_eq!(started(&a).len(), 4);
+}
+
+#[test]
+fn an_agent_run_is_one_task() {
+    let mut b = Bus::new();
+    let at = b.at();
+    let a = b.send(Event::RunRequested {
+        request: RunRequest {
+            id: "r1".into(),
+            kind: RunKind::Agent {
+                agent: "demand-generation".into(),
+                task: "Design a Google Ads campaign; rm -rf / `x` $(y)".into(),
+            },
+            config: Default::default(),
+            config_path: String::new(),
+            scenario: None,
+            force: false,
+        },
+        at,
+    });
+    let spec = a
+        .iter()
+        .find_map(|a| match a {
+            Action::StartTask { task } => Some(task.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(spec.text, "Design a Google Ads campaign; rm -rf / `x` $(y)");
+    let a = b.exit(&spec.id, 0);
+    assert!(a
+        .iter()
+        .any(|a| matches!(a, Action::RunFinished { ok: true, .. })));
+}
+
+#[test]
+fn replaying_the_same_events_gives_the_same_state() {
+    let mut b = Bus::new();
+    let mut log = Vec::new();
+    let record = |b: &mut Bus, log: &mut Vec<Event>, ev: Event| {
+        log.push(ev.clone());
+        b.send(ev)
+    };
+    let at = b.at();
+    record(
+        &mut b,
+        &mut log,
+        Event::RunRequested {
+            request: RunRequest {
+                id: "x".into(),
+                kind: RunKind::Phases { phases: vec![1, 2] },
+                config: Default::default(),
+                config_path: String::new(),
+                scenario: None,
+                force: false,
+            },
+            at,
+        },
+    );
+    for (i, p) in [
+        "strategy/gtm-strategy.md",
+        "strategy/personas/a.md",
+        "strategy/competitive-analysis.md",
+        "strategy/budget-allocation.md",
+    ]
+    .iter()
+    .enumerate()
+    {
+        record(
+            &mut b,
+            &mut log,
+            Event::FileChanged {
+                path: p.to_string(),
+                hash: format!("{i}"),
+                size: 5,
+                mtime_ns: 0,
+                at,
+                content: FileContent::Plain,
+            },
+        );
+    }
+    let task = b.task_of("gtm-strategy");
+    record(
+        &mut b,
+        &mut log,
+        Event::TaskExited {
+            task,
+            exit: ExitOutcome::Code { code: 0 },
+            at,
+        },
+    );
+    let mut again = Engine::new(Playbook::default_playbook(), policies(true, 1));
+    for e in &log {
+        again.handle(e);
+    }
+    assert_eq!(
+        serde_json::to_string(b.e.runs()).unwrap(),
+        serde_json::to_string(again.runs()).unwrap()
+    );
+    assert_eq!(
+        serde_json::to_string(b.e.tasks()).unwrap(),
+        serde_json::to_string(again.tasks()).unwrap()
+    );
+}
+
+#[test]
+fn dates_are_computed_without_a_clock() {
+    assert_eq!(date_of(0), "1970-01-01");
+    assert_eq!(date_of(1_770_681_600_000), "2026-02-10");
+}

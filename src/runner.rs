@@ -1,0 +1,421 @@
+//! Giving tasks to agents: an inbox file for a person (or an agent with no
+//! command), or a child process for a command.
+//!
+//! A command is an argv template run without a shell: text from files reaches
+//! the process only as whole arguments and environment values. Each process
+//! runs in its own process group with the workspace as working directory, its
+//! output in a log file per task, and a parent-death signal so it cannot
+//! outlive gtmd. Each child is owned by one tokio task that waits for it,
+//! enforces the timeout (TERM to the group, a grace period, then KILL) and
+//! reports the exit back to the daemon.
+
+use crate::agents::{AgentDef, Agents};
+use crate::engine::{ExitOutcome, TaskId, TaskSpec};
+use anyhow::{Context, Result};
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// How long a process gets between SIGTERM and SIGKILL.
+pub const KILL_GRACE: Duration = Duration::from_secs(3);
+
+#[derive(Debug)]
+pub struct TaskExit {
+    pub task: TaskId,
+    pub exit: ExitOutcome,
+}
+
+pub struct Runner {
+    workspace: PathBuf,
+    state_dir: PathBuf,
+    agents: Agents,
+    /// `--agent-command`, already split: overrides every agent's command.
+    command_override: Option<Vec<String>>,
+    default_timeout: Duration,
+    exits: mpsc::UnboundedSender<TaskExit>,
+    running: HashMap<TaskId, RunningChild>,
+}
+
+struct RunningChild {
+    pgid: i32,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Runner {
+    pub fn new(
+        workspace: PathBuf,
+        state_dir: PathBuf,
+        agents: Agents,
+        command_override: Option<Vec<String>>,
+        default_timeout: Duration,
+        exits: mpsc::UnboundedSender<TaskExit>,
+    ) -> Runner {
+        Runner {
+            workspace,
+            state_dir,
+            agents,
+            command_override,
+            default_timeout,
+            exits,
+            running: HashMap::new(),
+        }
+    }
+
+    pub fn set_agents(&mut self, agents: Agents) {
+        self.agents = agents;
+    }
+
+    /// Whether an agent's tasks run as a process (else they go to the inbox).
+    pub fn has_command(&self, agent: &str) -> bool {
+        self.command_override.is_some()
+            || self.agents.get(agent).is_some_and(|a| a.command.is_some())
+    }
+
+    pub fn running_count(&self) -> usize {
+        self.running.len()
+    }
+
+    /// Give a task to its agent. Errors are reported as a failed start.
+    pub fn start(&mut self, spec: &TaskSpec) -> Result<(), String> {
+        let agent = self.agents.get(&spec.agent).cloned();
+        let prompt = render_prompt(spec, agent.as_ref());
+        let prompt_file = self.write_prompt(spec, &prompt).map_err(|e| format!("{e:#}"))?;
+        let template = self
+            .command_override
+            .clone()
+            .or_else(|| agent.as_ref().and_then(|a| a.command.clone()));
+        match template {
+            None => self.write_inbox(spec, &prompt).map_err(|e| format!("{e:#}")),
+            Some(template) => {
+                let timeout = agent
+                    .as_ref()
+                    .and_then(|a| a.timeout_secs)
+                    .map(Duration::from_secs)
+                    .unwrap_or(self.default_timeout);
+                self.spawn(spec, &template, &prompt_file, timeout)
+                    .map_err(|e| format!("{e:#}"))
+            }
+        }
+    }
+
+    fn write_prompt(&self, spec: &TaskSpec, prompt: &str) -> Result<PathBuf> {
+        let dir = self.state_dir.join("tasks");
+        fs::create_dir_all(&dir)?;
+        let path = dir.join(format!("{}.md", spec.id));
+        write_atomic(&path, prompt.as_bytes())?;
+        Ok(path)
+    }
+
+    fn inbox_path(&self, agent: &str, task: &str) -> PathBuf {
+        self.workspace
+            .join("inbox")
+            .join(agent)
+            .join(format!("{task}.md"))
+    }
+
+    fn write_inbox(&self, spec: &TaskSpec, prompt: &str) -> Result<()> {
+        let path = self.inbox_path(&spec.agent, &spec.id);
+        write_atomic(&path, prompt.as_bytes())
+            .with_context(|| format!("cannot write the inbox file {}", path.display()))
+    }
+
+    /// The task ended: its inbox file goes away (the run record keeps the history).
+    pub fn close_inbox(&self, agent: &str, task: &str) {
+        let path = self.inbox_path(agent, task);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(file = %path.display(), "cannot remove inbox file: {e}"),
+        }
+    }
+
+    fn spawn(
+        &mut self,
+        spec: &TaskSpec,
+        template: &[String],
+        prompt_file: &Path,
+        timeout: Duration,
+    ) -> Result<()> {
+        let argv = expand_argv(template, spec, &self.workspace, prompt_file);
+        let (program, args) = argv
+            .split_first()
+            .context("the agent command is empty")?;
+        let log_dir = self.state_dir.join("logs");
+        fs::create_dir_all(&log_dir)?;
+        let log_path = log_dir.join(format!("{}.log", spec.id));
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("cannot open the task log {}", log_path.display()))?;
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
+            .current_dir(&self.workspace)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .kill_on_drop(false);
+        for (k, v) in task_env(spec, &self.workspace) {
+            cmd.env(k, v);
+        }
+        // SAFETY: prctl is async-signal-safe; it runs in the child before exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {program:?}"))?;
+        let pgid = child.id().map(|p| p as i32).unwrap_or(0);
+        let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
+        self.running.insert(
+            spec.id.clone(),
+            RunningChild {
+                pgid,
+                stop: Some(stop_tx),
+            },
+        );
+        let exits = self.exits.clone();
+        let task = spec.id.clone();
+        tokio::spawn(async move {
+            let exit = tokio::select! {
+                status = child.wait() => status_outcome(status),
+                _ = tokio::time::sleep(timeout) => {
+                    stop_group(pgid, &mut child).await;
+                    ExitOutcome::TimedOut { after_secs: timeout.as_secs() }
+                }
+                _ = &mut stop_rx => {
+                    stop_group(pgid, &mut child).await;
+                    ExitOutcome::Cancelled
+                }
+            };
+            // Whatever the task left behind in its group goes with it.
+            signal_group(pgid, libc::SIGKILL);
+            let _ = exits.send(TaskExit { task, exit });
+        });
+        Ok(())
+    }
+
+    /// The daemon saw the exit; forget the child.
+    pub fn reaped(&mut self, task: &str) {
+        self.running.remove(task);
+    }
+
+    /// Stop one task's process group (cancel); its exit arrives as usual.
+    pub fn stop(&mut self, task: &str) {
+        if let Some(child) = self.running.get_mut(task) {
+            if let Some(tx) = child.stop.take() {
+                let _ = tx.send(());
+            }
+        }
+    }
+
+    /// Stop every running process (shutdown).
+    pub fn stop_all(&mut self) {
+        let ids: Vec<TaskId> = self.running.keys().cloned().collect();
+        for id in ids {
+            self.stop(&id);
+        }
+    }
+
+    /// Last resort at exit: KILL every group still known.
+    pub fn kill_all(&mut self) {
+        for child in self.running.values() {
+            signal_group(child.pgid, libc::SIGKILL);
+        }
+    }
+}
+
+fn status_outcome(status: std::io::Result<std::process::ExitStatus>) -> ExitOutcome {
+    use std::os::unix::process::ExitStatusExt;
+    match status {
+        Ok(s) => match (s.code(), s.signal()) {
+            (Some(code), _) => ExitOutcome::Code { code },
+            (None, Some(signal)) => ExitOutcome::Signal { signal },
+            _ => ExitOutcome::Code { code: -1 },
+        },
+        Err(e) => ExitOutcome::SpawnFailed {
+            error: e.to_string(),
+        },
+    }
+}
+
+fn signal_group(pgid: i32, sig: i32) {
+    if pgid > 0 {
+        // SAFETY: kill(2) with a negative pid signals the group; no memory involved.
+        unsafe {
+            libc::kill(-pgid, sig);
+        }
+    }
+}
+
+/// TERM the group, give it [`KILL_GRACE`], then KILL it.
+async fn stop_group(pgid: i32, child: &mut tokio::process::Child) {
+    signal_group(pgid, libc::SIGTERM);
+    if tokio::time::timeout(KILL_GRACE, child.wait()).await.is_err() {
+        signal_group(pgid, libc::SIGKILL);
+        let _ = child.wait().await;
+    }
+}
+
+/// Substitute the contract's placeholders inside each argument. One pass, so
+/// text that a placeholder brings in is never expanded again.
+pub fn expand_argv(
+    template: &[String],
+    spec: &TaskSpec,
+    workspace: &Path,
+    prompt_file: &Path,
+) -> Vec<String> {
+    let phase = spec.phase.map(|p| p.to_string()).unwrap_or_default();
+    let values: [(&str, String); 8] = [
+        ("agent", spec.agent.clone()),
+        ("task", spec.text.clone()),
+        ("task_id", spec.id.clone()),
+        ("phase", phase),
+        ("step", spec.step.clone().unwrap_or_default()),
+        ("workspace", workspace.display().to_string()),
+        ("prompt_file", prompt_file.display().to_string()),
+        ("trigger", spec.trigger.clone()),
+    ];
+    template
+        .iter()
+        .map(|arg| {
+            let mut out = String::with_capacity(arg.len());
+            let mut rest = arg.as_str();
+            'scan: while let Some(open) = rest.find('{') {
+                out.push_str(&rest[..open]);
+                let after = &rest[open + 1..];
+                for (name, value) in &values {
+                    if let Some(tail) = after.strip_prefix(name).and_then(|t| t.strip_prefix('}'))
+                    {
+                        out.push_str(value);
+                        rest = tail;
+                        continue 'scan;
+                    }
+                }
+                out.push('{');
+                rest = after;
+            }
+            out.push_str(rest);
+            out
+        })
+        .collect()
+}
+
+/// The contract's environment for an agent process.
+pub fn task_env(spec: &TaskSpec, workspace: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("GTMD_AGENT", spec.agent.clone()),
+        ("GTMD_TASK", spec.text.clone()),
+        ("GTMD_TASK_ID", spec.id.clone()),
+        (
+            "GTMD_PHASE",
+            spec.phase.map(|p| p.to_string()).unwrap_or_default(),
+        ),
+        ("GTMD_STEP", spec.step.clone().unwrap_or_default()),
+        ("GTMD_WORKSPACE", workspace.display().to_string()),
+        ("GTMD_TRIGGER", spec.trigger.clone()),
+        ("GTMD_OUTPUTS", spec.outputs.join("\n")),
+        ("GTMD_CONTEXT", spec.context.join("\n")),
+    ]
+}
+
+/// What an agent reads: its role, the task, where its inputs and outputs are,
+/// and how to report back. The same text is the inbox file and the prompt file.
+pub fn render_prompt(spec: &TaskSpec, agent: Option<&AgentDef>) -> String {
+    let mut s = String::new();
+    s.push_str(&format!("# Task {} for {}\n\n", spec.id, spec.agent));
+    s.push_str(&format!("{}\n\n", spec.text));
+    let phase = match (&spec.phase, &spec.phase_name) {
+        (Some(n), Some(name)) => format!("{n} ({name})"),
+        (Some(n), None) => n.to_string(),
+        _ => "-".into(),
+    };
+    s.push_str(&format!("- task_id: `{}`\n", spec.id));
+    s.push_str(&format!("- phase: {phase}\n"));
+    if let Some(step) = &spec.step {
+        s.push_str(&format!("- step: {step}\n"));
+    }
+    s.push_str(&format!("- trigger: {}\n", spec.trigger));
+    if spec.attempt > 1 {
+        s.push_str(&format!("- attempt: {}\n", spec.attempt));
+    }
+    if !spec.details.is_empty() {
+        s.push_str("\n## Details\n\n");
+        for d in &spec.details {
+            s.push_str(&format!("- {d}\n"));
+        }
+    }
+    let list = |s: &mut String, title: &str, items: &[String]| {
+        if !items.is_empty() {
+            s.push_str(&format!("\n## {title}\n\n"));
+            for i in items {
+                s.push_str(&format!("- `{i}`\n"));
+            }
+        }
+    };
+    list(&mut s, "Inputs (workspace paths)", &spec.inputs);
+    list(
+        &mut s,
+        "Expected outputs (must exist and be non-empty; a path ending in / is a directory of files)",
+        &spec.outputs,
+    );
+    list(&mut s, "Context (learnings so far)", &spec.context);
+    if !spec.business_context.trim().is_empty() {
+        s.push_str("\n## Business context (CONFIG.md)\n\n");
+        s.push_str(spec.business_context.trim());
+        s.push('\n');
+    }
+    s.push_str(&format!(
+        "\n## When you are done\n\nWrite `status/{agent}.md`:\n\n```yaml\nagent: {agent}\nphase: {phase_num}\ntask_id: {id}\ntask: {text:?}\nstatus: complete   # or blocked / failed\noutputs:\n{outs}blockers: none\nnext: \n```\n",
+        agent = spec.agent,
+        phase_num = spec.phase.map(|p| p.to_string()).unwrap_or_else(|| "null".into()),
+        id = spec.id,
+        text = one_line(&spec.text),
+        outs = if spec.outputs.is_empty() {
+            "  []\n".to_string()
+        } else {
+            spec.outputs.iter().map(|o| format!("  - {o}\n")).collect::<String>()
+        },
+    ));
+    if let Some(agent) = agent {
+        if !agent.role.trim().is_empty() {
+            s.push_str("\n---\n\n## Your role\n\n");
+            s.push_str(agent.role.trim());
+            s.push('\n');
+        }
+    }
+    s
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Write a file so readers see the old or the new content, never half: a
+/// dot-named temporary in the same directory (which the watcher ignores),
+/// then rename.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+    let dir = path.parent().context("a file path without a directory")?;
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let name = path
+        .file_name()
+        .context("a file path without a name")?
+        .to_string_lossy();
+    let tmp = dir.join(format!(".{name}.gtmd-tmp"));
+    let mut f = fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(contents)?;
+    f.sync_data()?;
+    drop(f);
+    fs::rename(&tmp, path).with_context(|| format!("cannot rename into {}", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! Shared helpers for the integration tests: a fresh temp workspace per test,
+//! the real `gtmd` binary, polling with a deadline (never a fixed sleep), and
+//! child processes that are killed when the test ends, pass or fail.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn gtmd_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_gtmd")
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// A project directory: `workspace/` (from `gtmd init`), `agents/`, CONFIG.md.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    pub fn new() -> Project {
+        let dir = tempfile::Builder::new().prefix("gtmd-test").tempdir().unwrap();
+        let out = Command::new(gtmd_bin())
+            .arg("init")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "gtmd init failed: {out:?}");
+        Project { dir }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn ws(&self) -> PathBuf {
+        self.dir.path().join("workspace")
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.ws().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        let p = self.path(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        fs::read_to_string(self.path(rel)).unwrap_or_default()
+    }
+
+    /// `gtmd` with the project's paths, run from the project directory.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(gtmd_bin());
+        c.current_dir(self.root())
+            .env("GTMD_LOG", "info")
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    pub fn spawn(&self, args: &[&str]) -> Guard {
+        let child = self
+            .cmd()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Guard { child: Some(child) }
+    }
+
+    pub fn status_json(&self) -> serde_json::Value {
+        let out = self.run(&["status", "--json"]);
+        assert!(out.status.success(), "status failed: {out:?}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+/// A child that is killed (with its process group's agents) when dropped.
+pub struct Guard {
+    pub child: Option<Child>,
+}
+
+impl Guard {
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    /// Wait for the process to end, up to `timeout`; kill it if it does not.
+    pub fn wait(&mut self, timeout: Duration) -> Output {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let done = self.child.as_mut().unwrap().try_wait().unwrap().is_some();
+            if done {
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.as_mut().unwrap().kill();
+                let out = self.child.take().unwrap().wait_with_output().unwrap();
+                panic!(
+                    "gtmd did not finish within {timeout:?}\nstdout:\n{}\nstderr:\n{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.child.take().unwrap().wait_with_output().unwrap()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        unsafe {
+            libc::kill(self.pid(), sig);
+        }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Poll `f` until it returns Some, or panic with `what` after `timeout`.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
