@@ -1091,6 +1091,29 @@ mod tests {
     }
 
     #[test]
+    fn embedded_default_inputs_come_from_earlier_steps() {
+        let pb = default();
+        let mut produced: Vec<&str> = Vec::new();
+        for phase in &pb.phases {
+            // Within a phase, a step may use the outputs of the steps it depends on,
+            // which the default lists before it.
+            for step in &phase.steps {
+                for input in &step.inputs {
+                    let found = produced.iter().any(|o| {
+                        o == input || (input.ends_with('/') && o.starts_with(input.as_str()))
+                    });
+                    assert!(
+                        found,
+                        "{}: input {input} is nobody's earlier output",
+                        step.id
+                    );
+                }
+                produced.extend(step.outputs.iter().map(String::as_str));
+            }
+        }
+    }
+
+    #[test]
     fn embedded_default_gates_routes_and_scenarios() {
         let pb = default();
         let g1 = &pb.phases[0].gate;
