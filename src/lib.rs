@@ -8,6 +8,6 @@
 
 pub mod agents;
 pub mod diagnostic;
-pub mod gate_checks;
+// pub mod gate_checks; // written on another branch; re-enable at merge
 pub mod playbook;
-pub mod protocol;
+// pub mod protocol; // written on another branch; re-enable at merge
