@@ -9,13 +9,17 @@ use crate::protocol::{parse_config, DEFAULT_MAX_PROTOCOL_FILE};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 #[derive(Parser, Debug)]
-#[command(name = "gtmd", version, about = "Turns a workspace directory into the message bus of a go-to-market agent team")]
+#[command(
+    name = "gtmd",
+    version,
+    about = "Turns a workspace directory into the message bus of a go-to-market agent team"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub common: Common,
@@ -161,7 +165,9 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             git,
         } => {
             if daemon || pid_file.is_some() {
-                anyhow::bail!("--daemon is not implemented yet; run gtmd in the foreground or under systemd");
+                anyhow::bail!(
+                    "--daemon is not implemented yet; run gtmd in the foreground or under systemd"
+                );
             }
             if git {
                 tracing::warn!("--git is not implemented yet; running without commits");
@@ -246,7 +252,12 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Check { config } => {
             let paths = paths_of(&common);
-            let errors = crate::check::check(&paths, common.agent_command.as_deref(), common.max_file_size, config.as_deref());
+            let errors = crate::check::check(
+                &paths,
+                common.agent_command.as_deref(),
+                common.max_file_size,
+                config.as_deref(),
+            );
             for e in &errors {
                 println!("{e}");
             }
@@ -381,12 +392,20 @@ fn follow_daemon(settings: &Settings, request: &RunRequest) -> Result<ExitCode> 
         .join(format!("{}.yaml", request.id));
     let text = serde_yaml::to_string(request)?;
     crate::runner::write_atomic(&path, text.as_bytes())?;
-    eprintln!("request {} handed to the gtmd serving {}", request.id, settings.paths.workspace.display());
+    eprintln!(
+        "request {} handed to the gtmd serving {}",
+        request.id,
+        settings.paths.workspace.display()
+    );
     let mut last = String::new();
     let started = Instant::now();
     loop {
         let engine = replay(settings)?;
-        if let Some(r) = engine.refused_requests().iter().find(|r| r.id == request.id) {
+        if let Some(r) = engine
+            .refused_requests()
+            .iter()
+            .find(|r| r.id == request.id)
+        {
             return Ok(report(Outcome::Failed {
                 run: None,
                 reason: r.reason.clone(),
@@ -411,7 +430,11 @@ fn follow_daemon(settings: &Settings, request: &RunRequest) -> Result<ExitCode> 
                 }));
             }
         } else if started.elapsed() > Duration::from_secs(30) {
-            anyhow::bail!("the daemon has not picked up {} after 30 s; is it watching {}?", path.display(), settings.paths.workspace.display());
+            anyhow::bail!(
+                "the daemon has not picked up {} after 30 s; is it watching {}?",
+                path.display(),
+                settings.paths.workspace.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -473,4 +496,3 @@ fn init_logging(format: LogFormat, default: &str) {
         (LogFormat::Text, false) => builder.try_init(),
     };
 }
-

@@ -28,13 +28,15 @@ impl Paths {
         state_dir: Option<PathBuf>,
         playbook: Option<PathBuf>,
     ) -> Paths {
-        let workspace = workspace.unwrap_or_else(|| PathBuf::from("workspace"));
-        let state_dir = state_dir.unwrap_or_else(|| workspace.join(".gtmd"));
+        // Absolute from here on: agents run in the workspace, and GTMD_WORKSPACE
+        // must mean the same directory to them as to us.
+        let workspace = absolute(&workspace.unwrap_or_else(|| PathBuf::from("workspace")));
+        let state_dir = absolute(&state_dir.unwrap_or_else(|| workspace.join(".gtmd")));
         Paths {
             workspace,
-            agents: agents.unwrap_or_else(|| PathBuf::from("agents")),
+            agents: absolute(&agents.unwrap_or_else(|| PathBuf::from("agents"))),
             state_dir,
-            playbook,
+            playbook: playbook.map(|p| absolute(&p)),
         }
     }
 }

@@ -2,12 +2,23 @@
 //! go-to-market team of AI agents and people.
 //!
 //! Data flows one way: files → events → decisions → actions → files.
-//! [`protocol`] reads bus files, [`engine`] decides (pure, no I/O), [`journal`]
-//! makes every decision durable before it is acted on, [`runner`] carries the
-//! actions out, and [`daemon`] wires the stages together.
+//! [`watch`] reports file changes, [`protocol`] reads bus files, [`engine`]
+//! decides (pure, no I/O), [`journal`] makes every event durable before it is
+//! acted on, [`runner`] gives tasks to agents, and [`daemon`] wires the stages.
 
 pub mod agents;
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod daemon;
 pub mod diagnostic;
-// pub mod gate_checks; // written on another branch; re-enable at merge
+pub mod engine;
+pub mod gate_checks;
+pub mod init;
+pub mod journal;
 pub mod playbook;
-// pub mod protocol; // written on another branch; re-enable at merge
+pub mod protocol;
+pub mod record;
+pub mod runner;
+pub mod status;
+pub mod watch;

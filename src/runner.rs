@@ -83,13 +83,17 @@ impl Runner {
     pub fn start(&mut self, spec: &TaskSpec) -> Result<(), String> {
         let agent = self.agents.get(&spec.agent).cloned();
         let prompt = render_prompt(spec, agent.as_ref());
-        let prompt_file = self.write_prompt(spec, &prompt).map_err(|e| format!("{e:#}"))?;
+        let prompt_file = self
+            .write_prompt(spec, &prompt)
+            .map_err(|e| format!("{e:#}"))?;
         let template = self
             .command_override
             .clone()
             .or_else(|| agent.as_ref().and_then(|a| a.command.clone()));
         match template {
-            None => self.write_inbox(spec, &prompt).map_err(|e| format!("{e:#}")),
+            None => self
+                .write_inbox(spec, &prompt)
+                .map_err(|e| format!("{e:#}")),
             Some(template) => {
                 let timeout = agent
                     .as_ref()
@@ -141,9 +145,7 @@ impl Runner {
         timeout: Duration,
     ) -> Result<()> {
         let argv = expand_argv(template, spec, &self.workspace, prompt_file);
-        let (program, args) = argv
-            .split_first()
-            .context("the agent command is empty")?;
+        let (program, args) = argv.split_first().context("the agent command is empty")?;
         let log_dir = self.state_dir.join("logs");
         fs::create_dir_all(&log_dir)?;
         let log_path = log_dir.join(format!("{}.log", spec.id));
@@ -261,7 +263,10 @@ fn signal_group(pgid: i32, sig: i32) {
 /// TERM the group, give it [`KILL_GRACE`], then KILL it.
 async fn stop_group(pgid: i32, child: &mut tokio::process::Child) {
     signal_group(pgid, libc::SIGTERM);
-    if tokio::time::timeout(KILL_GRACE, child.wait()).await.is_err() {
+    if tokio::time::timeout(KILL_GRACE, child.wait())
+        .await
+        .is_err()
+    {
         signal_group(pgid, libc::SIGKILL);
         let _ = child.wait().await;
     }
@@ -295,8 +300,7 @@ pub fn expand_argv(
                 out.push_str(&rest[..open]);
                 let after = &rest[open + 1..];
                 for (name, value) in &values {
-                    if let Some(tail) = after.strip_prefix(name).and_then(|t| t.strip_prefix('}'))
-                    {
+                    if let Some(tail) = after.strip_prefix(name).and_then(|t| t.strip_prefix('}')) {
                         out.push_str(value);
                         rest = tail;
                         continue 'scan;
@@ -412,7 +416,8 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
         .context("a file path without a name")?
         .to_string_lossy();
     let tmp = dir.join(format!(".{name}.gtmd-tmp"));
-    let mut f = fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    let mut f =
+        fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
     f.write_all(contents)?;
     f.sync_data()?;
     drop(f);

@@ -92,7 +92,11 @@ pub fn print(settings: &Settings, as_json: bool) -> Result<()> {
                 }
                 if let Some(g) = run.gates.get(p) {
                     let ticked = g.boxes.iter().filter(|(_, t)| *t).count();
-                    let state = if g.passed_at.is_some() { "passed" } else { "open" };
+                    let state = if g.passed_at.is_some() {
+                        "passed"
+                    } else {
+                        "open"
+                    };
                     let _ = writeln!(
                         s,
                         "    gate {state}: {ticked}/{} ticked — {}",
@@ -119,7 +123,13 @@ pub fn print(settings: &Settings, as_json: bool) -> Result<()> {
             TaskState::Blocked => format!("blocked: {}", t.blockers.join("; ")),
             TaskState::Done { .. } => unreachable!(),
         };
-        let _ = writeln!(s, "  {:<32} {:<18} {state}: {}", t.id, t.agent, one_line(&t.text));
+        let _ = writeln!(
+            s,
+            "  {:<32} {:<18} {state}: {}",
+            t.id,
+            t.agent,
+            one_line(&t.text)
+        );
     }
     if !engine.rejected().is_empty() {
         let _ = writeln!(s, "refused files: {}", engine.rejected().len());
@@ -145,7 +155,11 @@ pub fn explain(settings: &Settings, path: &str) -> Result<String> {
         let before = engine.tasks().len();
         let actions = engine.handle(e);
         let Event::FileChanged {
-            path, hash, at, content, ..
+            path,
+            hash,
+            at,
+            content,
+            ..
         } = e
         else {
             continue;
@@ -155,11 +169,9 @@ pub fn explain(settings: &Settings, path: &str) -> Result<String> {
         }
         versions += 1;
         let what = match content {
-            FileContent::Status { report } => format!(
-                "status of {} ({:?})",
-                report.agent, report.status
-            )
-            .to_lowercase(),
+            FileContent::Status { report } => {
+                format!("status of {} ({:?})", report.agent, report.status).to_lowercase()
+            }
             FileContent::Gate { boxes } => format!(
                 "gate file, {}/{} boxes ticked",
                 boxes.iter().filter(|b| b.checked).count(),
@@ -167,15 +179,30 @@ pub fn explain(settings: &Settings, path: &str) -> Result<String> {
             ),
             FileContent::Request { .. } => "run request".into(),
             FileContent::Rejected { diagnostic } => format!("refused: {diagnostic}"),
-            FileContent::Plain => "a plain file (outputs and other files only count as present)".into(),
+            FileContent::Plain => {
+                "a plain file (outputs and other files only count as present)".into()
+            }
         };
-        let _ = writeln!(s, "version {versions} ({}, {}): {what}", &hash[..hash.len().min(12)], time(*at));
+        let _ = writeln!(
+            s,
+            "version {versions} ({}, {}): {what}",
+            &hash[..hash.len().min(12)],
+            time(*at)
+        );
         let new_tasks: Vec<_> = engine.tasks().values().skip(before).collect();
         for t in new_tasks {
-            let _ = writeln!(s, "  → task {} for {}: {}", t.id, t.agent, one_line(&t.text));
+            let _ = writeln!(
+                s,
+                "  → task {} for {}: {}",
+                t.id,
+                t.agent,
+                one_line(&t.text)
+            );
         }
         for a in actions {
-            if let crate::engine::Action::StartTask { .. } | crate::engine::Action::RecordChanged { .. } = a {
+            if let crate::engine::Action::StartTask { .. }
+            | crate::engine::Action::RecordChanged { .. } = a
+            {
                 continue;
             }
             let _ = writeln!(s, "  → {}", one_line(&format!("{a:?}")));
@@ -184,7 +211,10 @@ pub fn explain(settings: &Settings, path: &str) -> Result<String> {
     if versions == 0 {
         let ingest_ignored = crate::protocol::is_ignored(&rel);
         if ingest_ignored {
-            let _ = writeln!(s, "{rel}: ignored: editor/tool temporary files and dot-files never trigger anything");
+            let _ = writeln!(
+                s,
+                "{rel}: ignored: editor/tool temporary files and dot-files never trigger anything"
+            );
         } else {
             let _ = writeln!(s, "{rel}: gtmd has no version of this file in its journal (never seen, or written by gtmd itself)");
         }

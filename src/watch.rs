@@ -81,7 +81,9 @@ fn convert(res: notify::Result<notify::Event>, polling: bool) -> Vec<WatchMsg> {
         Err(e) => return vec![WatchMsg::Rescan(format!("watch error: {e}"))],
     };
     if event.need_rescan() {
-        return vec![WatchMsg::Rescan("the kernel's event queue overflowed".into())];
+        return vec![WatchMsg::Rescan(
+            "the kernel's event queue overflowed".into(),
+        )];
     }
     let change = match event.kind {
         EventKind::Access(AccessKind::Close(AccessMode::Write)) => Change::Complete,

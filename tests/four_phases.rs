@@ -85,16 +85,30 @@ fn four_phases_run_in_the_guide_order_with_gates_between() {
     let lines = parse_log(&std::fs::read_to_string(&log).unwrap());
 
     // Phase 1: strictly one after another.
-    assert!(time_of(&lines, "end", "gtm-strategy") < time_of(&lines, "start", "messaging-framework"));
+    assert!(
+        time_of(&lines, "end", "gtm-strategy") < time_of(&lines, "start", "messaging-framework")
+    );
     assert!(
         time_of(&lines, "end", "messaging-framework")
             < time_of(&lines, "start", "analytics-foundation")
     );
     // Phase 2: all four started before any of them finished.
-    let p2 = ["campaign-design", "enablement-kit", "crm-infrastructure", "post-sale-foundation"];
-    let last_start = p2.iter().map(|s| time_of(&lines, "start", s)).max().unwrap();
+    let p2 = [
+        "campaign-design",
+        "enablement-kit",
+        "crm-infrastructure",
+        "post-sale-foundation",
+    ];
+    let last_start = p2
+        .iter()
+        .map(|s| time_of(&lines, "start", s))
+        .max()
+        .unwrap();
     let first_end = p2.iter().map(|s| time_of(&lines, "end", s)).min().unwrap();
-    assert!(last_start < first_end, "phase 2 did not run in parallel: {lines:#?}");
+    assert!(
+        last_start < first_end,
+        "phase 2 did not run in parallel: {lines:#?}"
+    );
     // Nothing of phase N+1 before gate N was ticked.
     for n in 1..=3u32 {
         let tick = lines
@@ -103,11 +117,17 @@ fn four_phases_run_in_the_guide_order_with_gates_between() {
             .unwrap_or_else(|| panic!("gate {n} never ticked"))
             .t;
         let next = (n + 1).to_string();
-        for l in lines.iter().filter(|l| l.phase == next && l.kind == "start") {
+        for l in lines
+            .iter()
+            .filter(|l| l.phase == next && l.kind == "start")
+        {
             assert!(l.t > tick, "{l:?} started before gate {n} was ticked");
         }
         // And every step of phase N ended before its gate was ticked.
-        for l in lines.iter().filter(|l| l.phase == n.to_string() && l.kind == "end" && !l.step.is_empty()) {
+        for l in lines
+            .iter()
+            .filter(|l| l.phase == n.to_string() && l.kind == "end" && !l.step.is_empty())
+        {
             assert!(l.t < tick, "{l:?} ended after gate {n}");
         }
     }
@@ -127,7 +147,10 @@ fn four_phases_run_in_the_guide_order_with_gates_between() {
         .iter()
         .filter(|l| l.kind == "start" && l.agent == "coordinator" && l.task.contains("-gate-"))
         .count();
-    assert_eq!(coordinator_gate_reviews, 3, "one review per gate with a checklist");
+    assert_eq!(
+        coordinator_gate_reviews, 3,
+        "one review per gate with a checklist"
+    );
 
     // The run record is complete.
     let runs: Vec<_> = std::fs::read_dir(p.path("runs"))
@@ -139,15 +162,26 @@ fn four_phases_run_in_the_guide_order_with_gates_between() {
     let record = std::fs::read_to_string(runs[0].path()).unwrap();
     assert!(record.contains("- state: complete"), "{record}");
     for step in steps {
-        assert!(record.contains(&format!("| {step} |")), "{step} missing from the record");
+        assert!(
+            record.contains(&format!("| {step} |")),
+            "{step} missing from the record"
+        );
     }
     assert!(!record.contains("| waiting |"));
-    assert!(record.contains("15 min"), "estimates beside actuals: {record}");
+    assert!(
+        record.contains("15 min"),
+        "estimates beside actuals: {record}"
+    );
     for n in 1..=4 {
         assert!(record.contains(&format!("- phase {n}: passed")), "{record}");
     }
     // No agent left behind: every start has an end.
     let starts = lines.iter().filter(|l| l.kind == "start").count();
     let ends = lines.iter().filter(|l| l.kind == "end").count();
-    assert_eq!(starts, ends);
+    assert_eq!(
+        starts,
+        ends,
+        "{lines:#?}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

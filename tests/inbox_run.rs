@@ -10,7 +10,8 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-const GENERIC: &str = "Persona coverage: Devon the PM. Pain points, buying triggers and objections.\n\
+const GENERIC: &str =
+    "Persona coverage: Devon the PM. Pain points, buying triggers and objections.\n\
 Funnel: awareness, acquisition, activation, retention, revenue, referral.\n\
 Experiment: hypothesis, metrics, sample size 2,000, duration 14 days.\n";
 
@@ -134,7 +135,11 @@ fn a_person_working_the_inbox_runs_all_four_phases() {
         String::from_utf8_lossy(&out.stderr)
     );
     // Every step of the guide went through the inbox: 21 steps + 3 gate reviews + hand-offs.
-    assert!(done.len() >= 24, "only {} inbox tasks: {done:?}", done.len());
+    assert!(
+        done.len() >= 24,
+        "only {} inbox tasks: {done:?}",
+        done.len()
+    );
     let status = p.status_json();
     let run = &status["runs"][0];
     assert_eq!(run["state"]["state"], "passed");

@@ -404,7 +404,11 @@ pub struct DiskView<'a> {
 
 impl WorkspaceView for DiskView<'_> {
     fn read(&self, rel: &str) -> Option<String> {
-        let bytes = read_limited(&self.ingest.root.join(rel), self.ingest.max_protocol_size * 8).ok()?;
+        let bytes = read_limited(
+            &self.ingest.root.join(rel),
+            self.ingest.max_protocol_size * 8,
+        )
+        .ok()?;
         Some(String::from_utf8_lossy(&bytes).into_owned())
     }
 
@@ -413,6 +417,8 @@ impl WorkspaceView for DiskView<'_> {
     }
 
     fn size(&self, rel: &str) -> Option<u64> {
-        fs::metadata(self.ingest.root.join(rel)).ok().map(|m| m.len())
+        fs::metadata(self.ingest.root.join(rel))
+            .ok()
+            .map(|m| m.len())
     }
 }

@@ -34,6 +34,9 @@ use tokio::sync::mpsc;
 const SETTLE: Duration = Duration::from_millis(300);
 /// How long an exit waits for its cookie before it is handled anyway.
 const COOKIE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a finished foreground run waits for agent processes to exit by
+/// themselves before stopping them.
+const FINISH_GRACE: Duration = Duration::from_secs(10);
 /// Prefix of the cookie files gtmd writes for its own ordering.
 pub const COOKIE_PREFIX: &str = ".gtmd-cookie-";
 /// Prefix of the cookie files `gtmd sync` writes.
@@ -132,7 +135,8 @@ pub async fn run(
         last_progress: String::new(),
     };
     d.start()?;
-    d.event_loop(watch_rx, exit_rx, &mut control, &watcher).await
+    d.event_loop(watch_rx, exit_rx, &mut control, &watcher)
+        .await
 }
 
 struct Daemon {
@@ -414,8 +418,8 @@ impl Daemon {
         let settle = self.settle.values().min().copied();
         let cookie = self.parked.values().map(|(d, _)| *d).min();
         let retry = self.retries.iter().map(|(d, _)| *d).min();
-        let journal_retry = (!self.unjournaled.is_empty())
-            .then(|| Instant::now() + Duration::from_secs(1));
+        let journal_retry =
+            (!self.unjournaled.is_empty()).then(|| Instant::now() + Duration::from_secs(1));
         [settle, cookie, retry, journal_retry]
             .into_iter()
             .flatten()
@@ -489,9 +493,13 @@ impl Daemon {
 
     fn evaluate_gate(&self, run: &str, phase: u8) -> Event {
         let checks = match (self.engine.playbook().phase(phase), self.engine.run(run)) {
-            (Some(p), Some(r)) => {
-                run_gate_checks(p, &DiskView { ingest: &self.ingest }, &r.request.config)
-            }
+            (Some(p), Some(r)) => run_gate_checks(
+                p,
+                &DiskView {
+                    ingest: &self.ingest,
+                },
+                &r.request.config,
+            ),
             _ => Vec::new(),
         };
         Event::GateEvaluated {
@@ -539,10 +547,11 @@ impl Daemon {
             }
             Action::RunFinished { run, ok, summary } => {
                 tracing::info!(run = %run, ok, "run finished: {summary}");
-                let ours = self
-                    .engine
-                    .run(&run)
-                    .is_some_and(|r| self.follow.as_ref().is_some_and(|(id, _)| *id == r.request.id));
+                let ours = self.engine.run(&run).is_some_and(|r| {
+                    self.follow
+                        .as_ref()
+                        .is_some_and(|(id, _)| *id == r.request.id)
+                });
                 if ours {
                     self.dirty_runs.insert(run.clone());
                     self.outcome = Some(if ok {
@@ -600,8 +609,13 @@ impl Daemon {
     }
 
     fn print_progress(&mut self, run: &str) {
-        let Some(r) = self.engine.run(run) else { return };
-        let line = match r.current_phase().and_then(|p| self.engine.playbook().phase(p)) {
+        let Some(r) = self.engine.run(run) else {
+            return;
+        };
+        let line = match r
+            .current_phase()
+            .and_then(|p| self.engine.playbook().phase(p))
+        {
             Some(p) => {
                 let steps: Vec<_> = r.steps.values().filter(|s| s.phase == p.number).collect();
                 let done = steps
@@ -634,7 +648,11 @@ impl Daemon {
 
     fn reload(&mut self) {
         let paths = self.settings.paths.clone();
-        let command = self.settings.agent_command.clone().map(|v| shell_words::join(&v));
+        let command = self
+            .settings
+            .agent_command
+            .clone()
+            .map(|v| shell_words::join(&v));
         match Settings::load(paths, command.as_deref(), self.settings.max_file_size) {
             Ok(s) => {
                 self.engine.set_playbook(s.playbook.clone());
@@ -655,7 +673,10 @@ impl Daemon {
     /// Stop: no more events; running processes get TERM, then KILL. Their
     /// exits are not journaled, so the tasks run again after a restart.
     async fn shutdown(&mut self, exit_rx: &mut mpsc::UnboundedReceiver<TaskExit>) {
-        tracing::info!("stopping: {} task process(es) running", self.runner.running_count());
+        tracing::info!(
+            "stopping: {} task process(es) running",
+            self.runner.running_count()
+        );
         self.runner.stop_all();
         let deadline = Instant::now() + crate::runner::KILL_GRACE + Duration::from_secs(1);
         while self.runner.running_count() > 0 {
@@ -685,6 +706,15 @@ impl Daemon {
                 }]);
             }
             self.after_batch();
+        }
+        // Agents whose tasks are done may still be finishing (their status
+        // written, the process not yet exited): let them end by themselves.
+        let deadline = Instant::now() + FINISH_GRACE;
+        while self.runner.running_count() > 0 {
+            match tokio::time::timeout_at(deadline.into(), exit_rx.recv()).await {
+                Ok(Some(exit)) => self.runner.reaped(&exit.task),
+                _ => break,
+            }
         }
         self.shutdown(exit_rx).await;
     }

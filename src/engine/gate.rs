@@ -36,7 +36,9 @@ pub fn render_gate(phase: &Phase, gate: &GateState, run: &str) -> String {
     }
     s.push_str("\n## Checklist\n\n");
     if gate.boxes.is_empty() {
-        s.push_str("The guide lists no review items for this phase; the automatic checks decide.\n");
+        s.push_str(
+            "The guide lists no review items for this phase; the automatic checks decide.\n",
+        );
     }
     for (text, ticked) in &gate.boxes {
         let mark = if *ticked { "x" } else { " " };

@@ -150,11 +150,9 @@ impl Engine {
             for s in r.steps.values().filter(|s| s.phase == phase) {
                 match &s.state {
                     StepState::Done => {}
-                    StepState::AwaitingOutputs { missing } => why.push(format!(
-                        "step {} is missing {}",
-                        s.id,
-                        missing.join(", ")
-                    )),
+                    StepState::AwaitingOutputs { missing } => {
+                        why.push(format!("step {} is missing {}", s.id, missing.join(", ")))
+                    }
                     StepState::Active { task } => {
                         let state = self
                             .tasks
@@ -321,8 +319,7 @@ impl Engine {
                 let missing = self.missing_outputs(&outputs);
                 if missing.is_empty() {
                     self.step_done(&id, &step_id, at, out);
-                } else if let Some(s) = self.runs.get_mut(&id).unwrap().steps.get_mut(&step_id)
-                {
+                } else if let Some(s) = self.runs.get_mut(&id).unwrap().steps.get_mut(&step_id) {
                     s.state = StepState::AwaitingOutputs { missing };
                 }
             }
@@ -529,11 +526,7 @@ impl Engine {
             let (Some(run), Some(step)) = (run, step) else {
                 return;
             };
-            if let Some(s) = self
-                .runs
-                .get_mut(&run)
-                .and_then(|r| r.steps.get_mut(&step))
-            {
+            if let Some(s) = self.runs.get_mut(&run).and_then(|r| r.steps.get_mut(&step)) {
                 s.state = StepState::AwaitingOutputs {
                     missing: missing.clone(),
                 };
@@ -703,8 +696,9 @@ impl Engine {
             self.end_task(task_id, Outcome::Cancelled, at, out);
             return;
         }
+        let step = t.step.clone();
         if exit.success() {
-            let missing = match &t.step {
+            let missing = match &step {
                 Some(s) => self.missing_outputs(&self.step_def(s).outputs.clone()),
                 None => Vec::new(),
             };
@@ -830,11 +824,7 @@ impl Engine {
         self.playbook
             .phases
             .iter()
-            .find(|ph| {
-                ph.steps
-                    .iter()
-                    .any(|s| s.outputs.iter().any(|o| o == path))
-            })
+            .find(|ph| ph.steps.iter().any(|s| s.outputs.iter().any(|o| o == path)))
             .map(|ph| ph.number)
     }
 
@@ -996,7 +986,12 @@ impl Engine {
     fn open_gate(&mut self, run: &str, phase: u8, at: Millis, out: &mut Vec<Action>) {
         let p = self.playbook.phase(phase).unwrap();
         let path = gate_path(p);
-        let boxes = p.gate.checklist.iter().map(|c| (c.clone(), false)).collect();
+        let boxes = p
+            .gate
+            .checklist
+            .iter()
+            .map(|c| (c.clone(), false))
+            .collect();
         let r = self.runs.get_mut(run).unwrap();
         r.gates.insert(
             phase,
@@ -1010,7 +1005,8 @@ impl Engine {
                 passed_at: None,
             },
         );
-        r.log.push((at, format!("phase {phase} done; gate {path} opened")));
+        r.log
+            .push((at, format!("phase {phase} done; gate {path} opened")));
         out.push(Action::EvaluateGate {
             run: run.to_string(),
             phase,
@@ -1088,7 +1084,12 @@ impl Engine {
         self.try_pass_gate(run, phase, at, out);
     }
 
-    fn on_gate_file(&mut self, path: &str, boxes: &[crate::protocol::Checkbox], out: &mut Vec<Action>) {
+    fn on_gate_file(
+        &mut self,
+        path: &str,
+        boxes: &[crate::protocol::Checkbox],
+        out: &mut Vec<Action>,
+    ) {
         let ids: Vec<RunId> = self
             .runs
             .values()
@@ -1109,9 +1110,7 @@ impl Engine {
                 .boxes
                 .iter()
                 .map(|(text, _)| {
-                    let ticked = boxes
-                        .iter()
-                        .any(|b| b.checked && same_item(&b.text, text));
+                    let ticked = boxes.iter().any(|b| b.checked && same_item(&b.text, text));
                     (text.clone(), ticked)
                 })
                 .collect();
@@ -1357,7 +1356,9 @@ struct NewTask {
 
 /// Exponential backoff for retries: 1 s, 2 s, 4 s, ... capped at 60 s.
 pub fn backoff_ms(attempt: u32) -> u64 {
-    1000u64.saturating_mul(1 << attempt.saturating_sub(1).min(6)).min(60_000)
+    1000u64
+        .saturating_mul(1 << attempt.saturating_sub(1).min(6))
+        .min(60_000)
 }
 
 fn route_matches(pattern: &str, path: &str) -> bool {
@@ -1396,7 +1397,10 @@ fn capitalise(s: &str) -> String {
 }
 
 pub fn join_nums(v: &[u8]) -> String {
-    v.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",")
+    v.iter()
+        .map(|n| n.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// `YYYY-MM-DD` (UTC) of a timestamp, computed without a clock.

@@ -82,11 +82,19 @@ impl Event {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum FileContent {
-    Status { report: StatusReport },
-    Gate { boxes: Vec<Checkbox> },
-    Request { request: RunRequest },
+    Status {
+        report: StatusReport,
+    },
+    Gate {
+        boxes: Vec<Checkbox>,
+    },
+    Request {
+        request: RunRequest,
+    },
     /// A protocol file that cannot be used; nothing else stops.
-    Rejected { diagnostic: Diagnostic },
+    Rejected {
+        diagnostic: Diagnostic,
+    },
     /// Any other file: only its presence and size matter to the engine.
     Plain,
 }
@@ -155,25 +163,55 @@ pub enum CancelTarget {
 #[serde(tag = "action", rename_all = "kebab-case")]
 pub enum Action {
     /// Give the task to its agent: the inbox, or its command.
-    StartTask { task: TaskSpec },
+    StartTask {
+        task: TaskSpec,
+    },
     /// Stop a running task's process (cancel).
-    StopTask { task: TaskId },
+    StopTask {
+        task: TaskId,
+    },
     /// Remove the inbox file of a task that ended.
-    CloseInbox { agent: String, task: TaskId },
+    CloseInbox {
+        agent: String,
+        task: TaskId,
+    },
     /// Call back with [`Event::RetryDue`] after the delay.
-    ScheduleRetry { task: TaskId, delay_ms: u64 },
+    ScheduleRetry {
+        task: TaskId,
+        delay_ms: u64,
+    },
     /// Run the gate's automatic checks and call back with [`Event::GateEvaluated`].
-    EvaluateGate { run: RunId, phase: u8 },
+    EvaluateGate {
+        run: RunId,
+        phase: u8,
+    },
     /// Write a file the daemon owns (gate files). Workspace-relative path.
-    WriteFile { path: String, contents: String },
+    WriteFile {
+        path: String,
+        contents: String,
+    },
     /// The run's record needs rewriting.
-    RecordChanged { run: RunId },
+    RecordChanged {
+        run: RunId,
+    },
     /// A file was refused; say so in the log.
-    Refused { diagnostic: Diagnostic },
+    Refused {
+        diagnostic: Diagnostic,
+    },
     /// Something a person should know (logged at info or warn).
-    Notice { level: NoticeLevel, message: String },
-    RunRefused { request: String, reason: String },
-    RunFinished { run: RunId, ok: bool, summary: String },
+    Notice {
+        level: NoticeLevel,
+        message: String,
+    },
+    RunRefused {
+        request: String,
+        reason: String,
+    },
+    RunFinished {
+        run: RunId,
+        ok: bool,
+        summary: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -227,7 +265,9 @@ pub enum TaskState {
     RetryWait,
     /// The agent said it is blocked; the coordinator has been told.
     Blocked,
-    Done { outcome: Outcome },
+    Done {
+        outcome: Outcome,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -235,8 +275,12 @@ pub enum TaskState {
 pub enum Outcome {
     Complete,
     /// Reported complete, but expected outputs were missing or empty.
-    Incomplete { missing: Vec<String> },
-    Failed { reason: String },
+    Incomplete {
+        missing: Vec<String>,
+    },
+    Failed {
+        reason: String,
+    },
     Cancelled,
 }
 
@@ -244,7 +288,9 @@ impl Outcome {
     pub fn label(&self) -> String {
         match self {
             Outcome::Complete => "complete".into(),
-            Outcome::Incomplete { missing } => format!("incomplete (missing {})", missing.join(", ")),
+            Outcome::Incomplete { missing } => {
+                format!("incomplete (missing {})", missing.join(", "))
+            }
             Outcome::Failed { reason } => format!("failed ({reason})"),
             Outcome::Cancelled => "cancelled".into(),
         }
@@ -284,9 +330,13 @@ impl Task {
 #[serde(tag = "state", rename_all = "kebab-case")]
 pub enum StepState {
     Waiting,
-    Active { task: TaskId },
+    Active {
+        task: TaskId,
+    },
     /// Reported complete with outputs missing; done as soon as they exist.
-    AwaitingOutputs { missing: Vec<String> },
+    AwaitingOutputs {
+        missing: Vec<String>,
+    },
     Done,
 }
 
@@ -379,4 +429,3 @@ pub struct FileEntry {
     pub size: u64,
     pub mtime_ns: u64,
 }
-

@@ -26,7 +26,10 @@ pub struct Project {
 
 impl Project {
     pub fn new() -> Project {
-        let dir = tempfile::Builder::new().prefix("gtmd-test").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("gtmd-test")
+            .tempdir()
+            .unwrap();
         let out = Command::new(gtmd_bin())
             .arg("init")
             .arg(dir.path())
