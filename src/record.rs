@@ -139,6 +139,56 @@ pub fn render(engine: &Engine, run: &Run) -> String {
         }
     }
 
+    let end = run.ended_at.unwrap_or(u64::MAX);
+    let in_run = |at: Millis| at >= run.started_at && at <= end;
+    let conflicts: Vec<_> = engine
+        .conflicts()
+        .values()
+        .filter(|c| in_run(c.opened_at) || c.closed_at.is_some_and(in_run))
+        .collect();
+    let decisions: Vec<_> = engine
+        .decisions()
+        .values()
+        .filter(|d| in_run(d.at))
+        .collect();
+    if !conflicts.is_empty() || !decisions.is_empty() {
+        let _ = writeln!(s, "\n## Conflicts and decisions\n");
+        for c in conflicts {
+            let state = match (&c.closed_at, &c.closed_by) {
+                (Some(at), Some(by)) => format!("closed {} by {by}", time(*at)),
+                _ => "open".to_string(),
+            };
+            let _ = writeln!(
+                s,
+                "- conflict `{}` raised {} ({} version(s)): {} — {}",
+                c.path,
+                time(c.opened_at),
+                c.versions,
+                one_line(&c.title),
+                state
+            );
+        }
+        for d in decisions {
+            let _ = writeln!(
+                s,
+                "- decision `{}` {} on {}: affects {}{}",
+                d.path,
+                time(d.at),
+                d.resolves.as_deref().unwrap_or("(no conflict named)"),
+                if d.affected.is_empty() {
+                    "no agent".to_string()
+                } else {
+                    d.affected.join(", ")
+                },
+                if d.problems.is_empty() {
+                    String::new()
+                } else {
+                    format!(" — could not read: {}", d.problems.join("; "))
+                }
+            );
+        }
+    }
+
     if !run.refused.is_empty() {
         let _ = writeln!(s, "\n## Refused files\n");
         for d in run.refused.values() {

@@ -55,6 +55,9 @@ pub fn print(settings: &Settings, as_json: bool) -> Result<()> {
                 "path": d.path, "line": d.line, "message": d.message, "text": d.to_string(),
             })).collect::<Vec<_>>(),
             "refused_requests": engine.refused_requests(),
+            "conflicts": engine.conflicts().values().collect::<Vec<_>>(),
+            "open_conflicts": engine.open_conflicts(),
+            "decisions": engine.decisions().values().collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
@@ -131,6 +134,45 @@ pub fn print(settings: &Settings, as_json: bool) -> Result<()> {
             one_line(&t.text)
         );
     }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let open: Vec<_> = engine
+        .conflicts()
+        .values()
+        .filter(|c| c.closed_at.is_none())
+        .collect();
+    let _ = writeln!(s, "open conflicts: {}", open.len());
+    for c in open {
+        let _ = writeln!(
+            s,
+            "  {:<40} open for {}{}: {}",
+            c.path,
+            crate::record::duration(now.saturating_sub(c.opened_at)),
+            if c.decisions.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (decided in {}, waiting for the agents)",
+                    c.decisions.join(", ")
+                )
+            },
+            one_line(&c.title)
+        );
+    }
+    for d in engine
+        .decisions()
+        .values()
+        .filter(|d| !d.problems.is_empty())
+    {
+        let _ = writeln!(
+            s,
+            "  decision {} could not be fully read: {}",
+            d.path,
+            d.problems.join("; ")
+        );
+    }
     if !engine.rejected().is_empty() {
         let _ = writeln!(s, "refused files: {}", engine.rejected().len());
         for d in engine.rejected().values() {
@@ -150,76 +192,152 @@ pub fn explain(settings: &Settings, path: &str) -> Result<String> {
     let events = crate::journal::read_events(&settings.paths.state_dir)?;
     let mut engine = Engine::new(settings.playbook.clone(), settings.policies());
     let mut s = String::new();
-    let mut versions = 0;
+    let mut versions: Vec<String> = Vec::new();
     for e in &events {
-        let before = engine.tasks().len();
+        let before: std::collections::BTreeSet<String> = engine.tasks().keys().cloned().collect();
+        let restored = match e {
+            Event::FileChanged { path, hash, .. } if *path == rel => {
+                engine.removed_version(path) == Some(hash)
+            }
+            _ => false,
+        };
         let actions = engine.handle(e);
-        let Event::FileChanged {
-            path,
-            hash,
-            at,
-            content,
-            ..
-        } = e
-        else {
-            continue;
-        };
-        if *path != rel {
-            continue;
-        }
-        versions += 1;
-        let what = match content {
-            FileContent::Status { report } => {
-                format!("status of {} ({:?})", report.agent, report.status).to_lowercase()
+        match e {
+            Event::FileRemoved { path, at } if *path == rel => {
+                let _ = writeln!(s, "{}: removed (or renamed away)", time(*at));
             }
-            FileContent::Gate { boxes } => format!(
-                "gate file, {}/{} boxes ticked",
-                boxes.iter().filter(|b| b.checked).count(),
-                boxes.len()
-            ),
-            FileContent::Request { .. } => "run request".into(),
-            FileContent::Rejected { diagnostic } => format!("refused: {diagnostic}"),
-            FileContent::Plain => {
-                "a plain file (outputs and other files only count as present)".into()
+            Event::FileChanged {
+                path,
+                hash,
+                at,
+                content,
+                ..
+            } if *path == rel => {
+                let short = &hash[..hash.len().min(12)];
+                let known = versions.iter().position(|h| h == hash);
+                let label = match known {
+                    Some(n) => format!("version {} again", n + 1),
+                    None => {
+                        versions.push(hash.clone());
+                        format!("version {}", versions.len())
+                    }
+                };
+                let _ = writeln!(s, "{}: {label} ({short}): {}", time(*at), describe(content));
+                if restored {
+                    let _ = writeln!(
+                        s,
+                        "  → nothing: the same content it had before it was removed (an editor's rename-and-write save), not a new version"
+                    );
+                    continue;
+                }
+                let mut said = false;
+                for t in engine.tasks().values().filter(|t| !before.contains(&t.id)) {
+                    let _ = writeln!(
+                        s,
+                        "  → task {} for {} ({}): {}",
+                        t.id,
+                        t.agent,
+                        t.trigger,
+                        one_line(&t.text)
+                    );
+                    said = true;
+                }
+                for a in &actions {
+                    let line = match a {
+                        crate::engine::Action::Refused { diagnostic } => {
+                            format!("refused: {diagnostic}")
+                        }
+                        crate::engine::Action::EvaluateGate { run, phase } => {
+                            format!("re-checked the phase {phase} gate of run {run}")
+                        }
+                        crate::engine::Action::RunFinished { run, summary, .. } => {
+                            format!("run {run} finished: {summary}")
+                        }
+                        crate::engine::Action::Notice { message, .. } => message.clone(),
+                        _ => continue,
+                    };
+                    let _ = writeln!(s, "  → {}", one_line(&line));
+                    said = true;
+                }
+                if !said {
+                    let _ = writeln!(s, "  → nothing to do: {}", why_nothing(content));
+                }
             }
-        };
-        let _ = writeln!(
-            s,
-            "version {versions} ({}, {}): {what}",
-            &hash[..hash.len().min(12)],
-            time(*at)
-        );
-        let new_tasks: Vec<_> = engine.tasks().values().skip(before).collect();
-        for t in new_tasks {
-            let _ = writeln!(
-                s,
-                "  → task {} for {}: {}",
-                t.id,
-                t.agent,
-                one_line(&t.text)
-            );
-        }
-        for a in actions {
-            if let crate::engine::Action::StartTask { .. }
-            | crate::engine::Action::RecordChanged { .. } = a
-            {
-                continue;
-            }
-            let _ = writeln!(s, "  → {}", one_line(&format!("{a:?}")));
+            _ => {}
         }
     }
-    if versions == 0 {
-        let ingest_ignored = crate::protocol::is_ignored(&rel);
-        if ingest_ignored {
+    let ingest = crate::daemon::ingest::Ingest::new(
+        &settings.paths.workspace,
+        &settings.paths.state_dir,
+        settings.max_file_size,
+    );
+    if ingest.ignored(&rel) {
+        let _ = writeln!(
+            s,
+            "{rel} is ignored: editor and tool temporary files (vim 4913, *~, .*.swp, emacs #*# and .#*, JetBrains ___jb_tmp___/___jb_old___, gedit .goutputstream-*), dot-files and gtmd's state directory never trigger anything"
+        );
+        return Ok(s);
+    }
+    if versions.is_empty() {
+        let kind = crate::protocol::classify(&rel);
+        let why = match kind {
+            crate::protocol::FileKind::Inbox | crate::protocol::FileKind::RunRecord => {
+                "it is written by gtmd itself (inboxes and run records are not part of the protocol)"
+            }
+            _ => "gtmd has not seen it (not there while gtmd was running, or never written)",
+        };
+        let _ = writeln!(s, "{rel}: no version in the journal: {why}");
+        return Ok(s);
+    }
+    if let Some(entry) = engine.files().get(&rel) {
+        if let Some(n) = versions.iter().position(|h| *h == entry.hash) {
             let _ = writeln!(
                 s,
-                "{rel}: ignored: editor/tool temporary files and dot-files never trigger anything"
+                "now: version {} is current; saving it again with the same content is not a new version and does nothing",
+                n + 1
             );
-        } else {
-            let _ = writeln!(s, "{rel}: gtmd has no version of this file in its journal (never seen, or written by gtmd itself)");
         }
     }
     Ok(s)
+}
+
+fn describe(content: &FileContent) -> String {
+    match content {
+        FileContent::Status { report } => format!(
+            "status of {}: {}",
+            report.agent,
+            format!("{:?}", report.status).to_lowercase()
+        ),
+        FileContent::Conflict { conflict } => format!("conflict: {}", conflict.title),
+        FileContent::Decision { decision } => format!(
+            "decision on {}",
+            decision
+                .resolves
+                .as_deref()
+                .unwrap_or("(no conflict named)")
+        ),
+        FileContent::Gate { boxes } => format!(
+            "gate file, {}/{} boxes ticked",
+            boxes.iter().filter(|b| b.checked).count(),
+            boxes.len()
+        ),
+        FileContent::Request { .. } => "run request".into(),
+        FileContent::Rejected { diagnostic } => format!("refused: {diagnostic}"),
+        FileContent::Plain => "a plain file".into(),
+    }
+}
+
+fn why_nothing(content: &FileContent) -> &'static str {
+    match content {
+        FileContent::Plain => {
+            "no rule reacts to this file (outputs only count as present for their steps)"
+        }
+        FileContent::Status { .. } => {
+            "the status changed nothing (in progress, or its task had already ended)"
+        }
+        FileContent::Gate { .. } => "no open gate of an active run uses this file",
+        _ => "no rule applies",
+    }
 }
 
 fn one_line(s: &str) -> String {

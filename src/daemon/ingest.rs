@@ -301,6 +301,11 @@ fn kind_name(kind: &FileKind) -> &'static str {
 
 /// Parse a protocol file's bytes into what the engine needs.
 pub fn parse(rel: &str, kind: &FileKind, bytes: &[u8]) -> FileContent {
+    // An empty protocol file is one being written (truncate, then write):
+    // it says nothing yet, so it is neither acted on nor refused.
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return FileContent::Plain;
+    }
     let text = match text_of(rel, bytes) {
         Ok(t) => t,
         Err(d) => return FileContent::Rejected { diagnostic: d },
@@ -319,6 +324,14 @@ pub fn parse(rel: &str, kind: &FileKind, bytes: &[u8]) -> FileContent {
                 crate::agents::AGENTS.join(", ")
             ),
         )),
+        FileKind::Conflict => match protocol::escalation::parse_conflict(rel, text) {
+            Ok(conflict) => FileContent::Conflict { conflict },
+            Err(d) => rejected(d),
+        },
+        FileKind::Decision => match protocol::escalation::parse_decision(rel, text) {
+            Ok(decision) => FileContent::Decision { decision },
+            Err(d) => rejected(d),
+        },
         FileKind::Gate { .. } => FileContent::Gate {
             boxes: protocol::checkboxes(text),
         },

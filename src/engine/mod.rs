@@ -19,6 +19,7 @@ pub use model::*;
 use crate::agents::short_name;
 use crate::diagnostic::Diagnostic;
 use crate::playbook::{Playbook, RouteKind, Step};
+use crate::protocol::escalation::{Conflict, Decision};
 use crate::protocol::{StatusReport, TaskStatus};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -36,6 +37,11 @@ pub struct Engine {
     refused_requests: Vec<RefusedRequest>,
     /// Files currently refused (path → why), cleared by a good version.
     rejected: BTreeMap<String, Diagnostic>,
+    /// The last version of files that were removed: an editor that renames
+    /// the file away and writes it back unchanged has not made a new version.
+    removed: BTreeMap<String, String>,
+    conflicts: BTreeMap<String, ConflictState>,
+    decisions: BTreeMap<String, DecisionState>,
     next_task: u64,
     next_run: u64,
 }
@@ -50,6 +56,9 @@ impl Engine {
             tasks: BTreeMap::new(),
             refused_requests: Vec::new(),
             rejected: BTreeMap::new(),
+            removed: BTreeMap::new(),
+            conflicts: BTreeMap::new(),
+            decisions: BTreeMap::new(),
             next_task: 1,
             next_run: 1,
         }
@@ -77,6 +86,16 @@ impl Engine {
     }
     pub fn rejected(&self) -> &BTreeMap<String, Diagnostic> {
         &self.rejected
+    }
+    /// The last version of a file that was removed, if it was.
+    pub fn removed_version(&self, path: &str) -> Option<&String> {
+        self.removed.get(path)
+    }
+    pub fn conflicts(&self) -> &BTreeMap<String, ConflictState> {
+        &self.conflicts
+    }
+    pub fn decisions(&self) -> &BTreeMap<String, DecisionState> {
+        &self.decisions
     }
     pub fn refused_requests(&self) -> &[RefusedRequest] {
         &self.refused_requests
@@ -224,11 +243,15 @@ impl Engine {
                         mtime_ns: *mtime_ns,
                     },
                 );
-                self.on_file(path, content, at, &mut out);
+                let same_as_before_removal = self.removed.remove(path).as_ref() == Some(hash);
+                if !same_as_before_removal {
+                    self.on_file(path, content, at, &mut out);
+                }
             }
             Event::FileRemoved { path, .. } => {
-                self.files.remove(path);
-                self.rejected.remove(path);
+                if let Some(f) = self.files.remove(path) {
+                    self.removed.insert(path.clone(), f.hash);
+                }
             }
             Event::RunRequested { request, .. } => self.on_request(request, at, &mut out),
             Event::TaskExited { task, exit, .. } => self.on_exit(task, exit, at, &mut out),
@@ -269,6 +292,8 @@ impl Engine {
         match content {
             FileContent::Status { report } => self.on_status(path, report, at, out),
             FileContent::Gate { boxes } => self.on_gate_file(path, boxes, out),
+            FileContent::Conflict { conflict } => self.on_conflict(path, conflict, at, out),
+            FileContent::Decision { decision } => self.on_decision(path, decision, at, out),
             FileContent::Request { request } => self.on_request(request, at, out),
             FileContent::Plain | FileContent::Rejected { .. } => {}
         }
@@ -368,20 +393,52 @@ impl Engine {
             if already_open {
                 continue;
             }
-            let depth = self.route_depth();
-            if depth >= MAX_ROUTE_DEPTH {
+            // A hand-off written while another hand-off task runs continues its chain.
+            let depth = 1 + self
+                .tasks
+                .values()
+                .filter(|t| {
+                    t.state == TaskState::Running && matches!(t.kind, TaskKind::Route { .. })
+                })
+                .map(|t| t.depth)
+                .max()
+                .unwrap_or(0);
+            let run = self.active_run().map(|r| r.id.clone());
+            if depth > MAX_ROUTE_DEPTH {
+                let told = self
+                    .tasks
+                    .values()
+                    .any(|t| t.is_open() && matches!(t.kind, TaskKind::RouteLoop { .. }));
                 out.push(Action::Notice {
                     level: NoticeLevel::Warn,
                     message: format!(
-                        "{path}: hand-off to {} not started, {} hand-off tasks are already chained",
-                        route.to, depth
+                        "{path}: hand-off to {} not started: it would be hand-off number {depth} in a chain (limit {MAX_ROUTE_DEPTH})",
+                        route.to
                     ),
                 });
+                if !told {
+                    self.new_task(
+                        NewTask {
+                            agent: "coordinator".into(),
+                            run,
+                            phase: None,
+                            step: None,
+                            kind: TaskKind::RouteLoop { path: path.to_string() },
+                            text: format!(
+                                "A chain of hand-offs was stopped after {MAX_ROUTE_DEPTH} steps: {path} would have given {} another task. Check whether the agents keep answering each other's files, and decide what should happen.",
+                                route.to
+                            ),
+                            trigger: format!("hand-off loop at {path}"),
+                            details: vec![],
+                        },
+                        at,
+                        out,
+                    );
+                }
                 continue;
             }
-            let run = self.active_run().map(|r| r.id.clone());
             let text = format!("{} ({path} changed)", capitalise(&route.purpose));
-            self.new_task(
+            let id = self.new_task(
                 NewTask {
                     agent: route.to.clone(),
                     run,
@@ -397,14 +454,289 @@ impl Engine {
                 at,
                 out,
             );
+            self.tasks.get_mut(&id).unwrap().depth = depth;
         }
     }
 
-    fn route_depth(&self) -> u32 {
-        self.tasks
+    // ---- conflicts and decisions ----
+
+    /// One coordinator review per content version; a closed conflict that
+    /// changes is open again.
+    fn on_conflict(&mut self, path: &str, c: &Conflict, at: Millis, out: &mut Vec<Action>) {
+        let st = self
+            .conflicts
+            .entry(path.to_string())
+            .or_insert_with(|| ConflictState {
+                path: path.to_string(),
+                title: String::new(),
+                raised_by: None,
+                agents: Vec::new(),
+                severity: None,
+                opened_at: at,
+                versions: 0,
+                decisions: Vec::new(),
+                closed_at: None,
+                closed_by: None,
+            });
+        let reopened = st.closed_at.is_some();
+        if reopened {
+            st.closed_at = None;
+            st.closed_by = None;
+            st.opened_at = at;
+        }
+        st.title = c.title.clone();
+        st.raised_by = c.raised_by.clone();
+        st.agents = c.agents.clone();
+        st.severity = c.severity.clone();
+        st.versions += 1;
+        let version = st.versions;
+        let mut details = vec![format!(
+            "Read {path}, review both positions, then write a decision in strategy/decisions/ with front matter `resolves: {path}` and `affected: [agents who must change their outputs]`, and the rationale in the text."
+        )];
+        if !c.agents.is_empty() {
+            details.push(format!("Agents named: {}", c.agents.join(", ")));
+        }
+        if !c.files.is_empty() {
+            details.push(format!("Files named: {}", c.files.join(", ")));
+        }
+        if let Some(sev) = &c.severity {
+            details.push(format!("Severity: {sev}"));
+        }
+        let run = self.active_run().map(|r| r.id.clone());
+        let title = if c.title.is_empty() {
+            path.to_string()
+        } else {
+            c.title.clone()
+        };
+        let id = self.new_task(
+            NewTask {
+                agent: "coordinator".into(),
+                run: run.clone(),
+                phase: None,
+                step: None,
+                kind: TaskKind::ConflictReview {
+                    conflict: path.to_string(),
+                },
+                text: format!(
+                    "Review the conflict {path}{}: {title}",
+                    if version > 1 {
+                        format!(" (version {version})")
+                    } else {
+                        String::new()
+                    }
+                ),
+                trigger: format!("conflict: {path}"),
+                details,
+            },
+            at,
+            out,
+        );
+        self.log_run(
+            run,
+            at,
+            format!(
+                "conflict {path} {} (version {version}); review task {id}",
+                if reopened {
+                    "reopened"
+                } else if version == 1 {
+                    "raised"
+                } else {
+                    "changed"
+                }
+            ),
+            out,
+        );
+    }
+
+    /// Each affected agent gets a task to apply the decision; what cannot be
+    /// read goes to the coordinator instead of being dropped.
+    fn on_decision(&mut self, path: &str, d: &Decision, at: Millis, out: &mut Vec<Action>) {
+        let mut problems = d.problems.clone();
+        let conflict = d
+            .resolves
+            .as_deref()
+            .map(crate::protocol::escalation::conflict_path);
+        let known_conflict = conflict
+            .as_ref()
+            .filter(|c| self.conflicts.contains_key(*c) || self.files.contains_key(*c));
+        if let (Some(c), None) = (&conflict, known_conflict) {
+            problems.push(format!(
+                "it resolves {c}, which is no conflict gtmd has seen (open conflicts: {})",
+                self.open_conflicts().join(", ")
+            ));
+        }
+        let run = self.active_run().map(|r| r.id.clone());
+        // Apply tasks of an earlier version of this decision are superseded.
+        if let Some(old) = self.decisions.get(path) {
+            for t in old.tasks.clone() {
+                if self
+                    .tasks
+                    .get(&t)
+                    .is_some_and(|t| t.is_open() && t.state != TaskState::Running)
+                {
+                    self.end_task(&t, Outcome::Cancelled, at, out);
+                }
+            }
+        }
+        let mut tasks = Vec::new();
+        if let Some(c) = known_conflict.cloned() {
+            let st = self
+                .conflicts
+                .entry(c.clone())
+                .or_insert_with(|| ConflictState {
+                    path: c.clone(),
+                    title: String::new(),
+                    raised_by: None,
+                    agents: Vec::new(),
+                    severity: None,
+                    opened_at: at,
+                    versions: 0,
+                    decisions: Vec::new(),
+                    closed_at: None,
+                    closed_by: None,
+                });
+            if !st.decisions.iter().any(|p| p == path) {
+                st.decisions.push(path.to_string());
+            }
+            let title = if d.title.is_empty() {
+                path.to_string()
+            } else {
+                d.title.clone()
+            };
+            for agent in &d.affected {
+                let id = self.new_task(
+                    NewTask {
+                        agent: agent.clone(),
+                        run: run.clone(),
+                        phase: None,
+                        step: None,
+                        kind: TaskKind::ApplyDecision {
+                            decision: path.to_string(),
+                            conflict: c.clone(),
+                        },
+                        text: format!(
+                            "Apply the coordinator's decision {path} on the conflict {c}: {title}"
+                        ),
+                        trigger: format!("decision: {path}"),
+                        details: vec![
+                            format!("Read {path} and {c}, update your outputs to follow the decision, then report complete."),
+                        ],
+                    },
+                    at,
+                    out,
+                );
+                tasks.push(id);
+            }
+        }
+        if !problems.is_empty() {
+            self.new_task(
+                NewTask {
+                    agent: "coordinator".into(),
+                    run: run.clone(),
+                    phase: None,
+                    step: None,
+                    kind: TaskKind::DecisionProblem {
+                        decision: path.to_string(),
+                    },
+                    text: format!(
+                        "The decision {path} could not be fully read: {}",
+                        problems.join("; ")
+                    ),
+                    trigger: format!("decision: {path}"),
+                    details: vec![
+                        "Fix the decision file; gtmd reads it again when it changes.".into(),
+                    ],
+                },
+                at,
+                out,
+            );
+        }
+        self.log_run(
+            run,
+            at,
+            format!(
+                "decision {path}{}{}",
+                conflict
+                    .as_ref()
+                    .map(|c| format!(" on {c}"))
+                    .unwrap_or_default(),
+                if tasks.is_empty() {
+                    String::new()
+                } else {
+                    format!(": tasks {}", tasks.join(", "))
+                }
+            ),
+            out,
+        );
+        self.decisions.insert(
+            path.to_string(),
+            DecisionState {
+                path: path.to_string(),
+                title: d.title.clone(),
+                at,
+                resolves: conflict,
+                affected: d.affected.clone(),
+                problems,
+                tasks,
+            },
+        );
+    }
+
+    pub fn open_conflicts(&self) -> Vec<String> {
+        self.conflicts
             .values()
-            .filter(|t| t.is_open() && matches!(t.kind, TaskKind::Route { .. }))
-            .count() as u32
+            .filter(|c| c.closed_at.is_none())
+            .map(|c| c.path.clone())
+            .collect()
+    }
+
+    /// A conflict closes when every agent its decision affects has completed
+    /// the task of applying it.
+    fn maybe_close_conflict(&mut self, decision: &str, at: Millis, out: &mut Vec<Action>) {
+        let Some(d) = self.decisions.get(decision) else {
+            return;
+        };
+        let Some(conflict) = d.resolves.clone() else {
+            return;
+        };
+        let all_done = !d.tasks.is_empty()
+            && d.tasks.iter().all(|t| {
+                self.tasks.get(t).is_some_and(|t| {
+                    t.state
+                        == TaskState::Done {
+                            outcome: Outcome::Complete,
+                        }
+                })
+            });
+        if !all_done {
+            return;
+        }
+        let Some(c) = self.conflicts.get_mut(&conflict) else {
+            return;
+        };
+        if c.closed_at.is_some() {
+            return;
+        }
+        c.closed_at = Some(at);
+        c.closed_by = Some(decision.to_string());
+        let run = self.active_run().map(|r| r.id.clone());
+        out.push(Action::Notice {
+            level: NoticeLevel::Info,
+            message: format!("conflict {conflict} closed by {decision}"),
+        });
+        self.log_run(
+            run,
+            at,
+            format!("conflict {conflict} closed by {decision}"),
+            out,
+        );
+    }
+
+    fn log_run(&mut self, run: Option<RunId>, at: Millis, line: String, out: &mut Vec<Action>) {
+        if let Some(r) = run.and_then(|r| self.runs.get_mut(&r)) {
+            r.log.push((at, line));
+            out.push(Action::RecordChanged { run: r.id.clone() });
+        }
     }
 
     // ---- status files ----
@@ -655,8 +987,12 @@ impl Engine {
         }
     }
 
-    /// An agent run ends with its only task.
+    /// An agent run ends with its only task; a decision's last apply task
+    /// closes its conflict.
     fn on_task_ended(&mut self, task_id: &str, at: Millis, out: &mut Vec<Action>) {
+        if let TaskKind::ApplyDecision { decision, .. } = self.tasks[task_id].kind.clone() {
+            self.maybe_close_conflict(&decision, at, out);
+        }
         let t = &self.tasks[task_id];
         let Some(run) = t.run.clone() else { return };
         let TaskState::Done { outcome } = &t.state else {
@@ -1232,6 +1568,10 @@ impl Engine {
             TaskKind::MissingOutputs { .. } => "missing-outputs".into(),
             TaskKind::Escalation { .. } => "escalation".into(),
             TaskKind::Route { .. } => format!("handoff-{}", short_name(&n.agent)),
+            TaskKind::ConflictReview { .. } => "conflict-review".into(),
+            TaskKind::ApplyDecision { .. } => "apply-decision".into(),
+            TaskKind::DecisionProblem { .. } => "decision-problem".into(),
+            TaskKind::RouteLoop { .. } => "handoff-loop".into(),
             TaskKind::Adhoc => short_name(&n.agent).to_string(),
         };
         let id = format!("t{:04}-{label}", self.next_task);
@@ -1254,6 +1594,7 @@ impl Engine {
             ended_at: None,
             last_status: None,
             blockers: Vec::new(),
+            depth: 0,
         };
         self.tasks.insert(id.clone(), task);
         self.log_task(&id, at, "queued".into(), out);

@@ -7,6 +7,7 @@
 
 use crate::diagnostic::Diagnostic;
 use crate::gate_checks::CheckResult;
+use crate::protocol::escalation::{Conflict, Decision};
 use crate::protocol::{BusinessConfig, Checkbox, StatusReport, TaskStatus};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -84,6 +85,12 @@ impl Event {
 pub enum FileContent {
     Status {
         report: StatusReport,
+    },
+    Conflict {
+        conflict: Conflict,
+    },
+    Decision {
+        decision: Decision,
     },
     Gate {
         boxes: Vec<Checkbox>,
@@ -249,10 +256,36 @@ pub struct TaskSpec {
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum TaskKind {
     Step,
-    GateReview { phase: u8 },
-    MissingOutputs { step: String, missing: Vec<String> },
-    Escalation { of: TaskId },
-    Route { path: String },
+    GateReview {
+        phase: u8,
+    },
+    MissingOutputs {
+        step: String,
+        missing: Vec<String>,
+    },
+    Escalation {
+        of: TaskId,
+    },
+    Route {
+        path: String,
+    },
+    /// The coordinator reviews one version of a conflict.
+    ConflictReview {
+        conflict: String,
+    },
+    /// An affected agent applies the coordinator's decision.
+    ApplyDecision {
+        decision: String,
+        conflict: String,
+    },
+    /// The coordinator is told what could not be read in a decision.
+    DecisionProblem {
+        decision: String,
+    },
+    /// The coordinator is told a chain of hand-offs was stopped.
+    RouteLoop {
+        path: String,
+    },
     Adhoc,
 }
 
@@ -318,6 +351,9 @@ pub struct Task {
     pub ended_at: Option<Millis>,
     pub last_status: Option<TaskStatus>,
     pub blockers: Vec<String>,
+    /// For hand-off tasks: how many hand-offs led to this one (1 = first).
+    #[serde(default)]
+    pub depth: u32,
 }
 
 impl Task {
@@ -428,4 +464,34 @@ pub struct FileEntry {
     pub hash: String,
     pub size: u64,
     pub mtime_ns: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConflictState {
+    pub path: String,
+    pub title: String,
+    pub raised_by: Option<String>,
+    pub agents: Vec<String>,
+    pub severity: Option<String>,
+    pub opened_at: Millis,
+    /// Content versions seen (each got one coordinator review).
+    pub versions: u32,
+    /// Decisions that named this conflict, in order.
+    pub decisions: Vec<String>,
+    pub closed_at: Option<Millis>,
+    pub closed_by: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecisionState {
+    pub path: String,
+    pub title: String,
+    pub at: Millis,
+    /// The conflict path it resolves, normalised, when it names one.
+    pub resolves: Option<String>,
+    pub affected: Vec<String>,
+    /// What could not be read; the coordinator was told.
+    pub problems: Vec<String>,
+    /// The apply tasks of its latest version.
+    pub tasks: Vec<TaskId>,
 }

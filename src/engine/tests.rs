@@ -695,3 +695,226 @@ fn dates_are_computed_without_a_clock() {
     assert_eq!(date_of(0), "1970-01-01");
     assert_eq!(date_of(1_770_681_600_000), "2026-02-10");
 }
+
+// ---- conflicts, decisions, hand-offs ----
+
+fn conflict(b: &mut Bus, path: &str) -> Vec<Action> {
+    b.file(
+        path,
+        FileContent::Conflict {
+            conflict: crate::protocol::escalation::Conflict {
+                title: "Lead scoring thresholds disagree".into(),
+                ..Default::default()
+            },
+        },
+    )
+}
+
+fn decision(
+    b: &mut Bus,
+    path: &str,
+    resolves: Option<&str>,
+    affected: &[&str],
+    problems: &[&str],
+) -> Vec<Action> {
+    b.file(
+        path,
+        FileContent::Decision {
+            decision: crate::protocol::escalation::Decision {
+                title: "MQL at 60".into(),
+                resolves: resolves.map(String::from),
+                affected: affected.iter().map(|s| s.to_string()).collect(),
+                problems: problems.iter().map(|s| s.to_string()).collect(),
+            },
+        },
+    )
+}
+
+fn tasks_of_kind(b: &Bus, f: impl Fn(&TaskKind) -> bool) -> Vec<Task> {
+    b.e.tasks()
+        .values()
+        .filter(|t| f(&t.kind))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn a_conflict_gets_one_review_per_version_and_closes_when_the_affected_agents_complete() {
+    let mut b = Bus::new();
+    conflict(&mut b, "conflicts/scoring.md");
+    conflict(&mut b, "conflicts/scoring.md");
+    let reviews = tasks_of_kind(&b, |k| matches!(k, TaskKind::ConflictReview { .. }));
+    assert_eq!(reviews.len(), 2, "one review per content version");
+    assert!(reviews.iter().all(|t| t.agent == "coordinator"));
+    assert_eq!(b.e.open_conflicts(), vec!["conflicts/scoring.md"]);
+
+    let a = decision(
+        &mut b,
+        "strategy/decisions/scoring.md",
+        Some("conflicts/scoring.md"),
+        &["demand-generation", "pipeline-manager"],
+        &[],
+    );
+    let applies = tasks_of_kind(&b, |k| matches!(k, TaskKind::ApplyDecision { .. }));
+    let mut agents: Vec<_> = applies.iter().map(|t| t.agent.clone()).collect();
+    agents.sort();
+    assert_eq!(agents, vec!["demand-generation", "pipeline-manager"]);
+    assert!(applies[0].text.contains("strategy/decisions/scoring.md"));
+    assert!(applies[0].text.contains("conflicts/scoring.md"));
+    assert_eq!(started(&a).len(), 2, "both affected agents start at once");
+
+    b.exit(&applies[0].id, 0);
+    assert_eq!(
+        b.e.open_conflicts().len(),
+        1,
+        "still waiting for the second agent"
+    );
+    b.exit(&applies[1].id, 0);
+    assert!(b.e.open_conflicts().is_empty());
+    let c = &b.e.conflicts()["conflicts/scoring.md"];
+    assert_eq!(
+        c.closed_by.as_deref(),
+        Some("strategy/decisions/scoring.md")
+    );
+}
+
+#[test]
+fn a_conflict_renamed_away_and_written_back_unchanged_is_not_a_new_version() {
+    let mut b = Bus::new();
+    let at = b.at();
+    let ev = Event::FileChanged {
+        path: "conflicts/x.md".into(),
+        hash: "same".into(),
+        size: 10,
+        mtime_ns: 0,
+        at,
+        content: FileContent::Conflict {
+            conflict: Default::default(),
+        },
+    };
+    b.send(ev.clone());
+    b.send(Event::FileRemoved {
+        path: "conflicts/x.md".into(),
+        at,
+    });
+    b.send(ev);
+    assert_eq!(
+        tasks_of_kind(&b, |k| matches!(k, TaskKind::ConflictReview { .. })).len(),
+        1
+    );
+}
+
+#[test]
+fn a_decision_naming_an_unknown_agent_or_conflict_tells_the_coordinator() {
+    let mut b = Bus::new();
+    conflict(&mut b, "conflicts/a.md");
+    decision(
+        &mut b,
+        "strategy/decisions/a.md",
+        Some("conflicts/a.md"),
+        &["pipeline-manager"],
+        &["\"wizard\" is not an agent"],
+    );
+    let problems = tasks_of_kind(&b, |k| matches!(k, TaskKind::DecisionProblem { .. }));
+    assert_eq!(problems.len(), 1);
+    assert!(problems[0].text.contains("wizard"));
+    // The known agent still gets its task.
+    assert_eq!(
+        tasks_of_kind(&b, |k| matches!(k, TaskKind::ApplyDecision { .. })).len(),
+        1
+    );
+
+    decision(
+        &mut b,
+        "strategy/decisions/b.md",
+        Some("conflicts/nope.md"),
+        &["pipeline-manager"],
+        &[],
+    );
+    let problems = tasks_of_kind(&b, |k| matches!(k, TaskKind::DecisionProblem { .. }));
+    assert_eq!(problems.len(), 2);
+    assert!(
+        problems[1].text.contains("conflicts/nope.md"),
+        "{}",
+        problems[1].text
+    );
+    assert!(b.e.decisions()["strategy/decisions/b.md"].tasks.is_empty());
+}
+
+#[test]
+fn each_hand_off_route_gives_its_receiver_a_task() {
+    for (path, to) in [
+        ("demand-gen/lead-scoring.md", "pipeline-manager"),
+        ("pipeline/handoff-criteria.md", "customer-success"),
+        ("analytics/recommendations.md", "coordinator"),
+    ] {
+        let mut b = Bus::new();
+        let a = b.plain(path);
+        let spec = a
+            .iter()
+            .find_map(|a| match a {
+                Action::StartTask { task } => Some(task.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("{path} started nothing"));
+        assert_eq!(spec.agent, to);
+        assert!(spec.trigger.contains(path));
+    }
+    // learnings are context, not a trigger.
+    let mut b = Bus::new();
+    assert!(started(&b.plain("learnings/what-worked.md")).is_empty());
+    let a = b.plain("demand-gen/lead-scoring.md");
+    let spec = a
+        .iter()
+        .find_map(|a| match a {
+            Action::StartTask { task } => Some(task.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(spec.context, vec!["learnings/what-worked.md"]);
+}
+
+#[test]
+fn a_loop_of_hand_offs_stops_and_tells_the_coordinator() {
+    let mut pb = Playbook::default_playbook();
+    pb.routes = vec![
+        crate::playbook::Route {
+            path: "a.md".into(),
+            to: "pipeline-manager".into(),
+            purpose: "answer a".into(),
+            kind: RouteKind::Trigger,
+        },
+        crate::playbook::Route {
+            path: "b.md".into(),
+            to: "demand-generation".into(),
+            purpose: "answer b".into(),
+            kind: RouteKind::Trigger,
+        },
+    ];
+    let mut b = Bus::new();
+    b.e.set_playbook(pb);
+    b.plain("a.md");
+    // Each receiver answers by writing the other's file, then exits.
+    for _ in 0..20 {
+        let Some(running) =
+            b.e.tasks()
+                .values()
+                .find(|t| t.state == TaskState::Running && matches!(t.kind, TaskKind::Route { .. }))
+                .cloned()
+        else {
+            break;
+        };
+        let answer = if running.agent == "pipeline-manager" {
+            "b.md"
+        } else {
+            "a.md"
+        };
+        b.plain(answer);
+        b.exit(&running.id, 0);
+    }
+    let routes = tasks_of_kind(&b, |k| matches!(k, TaskKind::Route { .. }));
+    assert_eq!(routes.len() as u32, MAX_ROUTE_DEPTH, "{routes:#?}");
+    let told = tasks_of_kind(&b, |k| matches!(k, TaskKind::RouteLoop { .. }));
+    assert_eq!(told.len(), 1);
+    assert_eq!(told[0].agent, "coordinator");
+}

@@ -18,3 +18,4 @@ pub use status::{parse_status, StatusReport, TaskStatus};
 
 /// Protocol files larger than this are refused without being parsed.
 pub const DEFAULT_MAX_PROTOCOL_FILE: u64 = 1024 * 1024;
+pub mod escalation;
