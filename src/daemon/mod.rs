@@ -195,6 +195,10 @@ impl Daemon {
             resumed.len(),
             started.elapsed().as_millis()
         );
+        tracing::info!(
+            workspace = %self.ingest.root().display(),
+            "ready: watching the workspace"
+        );
         if let Mode::Foreground(req) = &self.options.mode {
             self.follow = Some((req.id.clone(), None));
             let ev = Event::RunRequested {
