@@ -15,7 +15,9 @@
 pub mod ingest;
 
 use crate::config::Settings;
-use crate::engine::{Action, Engine, Event, ExitOutcome, Millis, NoticeLevel, RunRequest, TaskId};
+use crate::engine::{
+    Action, Engine, Event, ExitOutcome, FileEntry, Millis, NoticeLevel, RunRequest, TaskId,
+};
 use crate::gate_checks::run_gate_checks;
 use crate::journal::{Journal, StateLock};
 use crate::record;
@@ -130,6 +132,8 @@ pub async fn run(
         unjournaled: Vec::new(),
         dirty_runs: BTreeSet::new(),
         gate_evals: BTreeSet::new(),
+        batch: Vec::new(),
+        batch_index: HashMap::new(),
         follow: None,
         outcome: None,
         last_progress: String::new(),
@@ -156,6 +160,11 @@ struct Daemon {
     unjournaled: Vec<Event>,
     dirty_runs: BTreeSet<String>,
     gate_evals: BTreeSet<(String, u8)>,
+    /// Events observed in this turn of the loop, applied together.
+    batch: Vec<Event>,
+    /// The file versions `batch` will give the engine (None: removed), so a
+    /// path seen twice in one turn is not taken as new twice.
+    batch_index: HashMap<String, Option<FileEntry>>,
     /// The foreground request and, once started, its run.
     follow: Option<(String, Option<String>)>,
     outcome: Option<Outcome>,
@@ -309,46 +318,76 @@ impl Daemon {
         }
     }
 
-    /// Look at a path now and feed what changed to the engine.
+    /// Look at a path now; what changed joins the batch being collected.
     fn look_at(&mut self, rel: &str) {
-        let mut events = Vec::new();
-        self.observe_into(rel, false, &mut events);
-        self.apply(events);
+        self.observe(rel, false);
     }
 
-    fn observe_into(&self, rel: &str, trust_mtime: bool, events: &mut Vec<Event>) {
-        let known = self.engine.files().get(rel);
-        match self.ingest.observe(rel, known, trust_mtime) {
+    /// The version the engine will know once the collected batch is applied.
+    fn known(&self, rel: &str) -> Option<FileEntry> {
+        match self.batch_index.get(rel) {
+            Some(entry) => entry.clone(),
+            None => self.engine.files().get(rel).cloned(),
+        }
+    }
+
+    fn observe(&mut self, rel: &str, trust_mtime: bool) {
+        let known = self.known(rel);
+        match self.ingest.observe(rel, known.as_ref(), trust_mtime) {
             Observed::New {
                 hash,
                 size,
                 mtime_ns,
                 content,
-            } => events.push(Event::FileChanged {
-                path: rel.to_string(),
-                hash,
-                size,
-                mtime_ns,
-                at: now_ms(),
-                content,
-            }),
+            } => {
+                self.batch_index.insert(
+                    rel.to_string(),
+                    Some(FileEntry {
+                        hash: hash.clone(),
+                        size,
+                        mtime_ns,
+                    }),
+                );
+                self.batch.push(Event::FileChanged {
+                    path: rel.to_string(),
+                    hash,
+                    size,
+                    mtime_ns,
+                    at: now_ms(),
+                    content,
+                });
+            }
             Observed::Dir => {
                 // A new directory may already hold files (mkdir -p, mv of a folder).
                 for f in self.ingest.scan(rel) {
-                    self.observe_into(&f, trust_mtime, events);
+                    self.observe(&f, trust_mtime);
                 }
             }
             Observed::Missing => {
                 let prefix = format!("{rel}/");
-                let gone: Vec<String> = self
+                let mut gone: Vec<String> = self
                     .engine
                     .files()
-                    .keys()
-                    .filter(|p| p.as_str() == rel || p.starts_with(&prefix))
-                    .cloned()
+                    .range(rel.to_string()..)
+                    .take_while(|(p, _)| p.starts_with(rel))
+                    .filter(|(p, _)| p.as_str() == rel || p.starts_with(&prefix))
+                    .map(|(p, _)| p.clone())
                     .collect();
+                gone.extend(
+                    self.batch_index
+                        .iter()
+                        .filter(|(p, e)| {
+                            e.is_some() && (p.as_str() == rel || p.starts_with(&prefix))
+                        })
+                        .map(|(p, _)| p.clone()),
+                );
+                gone.sort();
+                gone.dedup();
                 for path in gone {
-                    events.push(Event::FileRemoved { path, at: now_ms() });
+                    if self.known(&path).is_some() {
+                        self.batch_index.insert(path.clone(), None);
+                        self.batch.push(Event::FileRemoved { path, at: now_ms() });
+                    }
                 }
             }
             Observed::Ignored | Observed::Owned | Observed::Unchanged => {}
@@ -357,23 +396,35 @@ impl Daemon {
 
     /// Compare the whole tree with what the journal knows; act on the difference.
     fn rescan(&mut self) -> usize {
+        let before = self.batch.len();
         let on_disk = self.ingest.scan("");
-        let mut events = Vec::new();
         for rel in &on_disk {
-            self.observe_into(rel, true, &mut events);
+            self.observe(rel, true);
         }
         let present: BTreeSet<&String> = on_disk.iter().collect();
-        for path in self.engine.files().keys() {
-            if !present.contains(path) {
-                events.push(Event::FileRemoved {
-                    path: path.clone(),
-                    at: now_ms(),
-                });
-            }
+        let gone: Vec<String> = self
+            .engine
+            .files()
+            .keys()
+            .filter(|p| !present.contains(p))
+            .cloned()
+            .collect();
+        for path in gone {
+            self.batch_index.insert(path.clone(), None);
+            self.batch.push(Event::FileRemoved { path, at: now_ms() });
         }
-        let n = events.len();
-        self.apply(events);
+        let n = self.batch.len() - before;
+        self.flush();
         n
+    }
+
+    /// Apply the collected batch: one journal write (and fsync) for all of it.
+    fn flush(&mut self) {
+        let events = std::mem::take(&mut self.batch);
+        self.batch_index.clear();
+        if !events.is_empty() || !self.unjournaled.is_empty() {
+            self.apply(events);
+        }
     }
 
     // ---- processes ----
@@ -402,7 +453,7 @@ impl Daemon {
         };
         let path = self.ingest.root().join(&name);
         if std::fs::write(&path, b"").is_err() {
-            self.apply(vec![event]);
+            self.batch.push(event);
             return;
         }
         self.parked
@@ -412,7 +463,7 @@ impl Daemon {
     fn release_cookie(&mut self, name: &str) {
         if let Some((_, event)) = self.parked.remove(name) {
             let _ = std::fs::remove_file(self.ingest.root().join(name));
-            self.apply(vec![event]);
+            self.batch.push(event);
         }
     }
 
@@ -454,13 +505,8 @@ impl Daemon {
         }
         let (due, later): (Vec<_>, Vec<_>) = self.retries.drain(..).partition(|(d, _)| *d <= now);
         self.retries = later;
-        let events: Vec<Event> = due
-            .into_iter()
-            .map(|(_, task)| Event::RetryDue { task, at: now_ms() })
-            .collect();
-        self.apply(events);
-        if !self.unjournaled.is_empty() {
-            self.apply(Vec::new());
+        for (_, task) in due {
+            self.batch.push(Event::RetryDue { task, at: now_ms() });
         }
     }
 
@@ -571,9 +617,10 @@ impl Daemon {
         }
     }
 
-    /// After each batch: rewrite changed run records, report progress, and
-    /// notice a foreground run that can no longer move.
+    /// After each batch: apply it, rewrite changed run records, report
+    /// progress, and notice a foreground run that can no longer move.
     fn after_batch(&mut self) {
+        self.flush();
         for run in std::mem::take(&mut self.dirty_runs) {
             if let Some(r) = self.engine.run(&run) {
                 let text = record::render(&self.engine, r);

@@ -42,6 +42,11 @@ pub struct Engine {
     removed: BTreeMap<String, String>,
     conflicts: BTreeMap<String, ConflictState>,
     decisions: BTreeMap<String, DecisionState>,
+    /// Indexes derived from `tasks`, kept in step by [`Engine::mutate_task`] so
+    /// that an event costs the same with ten tasks or ten thousand.
+    open: BTreeSet<TaskId>,
+    queues: BTreeMap<String, BTreeMap<u64, TaskId>>,
+    busy: BTreeMap<String, usize>,
     next_task: u64,
     next_run: u64,
 }
@@ -59,6 +64,9 @@ impl Engine {
             removed: BTreeMap::new(),
             conflicts: BTreeMap::new(),
             decisions: BTreeMap::new(),
+            open: BTreeSet::new(),
+            queues: BTreeMap::new(),
+            busy: BTreeMap::new(),
             next_task: 1,
             next_run: 1,
         }
@@ -150,7 +158,7 @@ impl Engine {
         if !r.is_active() {
             return None;
         }
-        let moving = self.tasks.values().any(|t| {
+        let moving = self.open_tasks().any(|t| {
             matches!(
                 t.state,
                 TaskState::Queued | TaskState::Running | TaskState::RetryWait
@@ -256,12 +264,12 @@ impl Engine {
             Event::RunRequested { request, .. } => self.on_request(request, at, &mut out),
             Event::TaskExited { task, exit, .. } => self.on_exit(task, exit, at, &mut out),
             Event::RetryDue { task, .. } => {
-                if let Some(t) = self.tasks.get_mut(task) {
+                self.mutate_task(task, |t| {
                     if t.state == TaskState::RetryWait {
                         t.state = TaskState::Queued;
                         t.attempt += 1;
                     }
-                }
+                });
             }
             Event::GateEvaluated {
                 run, phase, checks, ..
@@ -382,9 +390,8 @@ impl Engine {
         for route in routes {
             // One open hand-off task per (receiver, file): a re-save while it is
             // queued, or the receiver's own edits while it works, add nothing.
-            let already_open = self.tasks.values().any(|t| {
+            let already_open = self.open_tasks().any(|t| {
                 t.agent == route.to
-                    && t.is_open()
                     && t.kind
                         == TaskKind::Route {
                             path: path.to_string(),
@@ -395,8 +402,7 @@ impl Engine {
             }
             // A hand-off written while another hand-off task runs continues its chain.
             let depth = 1 + self
-                .tasks
-                .values()
+                .open_tasks()
                 .filter(|t| {
                     t.state == TaskState::Running && matches!(t.kind, TaskKind::Route { .. })
                 })
@@ -406,9 +412,8 @@ impl Engine {
             let run = self.active_run().map(|r| r.id.clone());
             if depth > MAX_ROUTE_DEPTH {
                 let told = self
-                    .tasks
-                    .values()
-                    .any(|t| t.is_open() && matches!(t.kind, TaskKind::RouteLoop { .. }));
+                    .open_tasks()
+                    .any(|t| matches!(t.kind, TaskKind::RouteLoop { .. }));
                 out.push(Action::Notice {
                     level: NoticeLevel::Warn,
                     message: format!(
@@ -771,9 +776,8 @@ impl Engine {
             );
             return;
         };
-        let task = self.tasks.get_mut(&task_id).unwrap();
-        task.last_status = Some(report.status);
-        if !task.is_open() {
+        self.mutate_task(&task_id, |t| t.last_status = Some(report.status));
+        if !self.tasks[&task_id].is_open() {
             // A late report for a task that already ended (its process exit came first).
             return;
         }
@@ -781,9 +785,10 @@ impl Engine {
             TaskStatus::Pending | TaskStatus::InProgress => {}
             TaskStatus::Complete => self.complete_task(&task_id, at, out),
             TaskStatus::Blocked => {
-                let t = self.tasks.get_mut(&task_id).unwrap();
-                t.state = TaskState::Blocked;
-                t.blockers = report.blockers.clone();
+                self.mutate_task(&task_id, |t| {
+                    t.state = TaskState::Blocked;
+                    t.blockers = report.blockers.clone();
+                });
                 let blockers = if report.blockers.is_empty() {
                     "no blockers given".to_string()
                 } else {
@@ -812,7 +817,7 @@ impl Engine {
                 .filter(|t| t.agent == report.agent)
                 .map(|t| t.id.clone());
         }
-        let candidates = self.tasks.values().filter(|t| {
+        let candidates = self.open_tasks().filter(|t| {
             t.agent == report.agent
                 && matches!(
                     t.state,
@@ -896,7 +901,7 @@ impl Engine {
         if t.attempt <= retries {
             let delay_ms = backoff_ms(t.attempt);
             let attempt = t.attempt;
-            self.tasks.get_mut(task_id).unwrap().state = TaskState::RetryWait;
+            self.mutate_task(task_id, |t| t.state = TaskState::RetryWait);
             self.log_task(
                 task_id,
                 at,
@@ -960,11 +965,12 @@ impl Engine {
     }
 
     fn end_task(&mut self, task_id: &str, outcome: Outcome, at: Millis, out: &mut Vec<Action>) {
-        let t = self.tasks.get_mut(task_id).unwrap();
         let label = outcome.label();
-        t.state = TaskState::Done { outcome };
-        t.ended_at = Some(at);
-        let agent = t.agent.clone();
+        self.mutate_task(task_id, |t| {
+            t.state = TaskState::Done { outcome };
+            t.ended_at = Some(at);
+        });
+        let agent = self.tasks[task_id].agent.clone();
         let has_command = self.agents.get(&agent).is_some_and(|a| a.has_command);
         if !has_command {
             out.push(Action::CloseInbox {
@@ -1021,10 +1027,13 @@ impl Engine {
     }
 
     fn on_exit(&mut self, task_id: &str, exit: &ExitOutcome, at: Millis, out: &mut Vec<Action>) {
-        let Some(t) = self.tasks.get_mut(task_id) else {
+        if self
+            .mutate_task(task_id, |t| t.process_alive = false)
+            .is_none()
+        {
             return;
-        };
-        t.process_alive = false;
+        }
+        let t = &self.tasks[task_id];
         if t.state != TaskState::Running {
             return;
         }
@@ -1484,8 +1493,7 @@ impl Engine {
         });
         // The review task has nothing left to do.
         let review: Vec<TaskId> = self
-            .tasks
-            .values()
+            .open_tasks()
             .filter(|t| {
                 t.is_open()
                     && t.run.as_deref() == Some(run)
@@ -1595,37 +1603,79 @@ impl Engine {
             last_status: None,
             blockers: Vec::new(),
             depth: 0,
+            seq: self.next_task - 1,
         };
+        let facts = Facts::of(&task);
         self.tasks.insert(id.clone(), task);
+        self.reindex(&id, Facts::NONE, facts);
         self.log_task(&id, at, "queued".into(), out);
         id
     }
 
     fn agent_busy(&self, agent: &str) -> bool {
-        self.tasks
-            .values()
-            .any(|t| t.agent == agent && (t.state == TaskState::Running || t.process_alive))
+        self.busy.get(agent).is_some_and(|n| *n > 0)
+    }
+
+    /// Change a task, keeping the derived indexes in step.
+    fn mutate_task<R>(&mut self, id: &str, f: impl FnOnce(&mut Task) -> R) -> Option<R> {
+        let t = self.tasks.get_mut(id)?;
+        let before = Facts::of(t);
+        let r = f(t);
+        let after = Facts::of(t);
+        if before != after {
+            self.reindex(id, before, after);
+        }
+        Some(r)
+    }
+
+    fn reindex(&mut self, id: &str, before: Facts, after: Facts) {
+        let t = &self.tasks[id];
+        let (agent, seq) = (t.agent.clone(), t.seq);
+        if before.open != after.open {
+            if after.open {
+                self.open.insert(id.to_string());
+            } else {
+                self.open.remove(id);
+            }
+        }
+        if before.queued != after.queued {
+            let q = self.queues.entry(agent.clone()).or_default();
+            if after.queued {
+                q.insert(seq, id.to_string());
+            } else {
+                q.remove(&seq);
+            }
+        }
+        if before.busy != after.busy {
+            let n = self.busy.entry(agent).or_default();
+            if after.busy {
+                *n += 1;
+            } else {
+                *n = n.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Tasks not yet done, oldest first.
+    fn open_tasks(&self) -> impl Iterator<Item = &Task> {
+        self.open.iter().map(|id| &self.tasks[id])
     }
 
     /// One task at a time per agent, oldest first.
     fn dispatch(&mut self, at: Millis, out: &mut Vec<Action>) {
-        let queued: Vec<(String, TaskId)> = self
-            .tasks
-            .values()
-            .filter(|t| t.state == TaskState::Queued)
-            .map(|t| (t.agent.clone(), t.id.clone()))
+        let next: Vec<(String, TaskId)> = self
+            .queues
+            .iter()
+            .filter(|(agent, q)| !q.is_empty() && !self.agent_busy(agent))
+            .filter_map(|(agent, q)| q.values().next().map(|id| (agent.clone(), id.clone())))
             .collect();
-        let mut started = BTreeSet::new();
-        for (agent, id) in queued {
-            if started.contains(&agent) || self.agent_busy(&agent) {
-                continue;
-            }
-            started.insert(agent.clone());
+        for (agent, id) in next {
             let has_command = self.agents.get(&agent).is_some_and(|a| a.has_command);
-            let t = self.tasks.get_mut(&id).unwrap();
-            t.state = TaskState::Running;
-            t.started_at.get_or_insert(at);
-            t.process_alive = has_command;
+            self.mutate_task(&id, |t| {
+                t.state = TaskState::Running;
+                t.started_at.get_or_insert(at);
+                t.process_alive = has_command;
+            });
             let spec = self.spec_for(&self.tasks[&id]);
             let attempt = spec.attempt;
             self.log_task(
@@ -1759,4 +1809,28 @@ pub fn date_of(at: Millis) -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = if m <= 2 { y + 1 } else { y };
     format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// What the indexes need to know of a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Facts {
+    open: bool,
+    queued: bool,
+    busy: bool,
+}
+
+impl Facts {
+    const NONE: Facts = Facts {
+        open: false,
+        queued: false,
+        busy: false,
+    };
+
+    fn of(t: &Task) -> Facts {
+        Facts {
+            open: t.is_open(),
+            queued: t.state == TaskState::Queued,
+            busy: t.state == TaskState::Running || t.process_alive,
+        }
+    }
 }

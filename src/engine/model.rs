@@ -354,6 +354,9 @@ pub struct Task {
     /// For hand-off tasks: how many hand-offs led to this one (1 = first).
     #[serde(default)]
     pub depth: u32,
+    /// Creation order (ids sort as text, which breaks at 10,000).
+    #[serde(default)]
+    pub seq: u64,
 }
 
 impl Task {
