@@ -1,0 +1,395 @@
+//! The escalation protocol through the real binary: conflicts saved the way
+//! editors save them, decisions, and what `gtmd explain` says about it.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+fn agent_cmd() -> String {
+    format!(
+        "{} {{agent}} {{task_id}} {{phase}} {{step}}",
+        fixture("agent.sh").display()
+    )
+}
+
+fn serve(p: &Project, envs: &[(&str, &Path)], agent: Option<&str>) -> Guard {
+    let mut c = p.cmd();
+    c.arg("run");
+    if let Some(a) = agent {
+        c.args(["--agent-command", a]);
+    }
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    c.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let g = Guard {
+        child: Some(c.spawn().unwrap()),
+    };
+    wait_for(Duration::from_secs(10), "the daemon to start", || {
+        (p.status_json()["daemon_running"] == true).then_some(())
+    });
+    g
+}
+
+fn sync(p: &Project) {
+    let out = p.run(&["sync"]);
+    assert!(
+        out.status.success(),
+        "sync: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn tasks_where(
+    s: &serde_json::Value,
+    f: impl Fn(&serde_json::Value) -> bool,
+) -> Vec<serde_json::Value> {
+    s["tasks"]
+        .as_object()
+        .map(|m| m.values().filter(|t| f(t)).cloned().collect())
+        .or_else(|| {
+            s["tasks"]
+                .as_array()
+                .map(|a| a.iter().filter(|t| f(t)).cloned().collect())
+        })
+        .unwrap_or_default()
+}
+
+fn reviews_of(s: &serde_json::Value, conflict: &str) -> usize {
+    tasks_where(s, |t| {
+        t["kind"]["kind"] == "conflict-review" && t["kind"]["conflict"] == conflict
+    })
+    .len()
+}
+
+// ---- editors: the exact file operations each one does on save ----
+
+fn write(path: &Path, text: &str) {
+    fs::write(path, text).unwrap();
+}
+
+fn vim_save(dir: &Path, name: &str, text: &str) {
+    let file = dir.join(name);
+    let swap = dir.join(format!(".{name}.swp"));
+    write(&swap, "b0VIM 9.0");
+    // The probe vim uses to learn whether it may create files in the directory.
+    let probe = dir.join("4913");
+    write(&probe, "");
+    fs::remove_file(&probe).unwrap();
+    let backup = dir.join(format!("{name}~"));
+    let existed = file.exists();
+    if existed {
+        fs::rename(&file, &backup).unwrap();
+    }
+    write(&file, text);
+    if existed {
+        fs::remove_file(&backup).unwrap();
+    }
+    fs::remove_file(&swap).unwrap();
+}
+
+fn emacs_save(dir: &Path, name: &str, text: &str) {
+    let file = dir.join(name);
+    let lock = dir.join(format!(".#{name}"));
+    let _ = std::os::unix::fs::symlink("someone@host.4242:1764000000", &lock);
+    write(&dir.join(format!("#{name}#")), text);
+    if file.exists() {
+        fs::rename(&file, dir.join(format!("{name}~"))).unwrap();
+    }
+    write(&file, text);
+    fs::remove_file(dir.join(format!("#{name}#"))).unwrap();
+    let _ = fs::remove_file(&lock);
+}
+
+fn vscode_save(dir: &Path, name: &str, text: &str) {
+    use std::io::Write;
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(dir.join(name))
+        .unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+fn jetbrains_save(dir: &Path, name: &str, text: &str) {
+    let file = dir.join(name);
+    let tmp = dir.join(format!("{name}___jb_tmp___"));
+    let old = dir.join(format!("{name}___jb_old___"));
+    write(&tmp, text);
+    let existed = file.exists();
+    if existed {
+        fs::rename(&file, &old).unwrap();
+    }
+    fs::rename(&tmp, &file).unwrap();
+    if existed {
+        fs::remove_file(&old).unwrap();
+    }
+}
+
+fn nano_save(dir: &Path, name: &str, text: &str) {
+    let file = dir.join(name);
+    if file.exists() {
+        fs::copy(&file, dir.join(format!("{name}~"))).unwrap();
+    }
+    vscode_save(dir, name, text);
+}
+
+fn gedit_save(dir: &Path, name: &str, text: &str) {
+    let file = dir.join(name);
+    let tmp = dir.join(".goutputstream-Q1W2E3");
+    write(&tmp, text);
+    if file.exists() {
+        fs::copy(&file, dir.join(format!("{name}~"))).unwrap();
+    }
+    fs::rename(&tmp, &file).unwrap();
+}
+
+type Save = fn(&Path, &str, &str);
+
+const EDITORS: [(&str, Save); 6] = [
+    ("vim", vim_save),
+    ("emacs", emacs_save),
+    ("vscode", vscode_save),
+    ("jetbrains", jetbrains_save),
+    ("nano", nano_save),
+    ("gedit", gedit_save),
+];
+
+#[test]
+fn each_editor_save_gives_exactly_one_reaction_per_saved_version() {
+    let p = Project::new();
+    let mut daemon = serve(&p, &[], None);
+    let dir = p.path("conflicts");
+    for (editor, save) in EDITORS {
+        let name = format!("{editor}.md");
+        save(
+            &dir,
+            &name,
+            "# Scoring disagrees\n\nDemand gen: 50. Pipeline: 70.\n",
+        );
+        sync(&p);
+        assert_eq!(
+            reviews_of(&p.status_json(), &format!("conflicts/{name}")),
+            1,
+            "{editor}: first save"
+        );
+        save(
+            &dir,
+            &name,
+            "# Scoring disagrees\n\nDemand gen: 50. Pipeline: 75 now.\n",
+        );
+        sync(&p);
+        assert_eq!(
+            reviews_of(&p.status_json(), &format!("conflicts/{name}")),
+            2,
+            "{editor}: second save"
+        );
+        // Saved again without a change: not a new version.
+        save(
+            &dir,
+            &name,
+            "# Scoring disagrees\n\nDemand gen: 50. Pipeline: 75 now.\n",
+        );
+        sync(&p);
+        assert_eq!(
+            reviews_of(&p.status_json(), &format!("conflicts/{name}")),
+            2,
+            "{editor}: unchanged re-save"
+        );
+    }
+    // No temporary file of any editor became a conflict.
+    let s = p.status_json();
+    let conflicts: Vec<String> = s["conflicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["path"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(conflicts.len(), EDITORS.len(), "{conflicts:?}");
+
+    // explain: a file that triggered tasks, an ignored temp file, an unchanged re-save.
+    let out = String::from_utf8(p.run(&["explain", "conflicts/vim.md"]).stdout).unwrap();
+    assert!(out.contains("version 1"), "{out}");
+    assert!(out.contains("for coordinator"), "{out}");
+    assert!(out.contains("not a new version"), "{out}");
+    let out = String::from_utf8(
+        p.run(&["explain", "conflicts/jetbrains.md___jb_tmp___"])
+            .stdout,
+    )
+    .unwrap();
+    assert!(out.contains("ignored"), "{out}");
+    let out = String::from_utf8(p.run(&["explain", "conflicts/.vim.md.swp"]).stdout).unwrap();
+    assert!(out.contains("ignored"), "{out}");
+    daemon.signal(libc::SIGTERM);
+    assert!(daemon.wait(Duration::from_secs(10)).status.success());
+}
+
+#[test]
+fn a_conflict_saved_the_vim_way_is_decided_applied_and_closed() {
+    let p = Project::new();
+    let log = p.root().join("agent.log");
+    let release = p.root().join("release");
+    fs::write(&log, "").unwrap();
+    let mut c = p.cmd();
+    c.env("GTMD_TEST_LOG", &log)
+        .env("GTMD_TEST_HOLD_STEP", "enablement-kit")
+        .env("GTMD_TEST_RELEASE", &release)
+        .args(["run", "--agent-command", &agent_cmd()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut daemon = Guard {
+        child: Some(c.spawn().unwrap()),
+    };
+    wait_for(Duration::from_secs(10), "the daemon", || {
+        (p.status_json()["daemon_running"] == true).then_some(())
+    });
+    // A run in progress (phase 2, forced past the missing phase-1 inputs),
+    // held open by sales-enablement until the conflict is settled.
+    let mut team = p.spawn(&[
+        "team",
+        "run",
+        "--phase",
+        "pipeline-building",
+        "--config",
+        "CONFIG.md",
+        "--force",
+    ]);
+    wait_for(Duration::from_secs(20), "the run to start", || {
+        fs::read_to_string(&log)
+            .unwrap()
+            .contains("step=enablement-kit")
+            .then_some(())
+    });
+    vim_save(
+        &p.path("conflicts"),
+        "lead-scoring.md",
+        "---\nraised_by: pipeline-manager\nagents: [demand-gen, pipeline-manager]\n---\n# MQL threshold\n\nDemand gen scores at 50, pipeline wants 70.\n",
+    );
+    let s = wait_for(Duration::from_secs(20), "the conflict to close", || {
+        let s = p.status_json();
+        let closed = s["conflicts"]
+            .as_array()
+            .and_then(|a| a.first())
+            .is_some_and(|c| !c["closed_at"].is_null());
+        closed.then_some(s)
+    });
+    assert_eq!(reviews_of(&s, "conflicts/lead-scoring.md"), 1);
+    let applies = tasks_where(&s, |t| t["kind"]["kind"] == "apply-decision");
+    let mut agents: Vec<&str> = applies
+        .iter()
+        .map(|t| t["agent"].as_str().unwrap())
+        .collect();
+    agents.sort();
+    assert_eq!(agents, vec!["demand-generation", "pipeline-manager"]);
+    assert_eq!(
+        s["conflicts"][0]["closed_by"],
+        "strategy/decisions/lead-scoring.md"
+    );
+    assert!(s["open_conflicts"].as_array().unwrap().is_empty());
+
+    fs::write(&release, "").unwrap();
+    let out = team.wait(Duration::from_secs(60));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = s["runs"][0]["id"].as_str().unwrap().to_string();
+    let record = p.read(&format!("runs/{run}.md"));
+    assert!(
+        record.contains("conflict `conflicts/lead-scoring.md`"),
+        "{record}"
+    );
+    assert!(record.contains("closed"), "{record}");
+    assert!(
+        record.contains("by strategy/decisions/lead-scoring.md"),
+        "{record}"
+    );
+    assert!(
+        record.contains("decision `strategy/decisions/lead-scoring.md`"),
+        "{record}"
+    );
+    daemon.signal(libc::SIGTERM);
+    assert!(daemon.wait(Duration::from_secs(10)).status.success());
+}
+
+#[test]
+fn decisions_in_labelled_lines_and_with_unknown_agents() {
+    let p = Project::new();
+    let mut daemon = serve(&p, &[], None);
+    p.write(
+        "conflicts/budget.md",
+        "# Budget split\n\nPaid social wants more.\n",
+    );
+    sync(&p);
+    p.write(
+        "strategy/decisions/budget.md",
+        "# Decision: keep the split\n\n**Resolves**: conflicts/budget.md\nAffected agents: demand-gen, cs\n",
+    );
+    sync(&p);
+    let s = p.status_json();
+    let applies = tasks_where(&s, |t| t["kind"]["kind"] == "apply-decision");
+    let mut agents: Vec<&str> = applies
+        .iter()
+        .map(|t| t["agent"].as_str().unwrap())
+        .collect();
+    agents.sort();
+    assert_eq!(agents, vec!["customer-success", "demand-generation"]);
+
+    p.write(
+        "strategy/decisions/other.md",
+        "Resolves: conflicts/budget.md\nAffected agents: growth-hacker\n",
+    );
+    sync(&p);
+    let s = p.status_json();
+    let problems = tasks_where(&s, |t| t["kind"]["kind"] == "decision-problem");
+    assert_eq!(problems.len(), 1);
+    assert!(problems[0]["text"]
+        .as_str()
+        .unwrap()
+        .contains("growth-hacker"));
+    let text = String::from_utf8(p.run(&["status"]).stdout).unwrap();
+    assert!(
+        text.contains("strategy/decisions/other.md could not be fully read"),
+        "{text}"
+    );
+    assert!(text.contains("conflicts/budget.md"), "{text}");
+    daemon.signal(libc::SIGTERM);
+    assert!(daemon.wait(Duration::from_secs(10)).status.success());
+}
+
+#[test]
+fn a_failing_command_is_retried_then_escalated() {
+    let p = Project::new();
+    let out = p.run(&[
+        "agent",
+        "run",
+        "demand-gen",
+        "--task",
+        "Design the Q2 campaign",
+        "--agent-command",
+        "false",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("failed"), "{err}");
+    let s = p.status_json();
+    let first = tasks_where(&s, |t| t["agent"] == "demand-generation");
+    assert_eq!(first.len(), 1);
+    assert_eq!(
+        first[0]["attempt"], 3,
+        "two retries (the default), then given up"
+    );
+    let esc = tasks_where(&s, |t| t["kind"]["kind"] == "escalation");
+    assert_eq!(esc.len(), 1);
+    assert_eq!(esc[0]["agent"], "coordinator");
+    assert!(esc[0]["text"]
+        .as_str()
+        .unwrap()
+        .contains("failed after 3 attempt(s)"));
+}
