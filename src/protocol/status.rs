@@ -1,0 +1,775 @@
+//! `status/<agent>.md`: what an agent says about its task.
+//!
+//! The guide's example is bare YAML; agents also wrap it in front matter or in
+//! a fenced `yaml` block inside prose, so all three are read (see
+//! [`extract_yaml`]). The values people write are
+//! accepted in their usual spellings (aliases, `in progress`, `phase 2`,
+//! `blockers: none`, a single output as a string), and anything that cannot be
+//! trusted, above all an output path leading out of the workspace, is refused
+//! with the line and what would be accepted.
+
+use super::markdown::{extract_yaml, key_line, looks_like_yaml, parse_yaml_value, YamlBlock};
+use crate::agents::{canonical_agent, AGENTS};
+use crate::diagnostic::Diagnostic;
+use serde::{Deserialize, Serialize};
+use serde_yaml::Value;
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TaskStatus {
+    Pending,
+    InProgress,
+    Complete,
+    Blocked,
+    Failed,
+}
+
+impl TaskStatus {
+    pub const ALL: [TaskStatus; 5] = [
+        TaskStatus::Pending,
+        TaskStatus::InProgress,
+        TaskStatus::Complete,
+        TaskStatus::Blocked,
+        TaskStatus::Failed,
+    ];
+
+    /// The canonical spelling (`in-progress`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Pending => "pending",
+            TaskStatus::InProgress => "in-progress",
+            TaskStatus::Complete => "complete",
+            TaskStatus::Blocked => "blocked",
+            TaskStatus::Failed => "failed",
+        }
+    }
+
+    /// Any case; `in-progress`, `in_progress` and `in progress` are the same.
+    /// Only the five names are accepted (not `done` or `completed`).
+    pub fn parse(s: &str) -> Option<TaskStatus> {
+        let n = s
+            .trim()
+            .to_ascii_lowercase()
+            .split(|c: char| c.is_whitespace() || c == '_' || c == '-')
+            .filter(|w| !w.is_empty())
+            .collect::<Vec<_>>()
+            .join("-");
+        TaskStatus::ALL.into_iter().find(|t| t.as_str() == n)
+    }
+
+    /// "pending, in-progress, complete, blocked, failed"
+    pub fn accepted() -> String {
+        TaskStatus::ALL.map(|t| t.as_str()).join(", ")
+    }
+}
+
+impl fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// Canonical agent name.
+    pub agent: String,
+    pub phase: Option<u8>,
+    /// May be empty when the file names none.
+    pub task: String,
+    pub status: TaskStatus,
+    /// Workspace-relative paths (a `workspace/` or `./` prefix removed).
+    pub outputs: Vec<String>,
+    pub blockers: Vec<String>,
+    pub next: Option<String>,
+    pub task_id: Option<String>,
+}
+
+const FIELDS: &str = "agent, phase, task, status, outputs, blockers, next";
+
+/// Canonical phase names, in order (phase N is `PHASES[N-1]`).
+pub const PHASES: [&str; 4] = ["strategy", "pipeline-building", "execution", "analysis"];
+
+/// "coordinator, brand-messaging, ... (aliases: demand-gen, brand, pipeline, cs, growth)"
+pub fn accepted_agents() -> String {
+    format!(
+        "{} (aliases: demand-gen, brand, pipeline, cs, growth)",
+        AGENTS.join(", ")
+    )
+}
+
+/// A phase given as a number, a name, or "phase 2": 1 to 4.
+pub fn parse_phase(s: &str) -> Option<u8> {
+    let n = s
+        .trim()
+        .to_ascii_lowercase()
+        .split(|c: char| c.is_whitespace() || c == '_' || c == '-')
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join("-");
+    let n = n
+        .strip_prefix("phase")
+        .map(|r| r.trim_start_matches(['-', ':', '#']))
+        .unwrap_or(&n);
+    let digits: String = n.chars().take_while(|c| c.is_ascii_digit()).collect();
+    if !digits.is_empty() {
+        let rest = &n[digits.len()..];
+        if rest.is_empty() || rest.starts_with(['-', ':']) {
+            return digits.parse().ok().filter(|p| (1..=4).contains(p));
+        }
+        return None;
+    }
+    let n = n.replace("-&-", "-").replace("-and-", "-");
+    if let Some(i) = PHASES.iter().position(|p| *p == n) {
+        return Some(i as u8 + 1);
+    }
+    // The guide's titles: "Strategy & Foundation", "Pipeline Building",
+    // "Execution & Optimization", "Analysis & Iteration".
+    match n.as_str() {
+        "strategy-foundation" => Some(1),
+        "execution-optimization" => Some(3),
+        "analysis-iteration" => Some(4),
+        _ => None,
+    }
+}
+
+/// Parses a status file. `path` is only used in messages.
+pub fn parse_status(path: &str, text: &str) -> Result<StatusReport, Diagnostic> {
+    let block = match extract_yaml(text) {
+        Some(b) => b,
+        None if looks_like_yaml(text) => {
+            // Meant as YAML but broken (e.g. truncated mid-write): say where.
+            let whole = YamlBlock {
+                text: text.strip_prefix('\u{feff}').unwrap_or(text).to_string(),
+                first_line: 1,
+            };
+            match parse_yaml_value(path, &whole) {
+                Err(mut d) => {
+                    d.message = format!(
+                        "{}; a status file holds YAML with {FIELDS} (whole file, front matter, or a ```yaml block)",
+                        d.message
+                    );
+                    return Err(d);
+                }
+                Ok(_) => return Err(not_a_mapping(path, 1)),
+            }
+        }
+        None => {
+            return Err(Diagnostic::new(
+                path,
+                None,
+                format!(
+                    "no status YAML found: expected YAML (whole file, front matter, or a ```yaml block) \
+                     with {FIELDS}"
+                ),
+            ))
+        }
+    };
+    let value = parse_yaml_value(path, &block)?;
+    let Value::Mapping(map) = value else {
+        return Err(not_a_mapping(path, block.first_line));
+    };
+
+    // Keys in any case, `-` or `_`: `Task-ID`, `task_id`, `taskid`.
+    let mut fields: Vec<(String, String, Value)> = Vec::new();
+    for (k, v) in map {
+        let original = match &k {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            _ => continue,
+        };
+        let norm = original
+            .trim()
+            .to_ascii_lowercase()
+            .replace(['-', ' '], "_");
+        fields.push((norm, original, v));
+    }
+    let get = |names: &[&str]| -> Option<(&str, &Value)> {
+        fields
+            .iter()
+            .find(|(n, _, _)| names.contains(&n.as_str()))
+            .map(|(_, o, v)| (o.as_str(), v))
+    };
+    let line = |key: &str| key_line(&block, key).or(Some(block.first_line));
+    let err = |key: &str, msg: String| Diagnostic::new(path, line(key), msg);
+
+    // agent
+    let agent = match get(&["agent"]) {
+        None | Some((_, Value::Null)) => {
+            return Err(Diagnostic::new(
+                path,
+                Some(block.first_line),
+                format!(
+                    "status has no `agent`: expected `agent:` with one of {}",
+                    accepted_agents()
+                ),
+            ))
+        }
+        Some((key, v)) => {
+            let raw = scalar(v).unwrap_or_default();
+            match canonical_agent(&raw) {
+                Some(a) => a.to_string(),
+                None => {
+                    return Err(err(
+                        key,
+                        format!(
+                            "agent {} is not a known agent: expected one of {}",
+                            shown(v),
+                            accepted_agents()
+                        ),
+                    ))
+                }
+            }
+        }
+    };
+
+    // phase
+    let phase = match get(&["phase"]) {
+        None | Some((_, Value::Null)) => None,
+        Some((key, v)) => match scalar(v).as_deref().and_then(parse_phase) {
+            Some(p) => Some(p),
+            None => {
+                return Err(err(
+                    key,
+                    format!(
+                        "phase {} is not a phase: expected 1-4 or one of {}",
+                        shown(v),
+                        PHASES.join(", ")
+                    ),
+                ))
+            }
+        },
+    };
+
+    // task
+    let task = match get(&["task"]) {
+        None | Some((_, Value::Null)) => String::new(),
+        Some((key, v)) => match scalar(v) {
+            Some(s) => s.trim().to_string(),
+            None => {
+                return Err(err(
+                    key,
+                    "task must be text (e.g. `task: Google Ads campaign design`), not a list or mapping"
+                        .to_string(),
+                ))
+            }
+        },
+    };
+
+    // status
+    let status = match get(&["status"]) {
+        None | Some((_, Value::Null)) => {
+            return Err(Diagnostic::new(
+                path,
+                Some(block.first_line),
+                format!(
+                    "status has no `status`: expected `status:` with one of {}",
+                    TaskStatus::accepted()
+                ),
+            ))
+        }
+        Some((key, v)) => match scalar(v).as_deref().and_then(TaskStatus::parse) {
+            Some(s) => s,
+            None => {
+                return Err(err(
+                    key,
+                    format!(
+                        "status {} is not one of {}",
+                        shown(v),
+                        TaskStatus::accepted()
+                    ),
+                ))
+            }
+        },
+    };
+
+    // outputs
+    let outputs = match get(&["outputs", "output"]) {
+        None => Vec::new(),
+        Some((key, v)) => {
+            let items = string_list(v).ok_or_else(|| {
+                err(
+                    key,
+                    "outputs must be a list of paths (or one path, or `none`), not a mapping"
+                        .to_string(),
+                )
+            })?;
+            let mut out = Vec::new();
+            for item in items {
+                match normalize_output(&item) {
+                    Ok(Some(p)) => {
+                        if !out.contains(&p) {
+                            out.push(p)
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(why) => {
+                        return Err(err(
+                            key,
+                            format!(
+                                "output {item:?} {why}: outputs must be paths inside the workspace, \
+                                 like `demand-gen/campaigns/google-ads.md` or `workspace/demand-gen/campaigns/google-ads.md`"
+                            ),
+                        ))
+                    }
+                }
+            }
+            out
+        }
+    };
+
+    // blockers
+    let blockers = match get(&["blockers", "blocker", "blocked_by"]) {
+        None => Vec::new(),
+        Some((_, Value::Bool(false))) => Vec::new(),
+        Some((key, v)) => string_list(v)
+            .ok_or_else(|| {
+                err(
+                    key,
+                    "blockers must be `none`, one sentence, or a list of sentences, not a mapping"
+                        .to_string(),
+                )
+            })?
+            .into_iter()
+            .map(|b| b.trim().to_string())
+            .filter(|b| !is_none_word(b))
+            .collect(),
+    };
+
+    // next
+    let next =
+        match get(&["next", "next_task", "next_step"]) {
+            None | Some((_, Value::Null)) => None,
+            Some((key, v)) => match scalar(v) {
+                Some(s) if is_none_word(s.trim()) => None,
+                Some(s) => Some(s.trim().to_string()),
+                None => return Err(err(
+                    key,
+                    "next must be text (what the agent does next) or `none`, not a list or mapping"
+                        .to_string(),
+                )),
+            },
+        };
+
+    // task_id
+    let task_id = match get(&["task_id", "taskid", "id"]) {
+        None | Some((_, Value::Null)) => None,
+        Some((key, v)) => match v {
+            Value::String(_) | Value::Number(_) => {
+                Some(scalar(v).unwrap_or_default().trim().to_string()).filter(|s| !s.is_empty())
+            }
+            _ => {
+                let shown = shown(v);
+                let msg =
+                    format!("task_id {shown} must be text or a number (e.g. `task_id: t-42`)");
+                return Err(err(key, msg));
+            }
+        },
+    };
+
+    Ok(StatusReport {
+        agent,
+        phase,
+        task,
+        status,
+        outputs,
+        blockers,
+        next,
+        task_id,
+    })
+}
+
+fn not_a_mapping(path: &str, line: usize) -> Diagnostic {
+    Diagnostic::new(
+        path,
+        Some(line),
+        format!("status YAML is not a mapping: expected `key: value` lines with {FIELDS}"),
+    )
+}
+
+/// A scalar as text (strings, numbers, booleans); `None` for lists and mappings.
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Null => Some(String::new()),
+        Value::Tagged(t) => scalar(&t.value),
+        _ => None,
+    }
+}
+
+/// A value as it would appear in a message: `"done"`, `7`, `a list`.
+fn shown(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("{:?}", s),
+        Value::Sequence(_) => "(a list)".to_string(),
+        Value::Mapping(_) => "(a mapping)".to_string(),
+        Value::Tagged(t) => shown(&t.value),
+        other => scalar(other).unwrap_or_default(),
+    }
+}
+
+fn is_none_word(s: &str) -> bool {
+    let l = s.trim().to_ascii_lowercase();
+    matches!(
+        l.as_str(),
+        "" | "none" | "n/a" | "na" | "-" | "[]" | "nothing"
+    )
+}
+
+/// A string, a list of scalars, `none` or null as a list of strings
+/// (`None` for a mapping or a list holding one).
+fn string_list(v: &Value) -> Option<Vec<String>> {
+    match v {
+        Value::Null => Some(Vec::new()),
+        Value::Sequence(items) => {
+            let mut out = Vec::new();
+            for i in items {
+                match i {
+                    Value::Null => {}
+                    other => out.push(scalar(other)?),
+                }
+            }
+            Some(out)
+        }
+        Value::Tagged(t) => string_list(&t.value),
+        Value::Mapping(_) => None,
+        other => {
+            let s = scalar(other)?;
+            Some(if is_none_word(&s) {
+                Vec::new()
+            } else {
+                vec![s]
+            })
+        }
+    }
+}
+
+/// An output path made workspace-relative: `Ok(None)` for an empty entry or
+/// `none`, `Err(why)` for a path that leads out of the workspace.
+pub fn normalize_output(raw: &str) -> Result<Option<String>, &'static str> {
+    let mut p = raw.trim().trim_matches('`').trim();
+    if is_none_word(p) {
+        return Ok(None);
+    }
+    if p.starts_with('/') || p.starts_with('\\') || p.starts_with('~') {
+        return Err("is absolute");
+    }
+    let b = p.as_bytes();
+    if b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':' {
+        return Err("is absolute");
+    }
+    loop {
+        if let Some(r) = p.strip_prefix("./") {
+            p = r;
+        } else if let Some(r) = p.strip_prefix("workspace/") {
+            p = r;
+        } else {
+            break;
+        }
+    }
+    let dir = p.ends_with('/');
+    let parts: Vec<&str> = p
+        .split(['/', '\\'])
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    if parts.contains(&"..") {
+        return Err("has a `..` component");
+    }
+    if parts.is_empty() {
+        return Ok(None);
+    }
+    let mut out = parts.join("/");
+    if dir {
+        out.push('/');
+    }
+    Ok(Some(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GUIDE_EXAMPLE: &str = "agent: demand-generation
+phase: 2
+task: Google Ads campaign design
+status: complete
+outputs:
+  - workspace/demand-gen/campaigns/google-ads-search.md
+  - workspace/demand-gen/campaigns/google-ads-display.md
+blockers: none
+next: LinkedIn Ads campaign design
+";
+
+    fn guide_report() -> StatusReport {
+        StatusReport {
+            agent: "demand-generation".into(),
+            phase: Some(2),
+            task: "Google Ads campaign design".into(),
+            status: TaskStatus::Complete,
+            outputs: vec![
+                "demand-gen/campaigns/google-ads-search.md".into(),
+                "demand-gen/campaigns/google-ads-display.md".into(),
+            ],
+            blockers: vec![],
+            next: Some("LinkedIn Ads campaign design".into()),
+            task_id: None,
+        }
+    }
+
+    #[test]
+    fn guide_example_as_whole_file() {
+        assert_eq!(
+            parse_status("status/demand-generation.md", GUIDE_EXAMPLE).unwrap(),
+            guide_report()
+        );
+    }
+
+    #[test]
+    fn guide_example_as_front_matter() {
+        let text = format!("---\n{GUIDE_EXAMPLE}---\n\n# Notes\n\nAll done.\n");
+        assert_eq!(parse_status("s", &text).unwrap(), guide_report());
+    }
+
+    #[test]
+    fn guide_example_in_first_fenced_yaml_block() {
+        let text = format!(
+            "# Status\n\nFinished the campaign.\n\n```yaml\n{GUIDE_EXAMPLE}```\n\n```yaml\nagent: cs\nstatus: failed\n```\n"
+        );
+        assert_eq!(parse_status("s", &text).unwrap(), guide_report());
+    }
+
+    /// The guide's example with one key's value replaced (its indented
+    /// continuation lines dropped).
+    fn with(key: &str, value: &str) -> String {
+        let mut out = Vec::new();
+        let mut replacing = false;
+        for l in GUIDE_EXAMPLE.lines() {
+            if l.starts_with(&format!("{key}:")) {
+                out.push(format!("{key}: {value}"));
+                replacing = true;
+            } else if !(replacing && l.starts_with(' ')) {
+                replacing = false;
+                out.push(l.to_string());
+            }
+        }
+        out.join("\n")
+    }
+
+    #[test]
+    fn blockers_none_string_list() {
+        let r = parse_status("s", &with("blockers", "none")).unwrap();
+        assert!(r.blockers.is_empty());
+        let r = parse_status("s", &with("blockers", "None")).unwrap();
+        assert!(r.blockers.is_empty());
+        let r = parse_status("s", &with("blockers", "")).unwrap();
+        assert!(r.blockers.is_empty());
+        let r = parse_status("s", &GUIDE_EXAMPLE.replace("blockers: none\n", "")).unwrap();
+        assert!(r.blockers.is_empty());
+        let r = parse_status("s", &with("blockers", "waiting for budget approval")).unwrap();
+        assert_eq!(r.blockers, vec!["waiting for budget approval"]);
+        let r = parse_status("s", &with("blockers", "[\"no CRM access\", \"no budget\"]")).unwrap();
+        assert_eq!(r.blockers, vec!["no CRM access", "no budget"]);
+        let text = GUIDE_EXAMPLE.replace("blockers: none", "blockers:\n  - one\n  - two");
+        assert_eq!(
+            parse_status("s", &text).unwrap().blockers,
+            vec!["one", "two"]
+        );
+        let err = parse_status("s", &with("blockers", "{a: 1}")).unwrap_err();
+        assert!(err.message.contains("blockers must be"), "{err}");
+    }
+
+    #[test]
+    fn outputs_are_normalised_and_confined() {
+        let r = parse_status("s", &with("outputs", "./workspace/analytics/kpi.md")).unwrap();
+        assert_eq!(r.outputs, vec!["analytics/kpi.md"]);
+        let r = parse_status("s", &with("outputs", "[strategy/personas/, none]")).unwrap();
+        assert_eq!(r.outputs, vec!["strategy/personas/"]);
+        let r = parse_status("s", &with("outputs", "none")).unwrap();
+        assert!(r.outputs.is_empty());
+
+        let err = parse_status("status/cs.md", &with("outputs", "../x")).unwrap_err();
+        assert!(
+            err.message
+                .contains("outputs must be paths inside the workspace"),
+            "{err}"
+        );
+        assert_eq!(err.line, Some(5));
+        let err = parse_status("s", &with("outputs", "/etc/passwd")).unwrap_err();
+        assert!(err.message.contains("\"/etc/passwd\" is absolute"), "{err}");
+        let err = parse_status("s", &with("outputs", "[ok.md, a/../../b.md]")).unwrap_err();
+        assert!(err.message.contains(".."), "{err}");
+        let err = parse_status("s", &with("outputs", "workspace/../etc")).unwrap_err();
+        assert!(err.message.contains(".."), "{err}");
+        assert!(normalize_output("C:\\x").is_err());
+        assert!(normalize_output("~/x").is_err());
+    }
+
+    #[test]
+    fn unknown_status_is_refused_with_the_five() {
+        let err = parse_status("status/cs.md", &with("status", "done")).unwrap_err();
+        assert_eq!(
+            err.message,
+            "status \"done\" is not one of pending, in-progress, complete, blocked, failed"
+        );
+        assert_eq!(err.line, Some(4));
+        assert_eq!(err.to_string(), format!("status/cs.md:4: {}", err.message));
+        assert!(parse_status("s", &with("status", "completed")).is_err());
+        let err = parse_status("s", &GUIDE_EXAMPLE.replace("status: complete\n", "")).unwrap_err();
+        assert!(err.message.contains("no `status`"), "{err}");
+        assert!(err.message.contains("in-progress"), "{err}");
+    }
+
+    #[test]
+    fn status_spellings() {
+        for s in ["in-progress", "in_progress", "In Progress", "IN-PROGRESS"] {
+            assert_eq!(
+                parse_status("s", &with("status", s)).unwrap().status,
+                TaskStatus::InProgress
+            );
+        }
+        assert_eq!(
+            parse_status("s", &with("status", "Blocked"))
+                .unwrap()
+                .status,
+            TaskStatus::Blocked
+        );
+    }
+
+    #[test]
+    fn unknown_agent_names_the_accepted_ones() {
+        let err = parse_status("s", &with("agent", "marketing-bot")).unwrap_err();
+        assert!(
+            err.message
+                .contains("\"marketing-bot\" is not a known agent"),
+            "{err}"
+        );
+        for a in AGENTS {
+            assert!(err.message.contains(a), "{err}");
+        }
+        assert!(err.message.contains("demand-gen"), "{err}");
+        assert_eq!(err.line, Some(1));
+        let err = parse_status(
+            "s",
+            &GUIDE_EXAMPLE.replace("agent: demand-generation\n", ""),
+        )
+        .unwrap_err();
+        assert!(err.message.contains("no `agent`"), "{err}");
+    }
+
+    #[test]
+    fn aliases_are_canonical() {
+        for (alias, canon) in [
+            ("demand-gen", "demand-generation"),
+            ("brand", "brand-messaging"),
+            ("pipeline", "pipeline-manager"),
+            ("cs", "customer-success"),
+            ("growth", "growth-analyst"),
+            ("Customer_Success", "customer-success"),
+        ] {
+            assert_eq!(
+                parse_status("s", &with("agent", alias)).unwrap().agent,
+                canon
+            );
+        }
+    }
+
+    #[test]
+    fn phases_by_number_and_name() {
+        for (v, p) in [
+            ("1", 1),
+            ("\"3\"", 3),
+            ("strategy", 1),
+            ("pipeline-building", 2),
+            ("Pipeline Building", 2),
+            ("phase 2", 2),
+            ("Phase 4", 4),
+            ("execution", 3),
+            ("Analysis & Iteration", 4),
+        ] {
+            assert_eq!(
+                parse_status("s", &with("phase", v)).unwrap().phase,
+                Some(p),
+                "{v}"
+            );
+        }
+        assert_eq!(parse_status("s", &with("phase", "")).unwrap().phase, None);
+        let err = parse_status("s", &with("phase", "5")).unwrap_err();
+        assert!(
+            err.message.contains("expected 1-4 or one of strategy"),
+            "{err}"
+        );
+        assert_eq!(err.line, Some(2));
+        assert!(parse_status("s", &with("phase", "launch")).is_err());
+        assert!(parse_status("s", &with("phase", "2.5")).is_err());
+        assert_eq!(parse_phase("Phase 2: Pipeline Building"), Some(2));
+    }
+
+    #[test]
+    fn task_id_string_or_number() {
+        let text = format!("{GUIDE_EXAMPLE}task_id: 42\n");
+        assert_eq!(
+            parse_status("s", &text).unwrap().task_id.as_deref(),
+            Some("42")
+        );
+        let text = format!("{GUIDE_EXAMPLE}task-id: t-7\n");
+        assert_eq!(
+            parse_status("s", &text).unwrap().task_id.as_deref(),
+            Some("t-7")
+        );
+        let text = format!("{GUIDE_EXAMPLE}task_id: [1]\n");
+        assert!(parse_status("s", &text).is_err());
+    }
+
+    #[test]
+    fn next_none_and_task_number() {
+        let r = parse_status("s", &with("next", "none")).unwrap();
+        assert_eq!(r.next, None);
+        let r = parse_status("s", &with("task", "42")).unwrap();
+        assert_eq!(r.task, "42");
+    }
+
+    #[test]
+    fn truncated_yaml_gives_a_line() {
+        // A writer stopped mid-file: an unclosed quote on line 3.
+        let text = "agent: demand-generation\nphase: 2\ntask: \"Google Ads campa";
+        let err = parse_status("status/demand-gen.md", text).unwrap_err();
+        assert!(err.line.is_some(), "{err}");
+        assert!(err.message.contains("invalid YAML"), "{err}");
+        assert!(err.message.contains("status, outputs"), "{err}");
+
+        // Truncated inside a fenced block.
+        let text = "# Status\n\n```yaml\nagent: cs\nstatus: complete\noutputs: [a.md,\n";
+        let err = parse_status("s", text).unwrap_err();
+        assert!(err.line.unwrap() >= 4, "{err}");
+
+        // Front matter cut before its closing line.
+        let text = "---\nagent: cs\nstatus: [comp";
+        let err = parse_status("s", text).unwrap_err();
+        assert!(err.line.is_some(), "{err}");
+    }
+
+    #[test]
+    fn no_yaml_at_all() {
+        let err = parse_status("status/cs.md", "# Status\n\nAll good, shipped it.\n").unwrap_err();
+        assert!(err.message.starts_with("no status YAML found"), "{err}");
+        assert!(err.message.contains("```yaml"), "{err}");
+        let err = parse_status("s", "- a\n- b\n").unwrap_err();
+        assert!(err.message.contains("no status YAML") || err.message.contains("not a mapping"));
+    }
+
+    #[test]
+    fn alias_bomb_status_is_refused_quickly() {
+        let mut s = String::from("agent: cs\nstatus: complete\na0: &a0 [\"lol\"]\n");
+        for i in 1..=9 {
+            let refs = vec![format!("*a{}", i - 1); 9].join(", ");
+            s.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        let t = std::time::Instant::now();
+        let err = parse_status("status/cs.md", &s).unwrap_err();
+        assert!(t.elapsed() < std::time::Duration::from_secs(2));
+        assert!(err.message.contains("alias"), "{err}");
+    }
+}
