@@ -371,6 +371,8 @@ fn mentions(text_norm: &str, topic: &str) -> bool {
     has_word(text_norm, &t) || has_word(text_norm, singular)
 }
 
+/// A README in a persona or experiment directory describes the directory; it
+/// is not a persona or a design, so coverage checks leave it out.
 fn is_readme(path: &str) -> bool {
     let name = path.rsplit('/').next().unwrap_or(path).to_lowercase();
     name.starts_with("readme")

@@ -175,27 +175,39 @@ fn strip_line_markup(line: &str) -> &str {
 /// Every `Label: value` line and two-column table pair in `body`, with lines
 /// counted from `first_line`.
 fn labelled(body: &str, first_line: usize) -> Vec<Labelled> {
-    // (heading line, line of the next heading of the same or a higher level)
-    let target_sections: Vec<(usize, usize)> = {
-        let secs = sections(body);
-        secs.iter()
-            .enumerate()
-            .filter(|(_, s)| {
-                words(&s.heading)
-                    .iter()
-                    .any(|x| matches!(x.as_str(), "target" | "targets" | "goal" | "goals"))
-            })
-            .map(|(i, s)| {
-                let end = secs[i + 1..]
-                    .iter()
-                    .find(|n| n.level <= s.level)
-                    .map(|n| n.line)
-                    .unwrap_or(usize::MAX);
-                (s.line, end)
-            })
-            .collect()
-    };
-    let in_targets = |line: usize| target_sections.iter().any(|(a, b)| line > *a && line < *b);
+    // in_targets[line]: the 1-based `line` of `body` lies under a heading that
+    // says "targets" or "goals" (up to the next heading of its level or higher).
+    let line_count = body.lines().count() + 2;
+    let mut marks = vec![0i64; line_count + 1];
+    let secs = sections(body);
+    for (i, s) in secs.iter().enumerate() {
+        let says_targets = words(&s.heading)
+            .iter()
+            .any(|x| matches!(x.as_str(), "target" | "targets" | "goal" | "goals"));
+        if !says_targets {
+            continue;
+        }
+        let end = secs[i + 1..]
+            .iter()
+            .find(|n| n.level <= s.level)
+            .map(|n| n.line)
+            .unwrap_or(line_count)
+            .min(line_count);
+        let start = (s.line + 1).min(line_count);
+        if start < end {
+            marks[start] += 1;
+            marks[end] -= 1;
+        }
+    }
+    let mut depth = 0;
+    let under_targets: Vec<bool> = marks
+        .iter()
+        .map(|m| {
+            depth += m;
+            depth > 0
+        })
+        .collect();
+    let in_targets = |line: usize| under_targets.get(line).copied().unwrap_or(false);
     let mut out = Vec::new();
     let mut in_fence = false;
     for (i, raw) in body.lines().enumerate() {

@@ -68,45 +68,73 @@ fn options() -> Options {
     Options::ENABLE_TABLES | Options::ENABLE_TASKLISTS | Options::ENABLE_YAML_STYLE_METADATA_BLOCKS
 }
 
-/// The one place markdown is parsed: all events of `text` with their byte ranges.
+/// The one place markdown is parsed: the events of `text` with their byte ranges.
 ///
 /// Options: tables, task lists and YAML metadata blocks. pulldown-cmark 0.13
 /// recognises a metadata block anywhere in a document, so a `---` rule followed
 /// by text and another `---` would silently swallow that text
 /// (pulldown-cmark#1000). Front matter only counts at the very start of the
 /// file (after an optional BOM), so the rest of the document is parsed with
-/// metadata blocks off.
-pub fn parse_markdown(text: &str) -> Vec<Spanned<'_>> {
+/// metadata blocks off. Events are produced lazily, so memory stays
+/// proportional to pulldown-cmark's tree, not to a list of every event.
+pub fn parse_markdown(text: &str) -> impl Iterator<Item = Spanned<'_>> {
+    let (head, body_start) = front_matter_events(text);
+    let body = &text[body_start..];
+    let opts = options() - Options::ENABLE_YAML_STYLE_METADATA_BLOCKS;
+    head.into_iter().chain(
+        Parser::new_ext(body, opts)
+            .into_offset_iter()
+            .map(move |(ev, r)| (ev, r.start + body_start..r.end + body_start)),
+    )
+}
+
+/// The events of the front matter at the very start of `text` (none if there
+/// is none) and the byte offset where the rest of the document begins.
+fn front_matter_events(text: &str) -> (Vec<Spanned<'_>>, usize) {
     let bom = if text.starts_with('\u{feff}') { 3 } else { 0 };
     let doc = &text[bom..];
     let mut out = Vec::new();
-    let mut body_start = bom;
-    if doc.starts_with("---") {
-        let mut it = Parser::new_ext(doc, options()).into_offset_iter();
-        if let Some((ev @ Event::Start(Tag::MetadataBlock(MetadataBlockKind::YamlStyle)), r)) =
-            it.next()
-        {
-            if r.start == 0 {
+    if !doc.starts_with("---") {
+        return (out, bom);
+    }
+    let mut it = Parser::new_ext(doc, options()).into_offset_iter();
+    if let Some((ev @ Event::Start(Tag::MetadataBlock(MetadataBlockKind::YamlStyle)), r)) =
+        it.next()
+    {
+        if r.start == 0 {
+            out.push((ev, r.start + bom..r.end + bom));
+            for (ev, r) in it {
+                let end = matches!(ev, Event::End(TagEnd::MetadataBlock(_)));
                 out.push((ev, r.start + bom..r.end + bom));
-                for (ev, r) in it {
-                    let end = matches!(ev, Event::End(TagEnd::MetadataBlock(_)));
-                    out.push((ev, r.start + bom..r.end + bom));
-                    if end {
-                        body_start = (r.end + bom).min(text.len());
-                        break;
-                    }
+                if end {
+                    return (out, (r.end + bom).min(text.len()));
                 }
             }
         }
     }
-    let body = &text[body_start..];
-    let opts = options() - Options::ENABLE_YAML_STYLE_METADATA_BLOCKS;
-    out.extend(
-        Parser::new_ext(body, opts)
-            .into_offset_iter()
-            .map(|(ev, r)| (ev, r.start + body_start..r.end + body_start)),
-    );
-    out
+    (Vec::new(), bom)
+}
+
+/// Byte offset → 1-based line, in O(log n) after one pass over the text.
+struct LineIndex {
+    newlines: Vec<usize>,
+}
+
+impl LineIndex {
+    fn new(text: &str) -> Self {
+        LineIndex {
+            newlines: text
+                .bytes()
+                .enumerate()
+                .filter(|(_, b)| *b == b'\n')
+                .map(|(i, _)| i)
+                .collect(),
+        }
+    }
+    /// Same as [`line_of_offset`]: newlines before `offset`, plus one.
+    fn line(&self, offset: usize) -> usize {
+        self.newlines.partition_point(|&p| p < offset) + 1
+    }
 }
 
 /// Appends the plain text of an inline event to `buf`.
@@ -135,7 +163,8 @@ fn next_line_start(text: &str, offset: usize) -> usize {
 
 /// The front matter at the very start of `text`: (its YAML, byte offset where the
 /// body starts).
-fn front_matter_block(text: &str, events: &[Spanned<'_>]) -> Option<(YamlBlock, usize)> {
+fn front_matter_block(text: &str) -> Option<(YamlBlock, usize)> {
+    let (events, _) = front_matter_events(text);
     let (first, range) = events.first()?;
     if !matches!(first, Event::Start(Tag::MetadataBlock(_))) {
         return None;
@@ -181,14 +210,14 @@ fn front_matter_block(text: &str, events: &[Spanned<'_>]) -> Option<(YamlBlock, 
 /// (3) the whole file, if it parses as a YAML mapping. A plain markdown file
 /// without any of these yields `None`.
 pub fn extract_yaml(text: &str) -> Option<YamlBlock> {
-    let events = parse_markdown(text);
-    if let Some((block, _)) = front_matter_block(text, &events) {
+    if let Some((block, _)) = front_matter_block(text) {
         return Some(block);
     }
     let mut in_yaml: Option<(String, usize)> = None;
     let mut start_line = 0;
-    for (ev, r) in &events {
-        match ev {
+    let lines = LineIndex::new(text);
+    for (ev, r) in parse_markdown(text) {
+        match &ev {
             Event::Start(Tag::CodeBlock(CodeBlockKind::Fenced(info))) => {
                 let lang = info
                     .split(|c: char| c.is_whitespace() || c == ',' || c == '{')
@@ -196,14 +225,14 @@ pub fn extract_yaml(text: &str) -> Option<YamlBlock> {
                     .unwrap_or("")
                     .to_ascii_lowercase();
                 if lang == "yaml" || lang == "yml" {
-                    start_line = line_of_offset(text, r.start) + 1;
+                    start_line = lines.line(r.start) + 1;
                     in_yaml = Some((String::new(), 0));
                 }
             }
             Event::Text(t) => {
                 if let Some((buf, first)) = in_yaml.as_mut() {
                     if *first == 0 {
-                        *first = line_of_offset(text, r.start);
+                        *first = lines.line(r.start);
                     }
                     buf.push_str(t);
                 }
@@ -272,6 +301,7 @@ pub fn checkboxes(text: &str) -> Vec<Checkbox> {
     }
     let mut stack: Vec<Open> = Vec::new();
     let mut found: Vec<(usize, Checkbox)> = Vec::new();
+    let lines = LineIndex::new(text);
     for (ev, r) in parse_markdown(text) {
         match &ev {
             Event::Start(Tag::Item) => stack.push(Open {
@@ -292,7 +322,7 @@ pub fn checkboxes(text: &str) -> Vec<Checkbox> {
                             Checkbox {
                                 text: squash(&item.text),
                                 checked,
-                                line: line_of_offset(text, item.start),
+                                line: lines.line(item.start),
                             },
                         ));
                     }
@@ -321,13 +351,14 @@ pub fn tables(text: &str) -> Vec<Table> {
     let mut in_head = false;
     let mut row: Vec<String> = Vec::new();
     let mut cell: Option<String> = None;
+    let lines = LineIndex::new(text);
     for (ev, r) in parse_markdown(text) {
         match &ev {
             Event::Start(Tag::Table(_)) => {
                 current = Some(Table {
                     headers: Vec::new(),
                     rows: Vec::new(),
-                    line: line_of_offset(text, r.start),
+                    line: lines.line(r.start),
                 })
             }
             Event::End(TagEnd::Table) => {
@@ -393,6 +424,7 @@ pub fn sections(text: &str) -> Vec<Section> {
             }
         }
     }
+    let lines = LineIndex::new(text);
     let mut out = Vec::with_capacity(heads.len());
     for (i, (level, heading, start, end)) in heads.iter().enumerate() {
         let stop = heads[i + 1..]
@@ -406,7 +438,7 @@ pub fn sections(text: &str) -> Vec<Section> {
             level: *level,
             heading: heading.clone(),
             body: body.trim_start_matches(['\r', '\n']).trim_end().to_string(),
-            line: line_of_offset(text, *start),
+            line: lines.line(*start),
         });
     }
     out
@@ -427,8 +459,7 @@ pub struct FrontMatter {
 /// The front matter of `text`, parsed: `Ok(None)` when there is none, an error
 /// with its line when its YAML is invalid.
 pub fn parse_front_matter(path: &str, text: &str) -> Result<Option<FrontMatter>, Diagnostic> {
-    let events = parse_markdown(text);
-    let Some((yaml, body_start)) = front_matter_block(text, &events) else {
+    let Some((yaml, body_start)) = front_matter_block(text) else {
         return Ok(None);
     };
     let value = parse_yaml_value(path, &yaml)?;
@@ -480,6 +511,64 @@ pub fn count_anchors_and_aliases(yaml: &str) -> usize {
     n
 }
 
+/// Deeper flow nesting (`[[[`, `{a: {a: ...`) is refused before libyaml sees
+/// it: libyaml's time grows with the square of the depth (a 400 KB file of
+/// `{a: ` takes a minute).
+pub const MAX_YAML_FLOW_DEPTH: usize = 64;
+
+/// The deepest nesting of flow collections (`[` and `{` where a YAML node may
+/// start), skipping quoted scalars and comments; an over-estimate at worst.
+pub fn flow_depth(yaml: &str) -> usize {
+    let bytes = yaml.as_bytes();
+    let (mut depth, mut max) = (0usize, 0usize);
+    let mut prev_non_space: Option<u8> = None;
+    let mut saw_space = true;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'\n' {
+            prev_non_space = None;
+            saw_space = true;
+            i += 1;
+            continue;
+        }
+        if b == b'#' && saw_space {
+            while i < bytes.len() && bytes[i] != b'\n' {
+                i += 1;
+            }
+            continue;
+        }
+        let at_node = node_may_start(prev_non_space, saw_space);
+        if at_node && (b == b'"' || b == b'\'') {
+            // Skip the quoted scalar (it may span lines).
+            i += 1;
+            while i < bytes.len() {
+                if b == b'"' && bytes[i] == b'\\' {
+                    i += 2;
+                    continue;
+                }
+                if bytes[i] == b {
+                    break;
+                }
+                i += 1;
+            }
+        } else if at_node && (b == b'[' || b == b'{') {
+            depth += 1;
+            max = max.max(depth);
+        } else if (b == b']' || b == b'}') && depth > 0 {
+            depth -= 1;
+        }
+        if b.is_ascii_whitespace() {
+            saw_space = true;
+        } else {
+            saw_space = false;
+            prev_non_space = Some(b);
+        }
+        i += 1;
+    }
+    max
+}
+
 fn node_may_start(prev: Option<u8>, saw_space: bool) -> bool {
     match prev {
         None => true,
@@ -505,6 +594,17 @@ pub fn parse_yaml_value(path: &str, block: &YamlBlock) -> Result<Value, Diagnost
             format!(
                 "YAML uses {anchors} anchors/aliases (&name, *name), more than the {MAX_YAML_ANCHORS_AND_ALIASES} \
                  accepted (a guard against alias bombs); write the values out in full instead"
+            ),
+        ));
+    }
+    let depth = flow_depth(&block.text);
+    if depth > MAX_YAML_FLOW_DEPTH {
+        return Err(Diagnostic::new(
+            path,
+            Some(block.first_line),
+            format!(
+                "YAML nests [ ] or {{ }} {depth} deep, more than the {MAX_YAML_FLOW_DEPTH} accepted; \
+                 use a flat mapping of `key: value` lines"
             ),
         ));
     }
@@ -898,8 +998,31 @@ mod tests {
     }
 
     #[test]
+    fn deep_flow_nesting_is_refused_quickly() {
+        // libyaml is quadratic in flow depth: this would take about a minute.
+        let text = format!("a: {}", "{a: ".repeat(100_000));
+        let y = YamlBlock {
+            text,
+            first_line: 3,
+        };
+        let t = std::time::Instant::now();
+        let err = parse_yaml_value("f", &y).unwrap_err();
+        assert!(t.elapsed() < std::time::Duration::from_secs(2));
+        assert!(
+            err.message.contains("nests [ ] or { } 100000 deep"),
+            "{err}"
+        );
+        assert_eq!(err.line, Some(3));
+        assert_eq!(
+            flow_depth("a: \"[[[[\"\nb: [x, {y: [1]}] # [[[[\nc: a[b\n"),
+            3
+        );
+    }
+
+    #[test]
     fn deep_nesting_is_refused() {
-        let text = format!("a: {}{}\n", "[".repeat(500), "]".repeat(500));
+        // Block sequences nested 500 deep, under the flow-depth guard.
+        let text = format!("a:\n  {}x\n", "- ".repeat(500));
         let y = YamlBlock {
             text,
             first_line: 1,

@@ -1,8 +1,8 @@
 //! `status/<agent>.md`: what an agent says about its task.
 //!
-//! The guide's example is bare YAML; agents also wrap it in front matter or in a
-//! ```yaml block inside prose, so all three are read (see
-//! [`extract_yaml`](super::markdown::extract_yaml)). The values people write are
+//! The guide's example is bare YAML; agents also wrap it in front matter or in
+//! a fenced `yaml` block inside prose, so all three are read (see
+//! [`extract_yaml`]). The values people write are
 //! accepted in their usual spellings (aliases, `in progress`, `phase 2`,
 //! `blockers: none`, a single output as a string), and anything that cannot be
 //! trusted, above all an output path leading out of the workspace, is refused
@@ -114,7 +114,7 @@ pub fn parse_phase(s: &str) -> Option<u8> {
     let digits: String = n.chars().take_while(|c| c.is_ascii_digit()).collect();
     if !digits.is_empty() {
         let rest = &n[digits.len()..];
-        if rest.is_empty() || rest.starts_with(['-', ':', '.']) {
+        if rest.is_empty() || rest.starts_with(['-', ':']) {
             return digits.parse().ok().filter(|p| (1..=4).contains(p));
         }
         return None;
@@ -360,13 +360,10 @@ pub fn parse_status(path: &str, text: &str) -> Result<StatusReport, Diagnostic> 
                 Some(scalar(v).unwrap_or_default().trim().to_string()).filter(|s| !s.is_empty())
             }
             _ => {
-                return Err(err(
-                    key,
-                    format!(
-                    "task_id {} must be the task's id as text or a number (e.g. `task_id: t-42`)",
-                    shown(v)
-                ),
-                ))
+                let shown = shown(v);
+                let msg =
+                    format!("task_id {shown} must be text or a number (e.g. `task_id: t-42`)");
+                return Err(err(key, msg));
             }
         },
     };
@@ -706,6 +703,8 @@ next: LinkedIn Ads campaign design
         );
         assert_eq!(err.line, Some(2));
         assert!(parse_status("s", &with("phase", "launch")).is_err());
+        assert!(parse_status("s", &with("phase", "2.5")).is_err());
+        assert_eq!(parse_phase("Phase 2: Pipeline Building"), Some(2));
     }
 
     #[test]
