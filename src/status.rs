@@ -197,7 +197,8 @@ pub fn explain(settings: &Settings, path: &str) -> Result<String> {
         let before: std::collections::BTreeSet<String> = engine.tasks().keys().cloned().collect();
         let restored = match e {
             Event::FileChanged { path, hash, .. } if *path == rel => {
-                engine.removed_version(path) == Some(hash)
+                engine.acted_on(path, hash)
+                    && engine.files().get(path).map(|f| &f.hash) != Some(hash)
             }
             _ => false,
         };
@@ -226,7 +227,7 @@ pub fn explain(settings: &Settings, path: &str) -> Result<String> {
                 if restored {
                     let _ = writeln!(
                         s,
-                        "  → nothing: the same content it had before it was removed (an editor's rename-and-write save), not a new version"
+                        "  → nothing: gtmd already acted on this content of the file (an editor's rename-and-write save, or a file set back to an earlier content), so it is not a new version"
                     );
                     continue;
                 }

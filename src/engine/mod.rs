@@ -37,9 +37,11 @@ pub struct Engine {
     refused_requests: Vec<RefusedRequest>,
     /// Files currently refused (path → why), cleared by a good version.
     rejected: BTreeMap<String, Diagnostic>,
-    /// The last version of files that were removed: an editor that renames
-    /// the file away and writes it back unchanged has not made a new version.
-    removed: BTreeMap<String, String>,
+    /// Every (path, content hash) a reaction was considered for: a version is
+    /// acted on once, whatever order or how often its events arrive (an editor
+    /// that renames the file away and writes it back unchanged, a replay, a
+    /// duplicate event, a file reverted to an earlier content).
+    acted: BTreeMap<String, BTreeSet<String>>,
     conflicts: BTreeMap<String, ConflictState>,
     decisions: BTreeMap<String, DecisionState>,
     /// Indexes derived from `tasks`, kept in step by [`Engine::mutate_task`] so
@@ -61,7 +63,7 @@ impl Engine {
             tasks: BTreeMap::new(),
             refused_requests: Vec::new(),
             rejected: BTreeMap::new(),
-            removed: BTreeMap::new(),
+            acted: BTreeMap::new(),
             conflicts: BTreeMap::new(),
             decisions: BTreeMap::new(),
             open: BTreeSet::new(),
@@ -95,9 +97,9 @@ impl Engine {
     pub fn rejected(&self) -> &BTreeMap<String, Diagnostic> {
         &self.rejected
     }
-    /// The last version of a file that was removed, if it was.
-    pub fn removed_version(&self, path: &str) -> Option<&String> {
-        self.removed.get(path)
+    /// Whether this version of a file has been acted on already.
+    pub fn acted_on(&self, path: &str, hash: &str) -> bool {
+        self.acted.get(path).is_some_and(|v| v.contains(hash))
     }
     pub fn conflicts(&self) -> &BTreeMap<String, ConflictState> {
         &self.conflicts
@@ -243,6 +245,11 @@ impl Engine {
                 content,
                 ..
             } => {
+                // The same version again (a replayed or duplicated event) changes nothing.
+                if self.files.get(path).is_some_and(|f| f.hash == *hash) {
+                    self.dispatch(at, &mut out);
+                    return out;
+                }
                 self.files.insert(
                     path.clone(),
                     FileEntry {
@@ -251,15 +258,33 @@ impl Engine {
                         mtime_ns: *mtime_ns,
                     },
                 );
-                let same_as_before_removal = self.removed.remove(path).as_ref() == Some(hash);
-                if !same_as_before_removal {
-                    self.on_file(path, content, at, &mut out);
+                let reactive = !matches!(content, FileContent::Plain)
+                    || self
+                        .playbook
+                        .routes
+                        .iter()
+                        .any(|r| route_matches(&r.path, path));
+                if reactive {
+                    let versions = self.acted.entry(path.clone()).or_default();
+                    if !versions.insert(hash.clone()) {
+                        // Already acted on; only whether it is refused may change.
+                        match content {
+                            FileContent::Rejected { diagnostic } => {
+                                self.rejected.insert(path.clone(), diagnostic.clone());
+                            }
+                            _ => {
+                                self.rejected.remove(path);
+                            }
+                        }
+                        self.on_output_changed(path, at, &mut out);
+                        self.dispatch(at, &mut out);
+                        return out;
+                    }
                 }
+                self.on_file(path, content, at, &mut out);
             }
             Event::FileRemoved { path, .. } => {
-                if let Some(f) = self.files.remove(path) {
-                    self.removed.insert(path.clone(), f.hash);
-                }
+                self.files.remove(path);
             }
             Event::RunRequested { request, .. } => self.on_request(request, at, &mut out),
             Event::TaskExited { task, exit, .. } => self.on_exit(task, exit, at, &mut out),

@@ -918,3 +918,92 @@ fn a_loop_of_hand_offs_stops_and_tells_the_coordinator() {
     assert_eq!(told.len(), 1);
     assert_eq!(told[0].agent, "coordinator");
 }
+
+// ---- order, duplication, replay ----
+
+mod order {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn event(path_idx: u8, content: u8, kind: u8, at: Millis) -> Event {
+        let (path, file) = match kind {
+            0 => (
+                format!("conflicts/c{path_idx}.md"),
+                FileContent::Conflict {
+                    conflict: Default::default(),
+                },
+            ),
+            1 => ("demand-gen/lead-scoring.md".to_string(), FileContent::Plain),
+            _ => (
+                format!("demand-gen/campaigns/c{path_idx}.md"),
+                FileContent::Plain,
+            ),
+        };
+        Event::FileChanged {
+            path,
+            hash: format!("v{content}"),
+            size: 1,
+            mtime_ns: 0,
+            at,
+            content: file,
+        }
+    }
+
+    /// What the engine reacted with: which agent got a task, and why.
+    fn reactions(events: &[Event]) -> Vec<(String, String)> {
+        let mut e = Engine::new(Playbook::default_playbook(), policies(false, 0));
+        for ev in events {
+            e.handle(ev);
+        }
+        let mut r: Vec<_> = e
+            .tasks()
+            .values()
+            .map(|t| (t.agent.clone(), t.trigger.clone()))
+            .collect();
+        r.sort();
+        r
+    }
+
+    fn shuffle<T>(v: &mut [T], mut seed: u64) {
+        for i in (1..v.len()).rev() {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let j = (seed >> 33) as usize % (i + 1);
+            v.swap(i, j);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn reactions_do_not_depend_on_order_duplication_or_replay(
+            versions in prop::collection::vec((0u8..5, 0u8..3, 0u8..3), 1..40),
+            seed in any::<u64>(),
+            dups in prop::collection::vec(any::<prop::sample::Index>(), 0..15),
+        ) {
+            let events: Vec<Event> = versions
+                .iter()
+                .enumerate()
+                .map(|(i, (p, c, k))| event(*p, *c, *k, 1_000 + i as u64))
+                .collect();
+            let once = reactions(&events);
+
+            let mut shuffled = events.clone();
+            shuffle(&mut shuffled, seed);
+            prop_assert_eq!(&reactions(&shuffled), &once, "reordered");
+
+            let mut duplicated = events.clone();
+            for d in &dups {
+                let e = events[d.index(events.len())].clone();
+                let at = d.index(duplicated.len() + 1);
+                duplicated.insert(at, e);
+            }
+            prop_assert_eq!(&reactions(&duplicated), &once, "duplicated");
+
+            let mut replayed = events.clone();
+            replayed.extend(events.iter().cloned());
+            prop_assert_eq!(&reactions(&replayed), &once, "replayed");
+        }
+    }
+}
