@@ -150,7 +150,12 @@ pub struct StateLock {
 impl StateLock {
     /// Take the lock, or say which process holds it.
     pub fn acquire(state_dir: &Path) -> Result<StateLock> {
-        fs::create_dir_all(state_dir)?;
+        fs::create_dir_all(state_dir).with_context(|| {
+            format!(
+                "cannot create the state directory {}; pass a writable one with --state-dir",
+                state_dir.display()
+            )
+        })?;
         let path = state_dir.join(LOCK_FILE);
         let mut file = OpenOptions::new()
             .read(true)
@@ -183,5 +188,63 @@ impl StateLock {
         // SAFETY: as above; a shared probe released when `file` drops.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
         rc != 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Event, FileContent};
+
+    fn ev(i: u64) -> Event {
+        Event::FileChanged {
+            path: format!("conflicts/{i}.md"),
+            hash: format!("h{i}"),
+            size: 1,
+            mtime_ns: 0,
+            at: i,
+            content: FileContent::Plain,
+        }
+    }
+
+    #[test]
+    fn a_torn_last_entry_is_cut_and_the_rest_replays() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut j, events) = Journal::open(dir.path()).unwrap();
+        assert!(events.is_empty());
+        j.append(&[ev(1), ev(2)]).unwrap();
+        drop(j);
+        // A crash in the middle of writing the third entry.
+        let path = dir.path().join(JOURNAL_FILE);
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"event\":\"file-changed\",\"path\":\"confl")
+            .unwrap();
+        drop(f);
+        let (mut j, events) = Journal::open(dir.path()).unwrap();
+        assert_eq!(events, vec![ev(1), ev(2)]);
+        j.append(&[ev(3)]).unwrap();
+        drop(j);
+        assert_eq!(read_events(dir.path()).unwrap(), vec![ev(1), ev(2), ev(3)]);
+    }
+
+    #[test]
+    fn a_full_disk_is_a_clear_error_and_leaves_no_half_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open(dir.path()).unwrap();
+        j.append(&[ev(1)]).unwrap();
+        // Writes to /dev/full fail with ENOSPC, as on a full disk.
+        let Ok(full) = OpenOptions::new().write(true).open("/dev/full") else {
+            return;
+        };
+        let good = std::mem::replace(&mut j.file, full);
+        let err = j.append(&[ev(2)]).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("disk full"), "{msg}");
+        assert!(msg.contains(JOURNAL_FILE), "{msg}");
+        j.file = good;
+        // What is on disk is still the good prefix, and appending goes on.
+        j.append(&[ev(3)]).unwrap();
+        drop(j);
+        assert_eq!(read_events(dir.path()).unwrap(), vec![ev(1), ev(3)]);
     }
 }

@@ -20,6 +20,10 @@ use std::process::Stdio;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
+/// Environment variable naming the state directory of the gtmd that started
+/// a process; inherited by everything the agent starts.
+pub const STRAY_MARK: &str = "GTMD_STATE_DIR";
+
 /// How long a process gets between SIGTERM and SIGKILL.
 pub const KILL_GRACE: Duration = Duration::from_secs(3);
 
@@ -165,6 +169,9 @@ impl Runner {
         for (k, v) in task_env(spec, &self.workspace) {
             cmd.env(k, v);
         }
+        // Marks the process as ours, so a gtmd restarted after a SIGKILL can
+        // find agents (and their children) the old one left behind.
+        cmd.env(STRAY_MARK, self.state_dir.display().to_string());
         // SAFETY: prctl is async-signal-safe; it runs in the child before exec.
         unsafe {
             cmd.pre_exec(|| {
@@ -423,4 +430,36 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     drop(f);
     fs::rename(&tmp, path).with_context(|| format!("cannot rename into {}", path.display()))?;
     Ok(())
+}
+
+/// Kill agent processes a previous gtmd of this state directory left behind
+/// (it was killed with SIGKILL: its direct children died with it through the
+/// parent-death signal, but their own children may not have). The state
+/// lock guarantees no other live gtmd owns processes with this mark.
+pub fn kill_strays(state_dir: &Path) -> usize {
+    let mark = format!("{STRAY_MARK}={}", state_dir.display());
+    let me = std::process::id();
+    let mut killed = 0;
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return 0;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(environ) = fs::read(e.path().join("environ")) else {
+            continue;
+        };
+        if environ.split(|b| *b == 0).any(|kv| kv == mark.as_bytes()) {
+            // SAFETY: kill(2) on a pid read from /proc; no memory involved.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGKILL);
+            }
+            killed += 1;
+        }
+    }
+    killed
 }

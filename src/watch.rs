@@ -53,10 +53,21 @@ pub fn watch(
     let overflowed = Arc::new(AtomicBool::new(false));
     let flag = overflowed.clone();
     let polling = poll.is_some();
+    // A testing aid: keep only every Nth event, as a kernel queue overflow
+    // would, to exercise the rescan path through the real watcher.
+    let keep_every: u64 = std::env::var("GTMD_DEBUG_DROP_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 1)
+        .unwrap_or(1);
+    let mut seen = 0u64;
     let handler = move |res: notify::Result<notify::Event>| {
         for msg in convert(res, polling) {
-            if tx.try_send(msg).is_err() {
-                flag.store(true, Ordering::Release);
+            seen += 1;
+            let lost = (keep_every > 1 && seen % keep_every != 0) || tx.try_send(msg).is_err();
+            // The first loss wakes the daemon; it rescans and clears the flag.
+            if lost && !flag.swap(true, Ordering::AcqRel) {
+                let _ = tx.try_send(WatchMsg::Rescan("events were lost".into()));
             }
         }
     };

@@ -66,6 +66,13 @@ impl Ingest {
         &self.root
     }
 
+    /// The workspace was replaced: symlink checks use the new directory.
+    pub fn refresh_root(&mut self) {
+        if let Ok(c) = fs::canonicalize(&self.root) {
+            self.canonical_root = c;
+        }
+    }
+
     /// The workspace-relative form of a path the watcher reported.
     pub fn relative(&self, abs: &Path) -> Option<String> {
         let rel = abs
@@ -433,5 +440,32 @@ impl WorkspaceView for DiskView<'_> {
         fs::metadata(self.ingest.root.join(rel))
             .ok()
             .map(|m| m.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+        /// Whatever bytes land in a protocol file, parsing returns a value or a
+        /// refusal naming the file: it never panics.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2048), kind in 0usize..6) {
+            let (rel, kind) = [
+                ("status/coordinator.md", FileKind::Status { agent: "coordinator".into() }),
+                ("status/nobody.md", FileKind::UnknownStatus { name: "nobody".into() }),
+                ("conflicts/x.md", FileKind::Conflict),
+                ("strategy/decisions/x.md", FileKind::Decision),
+                ("strategy/gates/phase-1-strategy.md", FileKind::Gate { phase: 1 }),
+                ("requests/r.yaml", FileKind::Request),
+            ][kind].clone();
+            if let FileContent::Rejected { diagnostic } = parse(rel, &kind, &bytes) {
+                prop_assert_eq!(diagnostic.path, rel);
+                prop_assert!(!diagnostic.message.is_empty());
+            }
+        }
     }
 }

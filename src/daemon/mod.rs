@@ -34,6 +34,10 @@ use tokio::sync::mpsc;
 /// A file modified without a close (mmap writers, hard links) is read after
 /// this much quiet.
 const SETTLE: Duration = Duration::from_millis(300);
+/// How often gtmd checks that the workspace directory is still the one it watches.
+const ROOT_CHECK: Duration = Duration::from_secs(1);
+/// Rescans closer together than this count as repeating.
+const RESCAN_WINDOW: Duration = Duration::from_secs(10);
 /// How long an exit waits for its cookie before it is handled anyway.
 const COOKIE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a finished foreground run waits for agent processes to exit by
@@ -101,13 +105,20 @@ pub async fn run(
         "replayed {replayed} journal entries"
     );
 
+    let strays = crate::runner::kill_strays(&state_dir);
+    if strays > 0 {
+        tracing::warn!(
+            "killed {strays} agent process(es) left behind by a gtmd that did not stop cleanly"
+        );
+    }
     let (watch_tx, watch_rx) = mpsc::channel(65_536);
-    let watcher = watch::watch(&workspace, options.poll, watch_tx).with_context(|| {
+    let watcher = watch::watch(&workspace, options.poll, watch_tx.clone()).with_context(|| {
         format!(
             "cannot watch {} (if the inotify limits are the cause, raise fs.inotify.max_user_watches, or use --poll)",
             workspace.display()
         )
     })?;
+    let root_id = dir_id(&workspace);
     let (exit_tx, exit_rx) = mpsc::unbounded_channel();
     let runner = Runner::new(
         workspace.clone(),
@@ -137,10 +148,20 @@ pub async fn run(
         follow: None,
         outcome: None,
         last_progress: String::new(),
+        watch_tx,
+        watcher: Some(watcher),
+        root_id,
+        rescans: VecDeque::new(),
+        rescan_at: None,
     };
     d.start()?;
-    d.event_loop(watch_rx, exit_rx, &mut control, &watcher)
-        .await
+    d.event_loop(watch_rx, exit_rx, &mut control).await
+}
+
+/// Device and inode of a directory: tells a recreated workspace from the old one.
+fn dir_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 struct Daemon {
@@ -169,6 +190,13 @@ struct Daemon {
     follow: Option<(String, Option<String>)>,
     outcome: Option<Outcome>,
     last_progress: String,
+    watch_tx: mpsc::Sender<WatchMsg>,
+    /// `None` while the workspace directory itself is gone.
+    watcher: Option<watch::WatchHandle>,
+    root_id: Option<(u64, u64)>,
+    /// Recent rescans, to back off when they repeat (a recrawl storm).
+    rescans: VecDeque<Instant>,
+    rescan_at: Option<Instant>,
 }
 
 fn now_ms() -> Millis {
@@ -225,8 +253,9 @@ impl Daemon {
         mut watch_rx: mpsc::Receiver<WatchMsg>,
         mut exit_rx: mpsc::UnboundedReceiver<TaskExit>,
         control: &mut mpsc::UnboundedReceiver<Control>,
-        watcher: &watch::WatchHandle,
     ) -> Result<Outcome> {
+        let mut root_check = tokio::time::interval(ROOT_CHECK);
+        root_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if let Some(outcome) = self.outcome.clone() {
                 self.finish_foreground(&mut exit_rx).await;
@@ -243,20 +272,14 @@ impl Daemon {
                             Err(_) => break,
                         }
                     }
-                    let mut rescan = false;
                     for m in batch {
                         match m {
                             WatchMsg::Path(change, path) => self.on_path(change, &path),
-                            WatchMsg::Rescan(why) => {
-                                tracing::warn!("{why}; rescanning the workspace (if this repeats, raise fs.inotify.max_queued_events)");
-                                rescan = true;
-                            }
+                            WatchMsg::Rescan(why) => self.request_rescan(&why),
                         }
                     }
-                    if rescan {
-                        self.rescan();
-                    }
                 }
+                _ = root_check.tick() => self.check_root(),
                 exit = exit_rx.recv() => {
                     if let Some(exit) = exit {
                         self.runner.reaped(&exit.task);
@@ -272,9 +295,12 @@ impl Daemon {
                 },
                 _ = sleep_until(deadline) => self.fire_timers(),
             }
-            if watcher.overflowed.swap(false, Ordering::AcqRel) {
-                tracing::warn!("gtmd fell behind the file watcher and dropped events; rescanning");
-                self.rescan();
+            if self
+                .watcher
+                .as_ref()
+                .is_some_and(|w| w.overflowed.swap(false, Ordering::AcqRel))
+            {
+                self.request_rescan("events were lost between the watcher and gtmd");
             }
             self.after_batch();
         }
@@ -295,14 +321,25 @@ impl Daemon {
         }
         if !rel.contains('/') && name.starts_with(SYNC_PREFIX) {
             if change != Change::Gone {
-                // Everything before this point has been read: answer by removing it.
+                // Everything before this point has been read; files still
+                // settling were written before it too. Answer by removing it.
+                self.settle_all();
                 let _ = std::fs::remove_file(abs);
             }
             return;
         }
         match change {
             Change::Touched => {
-                if !self.ingest.ignored(&rel) {
+                if self.ingest.ignored(&rel) {
+                    return;
+                }
+                // A symlink is complete when it is created: no write follows.
+                let is_link =
+                    std::fs::symlink_metadata(abs).is_ok_and(|m| m.file_type().is_symlink());
+                if is_link {
+                    self.settle.remove(&rel);
+                    self.look_at(&rel);
+                } else {
                     self.settle.insert(rel, Instant::now() + SETTLE);
                 }
             }
@@ -427,6 +464,68 @@ impl Daemon {
         }
     }
 
+    /// Rescan soon; when rescans keep coming (a recrawl storm), wait longer
+    /// between them: 1 s, 2 s, 4 s ... up to 30 s.
+    fn request_rescan(&mut self, why: &str) {
+        let now = Instant::now();
+        while self
+            .rescans
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > RESCAN_WINDOW)
+        {
+            self.rescans.pop_front();
+        }
+        self.rescans.push_back(now);
+        let n = self.rescans.len() as u32;
+        let delay = if n <= 3 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs((1u64 << (n - 4).min(5)).min(30))
+        };
+        if let Some(w) = &self.watcher {
+            w.overflowed.store(false, Ordering::Release);
+        }
+        tracing::warn!(
+            "{why}; rescanning the workspace{} (if this repeats, raise fs.inotify.max_queued_events)",
+            if delay.is_zero() {
+                String::new()
+            } else {
+                format!(" in {} s: rescans are repeating", delay.as_secs())
+            }
+        );
+        let at = now + delay;
+        self.rescan_at = Some(self.rescan_at.map_or(at, |d| d.min(at)));
+    }
+
+    /// The workspace directory itself may be deleted and created again: keep
+    /// watching the one that is there now.
+    fn check_root(&mut self) {
+        let root = self.ingest.root().to_path_buf();
+        let id = dir_id(&root);
+        if id.is_none() {
+            if self.watcher.take().is_some() {
+                tracing::warn!(workspace = %root.display(), "the workspace directory is gone; waiting for it to come back");
+                self.root_id = None;
+            }
+            return;
+        }
+        if id == self.root_id && self.watcher.is_some() {
+            return;
+        }
+        match watch::watch(&root, self.options.poll, self.watch_tx.clone()) {
+            Ok(w) => {
+                tracing::warn!(workspace = %root.display(), "the workspace directory was replaced; watching the new one and rescanning");
+                self.watcher = Some(w);
+                self.root_id = id;
+                self.ingest.refresh_root();
+                self.request_rescan("the workspace directory was replaced");
+            }
+            Err(e) => {
+                tracing::warn!(workspace = %root.display(), "cannot watch the workspace yet: {e}")
+            }
+        }
+    }
+
     // ---- processes ----
 
     fn start_task(&mut self, spec: &crate::engine::TaskSpec) {
@@ -460,8 +559,16 @@ impl Daemon {
             .insert(name, (Instant::now() + COOKIE_TIMEOUT, event));
     }
 
+    /// Read every file still settling now.
+    fn settle_all(&mut self) {
+        for rel in std::mem::take(&mut self.settle).into_keys() {
+            self.look_at(&rel);
+        }
+    }
+
     fn release_cookie(&mut self, name: &str) {
         if let Some((_, event)) = self.parked.remove(name) {
+            self.settle_all();
             let _ = std::fs::remove_file(self.ingest.root().join(name));
             self.batch.push(event);
         }
@@ -483,6 +590,13 @@ impl Daemon {
 
     fn fire_timers(&mut self) {
         let now = Instant::now();
+        if self.rescan_at.is_some_and(|d| d <= now) {
+            self.rescan_at = None;
+            if self.watcher.is_some() {
+                let n = self.rescan();
+                tracing::info!("rescan done: {n} change(s) found");
+            }
+        }
         let due: Vec<String> = self
             .settle
             .iter()

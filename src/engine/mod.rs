@@ -324,7 +324,7 @@ impl Engine {
         }
         match content {
             FileContent::Status { report } => self.on_status(path, report, at, out),
-            FileContent::Gate { boxes } => self.on_gate_file(path, boxes, out),
+            FileContent::Gate { boxes } => self.on_gate_file(path, boxes, at, out),
             FileContent::Conflict { conflict } => self.on_conflict(path, conflict, at, out),
             FileContent::Decision { decision } => self.on_decision(path, decision, at, out),
             FileContent::Request { request } => self.on_request(request, at, out),
@@ -1458,6 +1458,7 @@ impl Engine {
         &mut self,
         path: &str,
         boxes: &[crate::protocol::Checkbox],
+        at: Millis,
         out: &mut Vec<Action>,
     ) {
         let ids: Vec<RunId> = self
@@ -1474,26 +1475,53 @@ impl Engine {
             if g.passed_at.is_some() {
                 continue;
             }
-            // Every checklist item of the playbook must be present and ticked;
-            // boxes the coordinator added must be ticked too.
-            let mut merged: Vec<(String, bool)> = g
-                .boxes
-                .iter()
-                .map(|(text, _)| {
-                    let ticked = boxes.iter().any(|b| b.checked && same_item(&b.text, text));
-                    (text.clone(), ticked)
-                })
-                .collect();
             let playbook_items: Vec<String> = self
                 .playbook
                 .phase(g.phase)
                 .map(|p| p.gate.checklist.clone())
                 .unwrap_or_default();
+            let recognised = boxes
+                .iter()
+                .any(|b| playbook_items.iter().any(|i| same_item(&b.text, i)));
+            if !playbook_items.is_empty() && !recognised {
+                // Edited into something that is no gate any more: say so, and
+                // put the gate back as it was (ticks kept) for the coordinator.
+                let phase = g.phase;
+                let contents = render_gate(self.playbook.phase(phase).unwrap(), g, &id);
+                let n = playbook_items.len();
+                self.refuse(
+                    Diagnostic::new(
+                        path,
+                        None,
+                        format!(
+                            "holds none of the phase {phase} gate's {n} checklist items; a gate file keeps the `- [ ] item` lines gtmd wrote, ticked as `- [x] item`. gtmd wrote the gate back"
+                        ),
+                    ),
+                    at,
+                    out,
+                );
+                out.push(Action::WriteFile {
+                    path: path.to_string(),
+                    contents,
+                });
+                continue;
+            }
+            // Every checklist item of the playbook must be present and ticked;
+            // boxes the coordinator added must be ticked too.
+            let mut merged: Vec<(String, bool)> = playbook_items
+                .iter()
+                .map(|text| {
+                    let ticked = boxes.iter().any(|b| b.checked && same_item(&b.text, text));
+                    (text.clone(), ticked)
+                })
+                .collect();
             for b in boxes {
                 if !playbook_items.iter().any(|i| same_item(&b.text, i)) {
                     merged.push((b.text.clone(), b.checked));
                 }
             }
+            let r = self.runs.get_mut(&id).unwrap();
+            let g = r.gates.values_mut().find(|g| g.path == path).unwrap();
             g.boxes = merged;
             let phase = g.phase;
             out.push(Action::EvaluateGate { run: id, phase });

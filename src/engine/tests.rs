@@ -1007,3 +1007,32 @@ mod order {
         }
     }
 }
+
+#[test]
+fn a_gate_file_edited_into_nonsense_is_refused_and_written_back() {
+    let mut b = Bus::new();
+    b.request(&[1, 2], None, false);
+    for s in [
+        "gtm-strategy",
+        "messaging-framework",
+        "analytics-foundation",
+    ] {
+        b.finish_step(s);
+    }
+    b.evaluate(1, true);
+    let a = b.file(
+        "strategy/gates/phase-1-strategy.md",
+        FileContent::Gate {
+            boxes: vec![Checkbox {
+                text: "lgtm".into(),
+                checked: true,
+                line: 1,
+            }],
+        },
+    );
+    let d = &b.e.rejected()["strategy/gates/phase-1-strategy.md"];
+    assert!(d.message.contains("checklist items"), "{}", d.message);
+    let rewritten = a.iter().any(|a| matches!(a, Action::WriteFile { contents, .. } if contents.contains("- [ ] Budget allocation")));
+    assert!(rewritten, "{a:?}");
+    assert_eq!(b.e.run(&b.run_id()).unwrap().current_phase(), Some(1));
+}
