@@ -484,7 +484,9 @@ fn spawn_signal_thread(tx: mpsc::UnboundedSender<Control>) -> Result<()> {
 
 fn init_logging(format: LogFormat, default: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("GTMD_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    // notify logs routine watch bookkeeping at info; keep it out unless asked.
+    let filter = EnvFilter::try_from_env("GTMD_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("{default},notify=warn")));
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

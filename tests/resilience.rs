@@ -310,3 +310,78 @@ fn a_restart_after_sigkill_leaves_no_stray_agent() {
         }
     }
 }
+
+#[test]
+fn directories_arriving_with_files_in_them_lose_none() {
+    let p = Project::new();
+    let g = start(&p, &[], &[]);
+    // mkdir -p and write at once, deep.
+    let deep = p.path("conflicts/q3/west/urgent");
+    fs::create_dir_all(&deep).unwrap();
+    for i in 0..20 {
+        fs::write(deep.join(format!("d{i}.md")), conflict(i, 1)).unwrap();
+    }
+    // mv of a whole folder prepared outside the workspace.
+    let outside = p.root().join("prepared");
+    fs::create_dir_all(outside.join("inner")).unwrap();
+    for i in 0..20 {
+        fs::write(
+            outside.join("inner").join(format!("m{i}.md")),
+            conflict(100 + i, 1),
+        )
+        .unwrap();
+    }
+    fs::rename(&outside, p.path("conflicts/moved")).unwrap();
+    sync(&p);
+    let r = reviews(&p);
+    assert_eq!(r.len(), 40, "{r:?}");
+    assert!(r.values().all(|n| *n == 1));
+    stop(g);
+}
+
+#[test]
+fn the_workspace_deleted_and_recreated_is_still_watched() {
+    let p = Project::new();
+    // The state lives outside the workspace, which is about to be deleted.
+    let mut c = p.cmd();
+    c.args(["run", "--state-dir", "state"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let g = Guard {
+        child: Some(c.spawn().unwrap()),
+    };
+    let status = || -> serde_json::Value {
+        serde_json::from_slice(&p.run(&["status", "--json", "--state-dir", "state"]).stdout)
+            .unwrap()
+    };
+    wait_for(Duration::from_secs(20), "the daemon", || {
+        (status()["daemon_running"] == true).then_some(())
+    });
+    p.write("conflicts/before.md", &conflict(1, 1));
+    assert!(p.run(&["sync", "--state-dir", "state"]).status.success());
+    fs::remove_dir_all(p.ws()).unwrap();
+    fs::create_dir_all(p.path("conflicts")).unwrap();
+    // Written once the new directory is watched again (gtmd checks every second).
+    let r = wait_for(
+        Duration::from_secs(20),
+        "the new workspace to be watched",
+        || {
+            let name = format!("after-{}.md", Instant::now().elapsed().as_nanos());
+            p.write(&format!("conflicts/{name}"), &conflict(2, 1));
+            let out = p.run(&["sync", "--timeout", "1", "--state-dir", "state"]);
+            out.status.success().then(status)
+        },
+    );
+    let after = r["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| {
+            t["kind"]["conflict"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("conflicts/after-"))
+        })
+        .count();
+    assert!(after >= 1, "{r}");
+    stop(g);
+}

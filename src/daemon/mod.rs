@@ -310,6 +310,15 @@ impl Daemon {
 
     fn on_path(&mut self, change: Change, abs: &Path) {
         let Some(rel) = self.ingest.relative(abs) else {
+            if change == Change::Gone && abs == self.ingest.root() {
+                // The workspace itself was deleted or moved away: its watch is
+                // gone with it. The root check watches whatever is there next
+                // (a new directory may even reuse the old inode number).
+                tracing::warn!(workspace = %abs.display(), "the workspace directory was removed");
+                self.watcher = None;
+                self.root_id = None;
+                self.check_root();
+            }
             return;
         };
         let name = rel.rsplit('/').next().unwrap_or(&rel);

@@ -65,7 +65,7 @@ impl Project {
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(gtmd_bin());
         c.current_dir(self.root())
-            .env("GTMD_LOG", "info")
+            .env("GTMD_LOG", "info,notify=warn")
             .stdin(Stdio::null());
         c
     }
