@@ -359,7 +359,12 @@ fn the_workspace_deleted_and_recreated_is_still_watched() {
     });
     p.write("conflicts/before.md", &conflict(1, 1));
     assert!(p.run(&["sync", "--state-dir", "state"]).status.success());
-    fs::remove_dir_all(p.ws()).unwrap();
+    // gtmd may remove its cookie files during the walk: retry until it is gone.
+    wait_for(
+        Duration::from_secs(5),
+        "the workspace to be deleted",
+        || fs::remove_dir_all(p.ws()).ok(),
+    );
     fs::create_dir_all(p.path("conflicts")).unwrap();
     // Written once the new directory is watched again (gtmd checks every second).
     let r = wait_for(

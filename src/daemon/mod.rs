@@ -153,6 +153,7 @@ pub async fn run(
         root_id,
         rescans: VecDeque::new(),
         rescan_at: None,
+        pending_syncs: Vec::new(),
     };
     d.start()?;
     d.event_loop(watch_rx, exit_rx, &mut control).await
@@ -197,6 +198,8 @@ struct Daemon {
     /// Recent rescans, to back off when they repeat (a recrawl storm).
     rescans: VecDeque<Instant>,
     rescan_at: Option<Instant>,
+    /// `gtmd sync` cookies to answer once the pending rescan has run.
+    pending_syncs: Vec<PathBuf>,
 }
 
 fn now_ms() -> Millis {
@@ -211,6 +214,15 @@ impl Daemon {
     fn start(&mut self) -> Result<()> {
         let started = Instant::now();
         let scanned = self.rescan();
+        // `gtmd sync` calls made before the watch existed are answered now:
+        // the scan has seen everything written before them.
+        if let Ok(entries) = std::fs::read_dir(self.ingest.root()) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with(SYNC_PREFIX) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
         // Tasks that were running when gtmd stopped run again (at least once).
         let resumed = self.engine.running_tasks();
         for spec in &resumed {
@@ -333,7 +345,12 @@ impl Daemon {
                 // Everything before this point has been read; files still
                 // settling were written before it too. Answer by removing it.
                 self.settle_all();
-                let _ = std::fs::remove_file(abs);
+                if self.rescan_at.is_some() || self.watcher.is_none() {
+                    // Events may have been lost: answer once the rescan ran.
+                    self.pending_syncs.push(abs.to_path_buf());
+                } else {
+                    let _ = std::fs::remove_file(abs);
+                }
             }
             return;
         }
@@ -591,7 +608,7 @@ impl Daemon {
         let retry = self.retries.iter().map(|(d, _)| *d).min();
         let journal_retry =
             (!self.unjournaled.is_empty()).then(|| Instant::now() + Duration::from_secs(1));
-        [settle, cookie, retry, journal_retry]
+        [settle, cookie, retry, journal_retry, self.rescan_at]
             .into_iter()
             .flatten()
             .min()
@@ -604,6 +621,9 @@ impl Daemon {
             if self.watcher.is_some() {
                 let n = self.rescan();
                 tracing::info!("rescan done: {n} change(s) found");
+                for cookie in std::mem::take(&mut self.pending_syncs) {
+                    let _ = std::fs::remove_file(cookie);
+                }
             }
         }
         let due: Vec<String> = self
