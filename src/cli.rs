@@ -51,6 +51,13 @@ pub struct Common {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// At most N agent processes at once; further tasks wait for a free slot.
+    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_parallel: Option<u32>,
+    /// Cap of each task's log (STATE/logs/<task>.log) in bytes; output past
+    /// it is discarded, with a note in the log.
+    #[arg(long, global = true, value_name = "BYTES", default_value_t = crate::runner::DEFAULT_MAX_TASK_LOG)]
+    pub max_task_log: u64,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,11 +181,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
             init_logging(common.log_format, "info");
             let settings = load_settings(&common)?;
-            let options = Options {
-                poll: poll.map(Duration::from_millis),
-                mode: Mode::Serve,
-                progress: false,
-            };
+            let options = options(&common, poll.map(Duration::from_millis), Mode::Serve, false);
             let outcome = serve(settings, options)?;
             Ok(match outcome {
                 Outcome::Failed { reason, .. } => {
@@ -219,7 +222,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 scenario,
                 force,
             };
-            submit(settings, request)
+            submit(&common, settings, request)
         }
         Command::Agent {
             command: AgentCommand::Run { agent, task },
@@ -243,7 +246,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 scenario: None,
                 force: false,
             };
-            submit(settings, request)
+            submit(&common, settings, request)
         }
         Command::Status { json } => {
             let settings = load_settings(&common)?;
@@ -349,16 +352,25 @@ fn request_id() -> String {
     format!("req-{}-{nanos}", std::process::id())
 }
 
+/// The daemon's options from the common flags.
+fn options(common: &Common, poll: Option<Duration>, mode: Mode, progress: bool) -> Options {
+    Options {
+        poll,
+        mode,
+        progress,
+        limits: crate::runner::Limits {
+            max_parallel: common.max_parallel.map(|n| n as usize),
+            max_log_bytes: common.max_task_log,
+        },
+    }
+}
+
 /// Hand a request to the daemon serving the workspace, or run it here.
-fn submit(settings: Settings, request: RunRequest) -> Result<ExitCode> {
+fn submit(common: &Common, settings: Settings, request: RunRequest) -> Result<ExitCode> {
     if crate::journal::StateLock::is_held(&settings.paths.state_dir) {
         return follow_daemon(&settings, &request);
     }
-    let options = Options {
-        poll: None,
-        mode: Mode::Foreground(request),
-        progress: true,
-    };
+    let options = options(common, None, Mode::Foreground(request), true);
     let outcome = serve(settings, options)?;
     Ok(report(outcome))
 }

@@ -57,6 +57,8 @@ pub struct Options {
     pub mode: Mode,
     /// Print progress lines (phase, steps done) for a foreground run.
     pub progress: bool,
+    /// `--max-parallel`, `--max-task-log`: enforced by the runner.
+    pub limits: crate::runner::Limits,
 }
 
 /// How a foreground run ended.
@@ -107,7 +109,7 @@ pub async fn run(
         )
     })?;
     let (exit_tx, exit_rx) = mpsc::unbounded_channel();
-    let runner = Runner::new(
+    let mut runner = Runner::new(
         workspace.clone(),
         state_dir.clone(),
         settings.agents.clone(),
@@ -115,6 +117,7 @@ pub async fn run(
         Duration::from_secs(settings.playbook.default_timeout_secs),
         exit_tx,
     );
+    runner.set_limits(options.limits.clone());
     let ingest = Ingest::new(&workspace, &state_dir, settings.max_file_size);
     let mut d = Daemon {
         settings,

@@ -153,3 +153,67 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Whether a process exists and is not a zombie (an exited process that its
+/// parent, perhaps init, has not reaped yet counts as gone).
+pub fn pid_alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    if unsafe { libc::kill(pid, 0) } != 0 {
+        return false;
+    }
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+            .unwrap_or(true),
+        Err(_) => false,
+    }
+}
+
+/// A pid written by a test agent (`supervised.sh`) into `dir/name`.
+pub fn read_pid(path: &Path) -> Option<i32> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Kills, when dropped, every process whose pid a test agent wrote under a
+/// directory (and that still runs a test program), so a failing test leaves
+/// nothing behind.
+pub struct PidsGuard {
+    pub dir: PathBuf,
+}
+
+impl Drop for PidsGuard {
+    fn drop(&mut self) {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let Some(pid) = read_pid(&e.path()) else {
+                continue;
+            };
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            if cmdline.contains("sleep") || cmdline.contains("supervised.sh") {
+                // SAFETY: kill(2) on a pid of a test program we started.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+        }
+    }
+}
+
+/// A process that is not our child (a `--daemon` gtmd), killed when dropped.
+pub struct PidGuard(pub i32);
+
+impl Drop for PidGuard {
+    fn drop(&mut self) {
+        if pid_alive(self.0) {
+            // SAFETY: kill(2) on the gtmd this test started.
+            unsafe {
+                libc::kill(self.0, libc::SIGKILL);
+            }
+        }
+    }
+}
