@@ -58,6 +58,10 @@ pub struct Common {
     /// it is discarded, with a note in the log.
     #[arg(long, global = true, value_name = "BYTES", default_value_t = crate::runner::DEFAULT_MAX_TASK_LOG)]
     pub max_task_log: u64,
+    /// On SIGTERM/SIGINT, how long running tasks may go on before their
+    /// process groups get TERM (then KILL); a second signal stops them at once.
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 10)]
+    pub grace: u64,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -362,6 +366,7 @@ fn options(common: &Common, poll: Option<Duration>, mode: Mode, progress: bool) 
             max_parallel: common.max_parallel.map(|n| n as usize),
             max_log_bytes: common.max_task_log,
         },
+        grace: Duration::from_secs(common.grace),
     }
 }
 
@@ -447,6 +452,13 @@ fn follow_daemon(settings: &Settings, request: &RunRequest) -> Result<ExitCode> 
                 path.display(),
                 settings.paths.workspace.display()
             );
+        }
+        if !crate::journal::StateLock::is_held(&settings.paths.state_dir) {
+            eprintln!(
+                "gtmd: the daemon serving {} has stopped; the run goes on when gtmd starts again",
+                settings.paths.workspace.display()
+            );
+            return Ok(report(Outcome::Stopped));
         }
         std::thread::sleep(Duration::from_millis(200));
     }

@@ -20,5 +20,6 @@ pub mod playbook;
 pub mod protocol;
 pub mod record;
 pub mod runner;
+pub mod service;
 pub mod status;
 pub mod watch;

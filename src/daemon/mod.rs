@@ -13,6 +13,7 @@
 //! status are always seen before its exit.
 
 pub mod ingest;
+mod supervise;
 
 use crate::config::Settings;
 use crate::engine::{Action, Engine, Event, ExitOutcome, Millis, NoticeLevel, RunRequest, TaskId};
@@ -59,6 +60,8 @@ pub struct Options {
     pub progress: bool,
     /// `--max-parallel`, `--max-task-log`: enforced by the runner.
     pub limits: crate::runner::Limits,
+    /// `--grace`: how long running tasks may go on after SIGTERM/SIGINT.
+    pub grace: Duration,
 }
 
 /// How a foreground run ended.
@@ -202,6 +205,7 @@ impl Daemon {
             workspace = %self.ingest.root().display(),
             "ready: watching the workspace"
         );
+        self.notify_ready();
         if let Mode::Foreground(req) = &self.options.mode {
             self.follow = Some((req.id.clone(), None));
             let ev = Event::RunRequested {
@@ -221,6 +225,7 @@ impl Daemon {
         control: &mut mpsc::UnboundedReceiver<Control>,
         watcher: &watch::WatchHandle,
     ) -> Result<Outcome> {
+        let mut watchdog = crate::service::Watchdog::from_env();
         loop {
             if let Some(outcome) = self.outcome.clone() {
                 self.finish_foreground(&mut exit_rx).await;
@@ -260,11 +265,12 @@ impl Daemon {
                 ctl = control.recv() => match ctl {
                     Some(Control::Reload) => self.reload(),
                     Some(Control::Shutdown) | None => {
-                        self.shutdown(&mut exit_rx).await;
+                        self.shutdown(&mut exit_rx, Some(control), self.options.grace).await;
                         return Ok(Outcome::Stopped);
                     }
                 },
                 _ = sleep_until(deadline) => self.fire_timers(),
+                _ = watchdog.tick() => watchdog.ping(),
             }
             if watcher.overflowed.swap(false, Ordering::AcqRel) {
                 tracing::warn!("gtmd fell behind the file watcher and dropped events; rescanning");
@@ -577,6 +583,7 @@ impl Daemon {
     /// After each batch: rewrite changed run records, report progress, and
     /// notice a foreground run that can no longer move.
     fn after_batch(&mut self) {
+        self.report_status();
         for run in std::mem::take(&mut self.dirty_runs) {
             if let Some(r) = self.engine.run(&run) {
                 let text = record::render(&self.engine, r);
@@ -677,22 +684,17 @@ impl Daemon {
         }
     }
 
-    /// Stop: no more events; running processes get TERM, then KILL. Their
-    /// exits are not journaled, so the tasks run again after a restart.
-    async fn shutdown(&mut self, exit_rx: &mut mpsc::UnboundedReceiver<TaskExit>) {
-        tracing::info!(
-            "stopping: {} task process(es) running",
-            self.runner.running_count()
-        );
-        self.runner.stop_all();
-        let deadline = Instant::now() + crate::runner::KILL_GRACE + Duration::from_secs(1);
-        while self.runner.running_count() > 0 {
-            match tokio::time::timeout_at(deadline.into(), exit_rx.recv()).await {
-                Ok(Some(exit)) => self.runner.reaped(&exit.task),
-                _ => break,
-            }
-        }
-        self.runner.kill_all();
+    /// Stop: no more events; running processes get `grace` to finish, then
+    /// TERM, then KILL (a second signal on `control` cuts the wait short; see
+    /// `supervise.rs`). Their exits are not journaled, so the tasks run again
+    /// after a restart unless the start-up scan finds their status.
+    async fn shutdown(
+        &mut self,
+        exit_rx: &mut mpsc::UnboundedReceiver<TaskExit>,
+        control: Option<&mut mpsc::UnboundedReceiver<Control>>,
+        grace: Duration,
+    ) {
+        self.stop_tasks(exit_rx, control, grace).await;
         self.cleanup_cookies();
     }
 
@@ -723,7 +725,7 @@ impl Daemon {
                 _ => break,
             }
         }
-        self.shutdown(exit_rx).await;
+        self.shutdown(exit_rx, None, Duration::ZERO).await;
     }
 
     fn cleanup_cookies(&mut self) {

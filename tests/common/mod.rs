@@ -217,3 +217,47 @@ impl Drop for PidGuard {
         }
     }
 }
+
+/// A child's stderr read as it comes, to wait for a log line.
+pub struct LogTail {
+    text: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl LogTail {
+    pub fn text(&self) -> String {
+        self.text.lock().unwrap().clone()
+    }
+
+    /// Wait until the log holds `needle` (`after` bytes in, to skip older lines).
+    pub fn wait_for(&self, needle: &str, after: usize, timeout: Duration) -> usize {
+        wait_for(timeout, &format!("{needle:?} in the log"), || {
+            let text = self.text();
+            text.get(after..)
+                .and_then(|t| t.find(needle))
+                .map(|i| after + i + needle.len())
+        })
+    }
+}
+
+impl Guard {
+    /// Read the child's stderr from now on in a thread; `wait` then returns
+    /// an empty stderr (use the tail's text instead).
+    pub fn tail_stderr(&mut self) -> LogTail {
+        use std::io::Read;
+        let mut err = self.child.as_mut().unwrap().stderr.take().unwrap();
+        let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = text.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        LogTail { text }
+    }
+}
