@@ -78,11 +78,17 @@ pub enum Command {
         /// Optional interval in milliseconds [default: 500].
         #[arg(long, num_args = 0..=1, default_missing_value = "500", value_name = "MS")]
         poll: Option<u64>,
-        /// Fork into the background (for servers without systemd).
+        /// Fork into the background (for servers without systemd); returns
+        /// once the background gtmd is ready, or says why it could not start.
         #[arg(long, requires = "pid_file")]
         daemon: bool,
-        #[arg(long)]
+        /// With --daemon: the pid file, locked while gtmd runs, removed when it stops.
+        #[arg(long, requires = "daemon", value_name = "FILE")]
         pid_file: Option<PathBuf>,
+        /// Write the log to this file (appending) instead of stderr
+        /// [default with --daemon: STATE_DIR/gtmd.log].
+        #[arg(long, value_name = "FILE")]
+        log_file: Option<PathBuf>,
         /// Commit each completed task's files (not implemented yet).
         #[arg(long)]
         git: bool,
@@ -173,21 +179,44 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             poll,
             daemon,
             pid_file,
+            log_file,
             git,
         } => {
-            if daemon || pid_file.is_some() {
-                anyhow::bail!(
-                    "--daemon is not implemented yet; run gtmd in the foreground or under systemd"
-                );
-            }
+            let settings = load_settings(&common)?;
+            let log_file = log_file.map(|f| crate::config::absolute(&f));
+            // Fork now, while gtmd has no thread and no runtime yet.
+            let background = match pid_file.filter(|_| daemon) {
+                Some(pid_file) => {
+                    let log_file = log_file
+                        .clone()
+                        .unwrap_or_else(|| settings.paths.state_dir.join("gtmd.log"));
+                    match crate::background::start(
+                        &crate::config::absolute(&pid_file),
+                        &log_file,
+                        &settings.paths.workspace,
+                    )? {
+                        crate::background::Role::Parent(code) => return Ok(code),
+                        // stderr is the log file from here on.
+                        crate::background::Role::Daemon(b) => Some(b),
+                    }
+                }
+                None => None,
+            };
+            let log_to = if background.is_some() { None } else { log_file };
+            init_logging(common.log_format, "info", log_to.as_deref())?;
             if git {
                 tracing::warn!("--git is not implemented yet; running without commits");
             }
-            init_logging(common.log_format, "info");
-            let settings = load_settings(&common)?;
             let options = options(&common, poll.map(Duration::from_millis), Mode::Serve, false);
-            let outcome = serve(settings, options)?;
-            Ok(match outcome {
+            let outcome = serve(settings, options);
+            if let Some(b) = &background {
+                // The pid file goes first: the parent may be waiting on the error.
+                b.finish();
+                if let Err(e) = &outcome {
+                    crate::service::start_failed(&format!("{e:#}"));
+                }
+            }
+            Ok(match outcome? {
                 Outcome::Failed { reason, .. } => {
                     eprintln!("gtmd: {reason}");
                     ExitCode::from(1)
@@ -206,7 +235,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     git: _,
                 },
         } => {
-            init_logging(common.log_format, "warn");
+            init_logging(common.log_format, "warn", None)?;
             let settings = load_settings(&common)?;
             let list = match (phases, phase) {
                 (Some(l), None) => l,
@@ -231,7 +260,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Agent {
             command: AgentCommand::Run { agent, task },
         } => {
-            init_logging(common.log_format, "warn");
+            init_logging(common.log_format, "warn", None)?;
             let settings = load_settings(&common)?;
             let Some(agent) = crate::agents::canonical_agent(&agent) else {
                 anyhow::bail!(
@@ -506,17 +535,39 @@ fn spawn_signal_thread(tx: mpsc::UnboundedSender<Control>) -> Result<()> {
     Ok(())
 }
 
-fn init_logging(format: LogFormat, default: &str) {
+/// Logs on stderr, or appended to `file`: the filter from `GTMD_LOG`, else
+/// `default`; no timestamps when stderr is the journal (it stamps lines itself).
+fn init_logging(format: LogFormat, default: &str, file: Option<&std::path::Path>) -> Result<()> {
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("GTMD_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let (writer, terminal, journald) = match file {
+        Some(path) => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open the log file {}", path.display()))?;
+            (BoxMakeWriter::new(std::sync::Mutex::new(f)), false, false)
+        }
+        None => (
+            BoxMakeWriter::new(std::io::stderr),
+            std::io::stderr().is_terminal(),
+            crate::service::stderr_is_journal(),
+        ),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal() && !journald);
+        .with_writer(writer)
+        .with_ansi(terminal && !journald);
     let _ = match (format, journald) {
         (LogFormat::Json, _) => builder.json().try_init(),
         (LogFormat::Text, true) => builder.without_time().try_init(),
         (LogFormat::Text, false) => builder.try_init(),
     };
+    Ok(())
 }

@@ -7,6 +7,7 @@
 //! acted on, [`runner`] gives tasks to agents, and [`daemon`] wires the stages.
 
 pub mod agents;
+pub mod background;
 pub mod check;
 pub mod cli;
 pub mod config;
