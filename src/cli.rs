@@ -4,7 +4,7 @@
 use crate::config::{Paths, Settings};
 use crate::daemon::{self, Control, Mode, Options, Outcome};
 use crate::diagnostic::Diagnostic;
-use crate::engine::{Engine, RunKind, RunRequest};
+use crate::engine::{CancelRequest, CancelTarget, Engine, RunKind, RunRequest};
 use crate::protocol::{parse_config, DEFAULT_MAX_PROTOCOL_FILE};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -124,6 +124,18 @@ pub enum Command {
     },
     /// What gtmd did with each version of a file, and why.
     Explain { path: String },
+    /// Stop a task, or a whole run, of the daemon serving the workspace.
+    Cancel {
+        /// The task to stop (its id, as in `gtmd status`).
+        #[arg(required_unless_present = "run", conflicts_with = "run")]
+        task: Option<String>,
+        /// Stop this run and every open task of it.
+        #[arg(long, value_name = "RUN_ID")]
+        run: Option<String>,
+        /// Give up waiting for the daemon after this many seconds.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -145,6 +157,10 @@ pub enum TeamCommand {
         /// Run even if the phases do not fit the scenario or earlier inputs are missing.
         #[arg(long)]
         force: bool,
+        /// Wall-clock budget of the run (seconds, or 90s, 10m, 2h): past it
+        /// the run is cancelled, its tasks stopped.
+        #[arg(long, value_name = "DURATION", value_parser = parse_budget)]
+        run_budget: Option<u64>,
         #[arg(long)]
         git: bool,
     },
@@ -157,6 +173,9 @@ pub enum AgentCommand {
         agent: String,
         #[arg(long)]
         task: String,
+        /// Wall-clock budget of the run (seconds, or 90s, 10m, 2h).
+        #[arg(long, value_name = "DURATION", value_parser = parse_budget)]
+        run_budget: Option<u64>,
     },
 }
 
@@ -232,6 +251,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     config,
                     scenario,
                     force,
+                    run_budget,
                     git: _,
                 },
         } => {
@@ -254,11 +274,17 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 config_path: config.display().to_string(),
                 scenario,
                 force,
+                budget_secs: run_budget,
             };
             submit(&common, settings, request)
         }
         Command::Agent {
-            command: AgentCommand::Run { agent, task },
+            command:
+                AgentCommand::Run {
+                    agent,
+                    task,
+                    run_budget,
+                },
         } => {
             init_logging(common.log_format, "warn", None)?;
             let settings = load_settings(&common)?;
@@ -278,6 +304,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 config_path: String::new(),
                 scenario: None,
                 force: false,
+                budget_secs: run_budget,
             };
             submit(&common, settings, request)
         }
@@ -320,6 +347,89 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             print!("{}", crate::status::explain(&settings, &path)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Cancel { task, run, timeout } => {
+            let target = match (task, run) {
+                (Some(task), None) => CancelTarget::Task { task },
+                (None, Some(run)) => CancelTarget::Run { run },
+                _ => anyhow::bail!("give a task id, or --run RUN_ID"),
+            };
+            let settings = load_settings(&common)?;
+            cancel(&settings, target, Duration::from_secs(timeout))
+        }
+    }
+}
+
+/// `--run-budget`: seconds, or a duration such as 90s, 10m, 2h.
+fn parse_budget(s: &str) -> Result<u64, String> {
+    let secs = match s.trim().parse::<u64>() {
+        Ok(n) => n,
+        Err(_) => humantime::parse_duration(s.trim())
+            .map_err(|e| format!("{e}; give seconds or a duration such as 90s, 10m, 2h"))?
+            .as_secs(),
+    };
+    if secs == 0 {
+        return Err("a run budget must be at least 1 second".into());
+    }
+    Ok(secs)
+}
+
+/// `gtmd cancel`: ask the daemon serving the workspace to stop a task or a
+/// run, through a request file on the bus, and wait until the journal says
+/// it is done. With no daemon there is nothing running to stop.
+fn cancel(settings: &Settings, target: CancelTarget, timeout: Duration) -> Result<ExitCode> {
+    let paths = &settings.paths;
+    if !crate::journal::StateLock::is_held(&paths.state_dir) {
+        eprintln!(
+            "gtmd: no daemon is serving {}; nothing is running there to cancel (a foreground run stops with Ctrl-C)",
+            paths.workspace.display()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    let open = |engine: &Engine| -> Option<bool> {
+        match &target {
+            CancelTarget::Task { task } => engine.tasks().get(task).map(|t| t.is_open()),
+            CancelTarget::Run { run } => engine.runs().get(run).map(|r| r.is_active()),
+        }
+    };
+    let what = match &target {
+        CancelTarget::Task { task } => format!("task {task}"),
+        CancelTarget::Run { run } => format!("run {run}"),
+    };
+    match open(&replay(settings)?) {
+        None => {
+            eprintln!("gtmd: there is no {what} (see `gtmd status`)");
+            return Ok(ExitCode::from(1));
+        }
+        Some(false) => {
+            eprintln!("gtmd: {what} has already ended");
+            return Ok(ExitCode::from(1));
+        }
+        Some(true) => {}
+    }
+    let request = CancelRequest {
+        id: request_id().replacen("req-", "cancel-", 1),
+        cancel: target.clone(),
+    };
+    let path = paths
+        .workspace
+        .join("requests")
+        .join(format!("{}.yaml", request.id));
+    crate::runner::write_atomic(&path, serde_yaml::to_string(&request)?.as_bytes())?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        if open(&replay(settings)?) == Some(false) {
+            eprintln!("{what} cancelled");
+            return Ok(ExitCode::SUCCESS);
+        }
+        if Instant::now() > deadline {
+            eprintln!(
+                "gtmd: the daemon has not handled {} within {} s",
+                path.display(),
+                timeout.as_secs()
+            );
+            return Ok(ExitCode::from(1));
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -469,9 +579,21 @@ fn follow_daemon(settings: &Settings, request: &RunRequest) -> Result<ExitCode> 
                         run: run.id.clone(),
                         summary: "all requested work done".into(),
                     },
-                    other => Outcome::Failed {
+                    crate::engine::RunState::Failed { reason } => Outcome::Failed {
                         run: Some(run.id.clone()),
-                        reason: format!("{other:?}"),
+                        reason: reason.clone(),
+                    },
+                    _ => Outcome::Failed {
+                        run: Some(run.id.clone()),
+                        // The record's last word on it says why.
+                        reason: run
+                            .log
+                            .iter()
+                            .rev()
+                            .map(|(_, l)| l)
+                            .find(|l| l.starts_with("run cancelled"))
+                            .cloned()
+                            .unwrap_or_else(|| "run cancelled".into()),
                     },
                 }));
             }

@@ -433,7 +433,7 @@ impl Daemon {
         let retry = self.retries.iter().map(|(d, _)| *d).min();
         let journal_retry =
             (!self.unjournaled.is_empty()).then(|| Instant::now() + Duration::from_secs(1));
-        [settle, cookie, retry, journal_retry]
+        [settle, cookie, retry, journal_retry, self.budget_deadline()]
             .into_iter()
             .flatten()
             .min()
@@ -471,6 +471,7 @@ impl Daemon {
         if !self.unjournaled.is_empty() {
             self.apply(Vec::new());
         }
+        self.enforce_run_budgets();
     }
 
     // ---- the engine ----
@@ -711,6 +712,7 @@ impl Daemon {
             if open || active {
                 self.apply(vec![Event::CancelRequested {
                     target: crate::engine::CancelTarget::Run { run },
+                    reason: None,
                     at: now_ms(),
                 }]);
             }

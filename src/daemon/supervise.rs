@@ -5,7 +5,8 @@
 //! Kept apart from the event loop in `mod.rs`, which only calls in here at a
 //! few points.
 
-use super::{Control, Daemon};
+use super::{now_ms, Control, Daemon};
+use crate::engine::{CancelTarget, Event};
 use crate::runner::{TaskExit, KILL_GRACE};
 use crate::service::{self, Watchdog};
 use std::time::{Duration, Instant};
@@ -55,6 +56,51 @@ impl Daemon {
         }
         text.push_str(&format!(", {open} open task(s)"));
         text
+    }
+
+    /// When the next active run reaches its wall-clock budget (`--run-budget`).
+    pub(super) fn budget_deadline(&self) -> Option<Instant> {
+        let now = now_ms();
+        self.engine
+            .runs()
+            .values()
+            .filter(|r| r.is_active())
+            .filter_map(|r| r.request.budget_secs.map(|b| r.started_at + b * 1000))
+            .min()
+            .map(|end| Instant::now() + Duration::from_millis(end.saturating_sub(now)))
+    }
+
+    /// Cancel every active run past its budget, saying why; its tasks'
+    /// process groups are stopped like any cancelled task's.
+    pub(super) fn enforce_run_budgets(&mut self) {
+        let now = now_ms();
+        let over: Vec<(String, u64)> = self
+            .engine
+            .runs()
+            .values()
+            .filter(|r| r.is_active())
+            .filter_map(|r| r.request.budget_secs.map(|b| (r, b)))
+            .filter(|(r, b)| r.started_at + b * 1000 <= now)
+            .map(|(r, b)| (r.id.clone(), b))
+            .collect();
+        let events: Vec<Event> = over
+            .into_iter()
+            .map(|(run, budget)| {
+                let reason = format!(
+                    "over its wall-clock budget of {} (--run-budget)",
+                    humantime::format_duration(Duration::from_secs(budget))
+                );
+                tracing::warn!(run = %run, "run {reason}: cancelling it and stopping its tasks");
+                Event::CancelRequested {
+                    target: CancelTarget::Run { run },
+                    reason: Some(reason),
+                    at: now,
+                }
+            })
+            .collect();
+        if !events.is_empty() {
+            self.apply(events);
+        }
     }
 
     /// Stop the task processes: no new ones start; those running get `grace`
