@@ -41,11 +41,12 @@ fn settings(name: &str) -> Vec<(String, String)> {
 }
 
 fn value(name: &str, key: &str) -> Option<String> {
+    // The last assignment wins, as in systemd.
     settings(name)
         .into_iter()
-        .filter(|(k, _)| k == key)
+        .rev()
+        .find(|(k, _)| k == key)
         .map(|(_, v)| v)
-        .last()
 }
 
 #[test]
