@@ -17,7 +17,7 @@ use anyhow::{Context, Result};
 use daemonize::{Daemonize, Outcome};
 use std::fs::{self, File, OpenOptions};
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -64,7 +64,8 @@ pub fn start(pid_file: &Path, log_file: &Path, workspace: &Path) -> Result<Role>
         .mode(0o660)
         .open(log_file)
         .with_context(|| format!("cannot open the log file {}", log_file.display()))?;
-    let (mut ready_read, ready_write) = pipe().context("cannot create the readiness pipe")?;
+    let (mut ready_read, ready_write) =
+        crate::runner::cloexec_pipe().context("cannot create the readiness pipe")?;
     let daemonize = Daemonize::new()
         .pid_file(pid_file)
         .working_directory("/")
@@ -143,15 +144,4 @@ fn check_pid_file(path: &Path) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// A pipe whose ends are closed on exec (agents never inherit them).
-fn pipe() -> std::io::Result<(File, File)> {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: pipe2 fills both descriptors on success; we take ownership once.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: both descriptors are fresh, valid and owned by nothing else.
-    unsafe { Ok((File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1]))) }
 }

@@ -19,7 +19,7 @@ use anyhow::{Context, Result};
 use std::collections::{HashMap, VecDeque};
 use std::fs;
 use std::io::{Read, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::FromRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -270,7 +270,7 @@ impl Runner {
             .with_context(|| format!("cannot open the task log {}", log_path.display()))?;
         // stdout and stderr share one pipe (their order is kept); a thread
         // copies it into the log up to the cap, then drains it.
-        let (pipe_read, pipe_write) = output_pipe().context("cannot create the output pipe")?;
+        let (pipe_read, pipe_write) = cloexec_pipe().context("cannot create the output pipe")?;
         let cap = self.limits.max_log_bytes;
         let log_task = spec.id.clone();
         std::thread::Builder::new()
@@ -386,16 +386,16 @@ impl Runner {
     }
 }
 
-/// A pipe for a child's output: the read end for us, the write end (close on
-/// exec; the child gets it as stdout and stderr) for the child.
-fn output_pipe() -> std::io::Result<(fs::File, OwnedFd)> {
+/// A pipe whose both ends are closed on exec: (read end, write end). A child
+/// gets the write end only where it is passed explicitly (as stdout/stderr).
+pub fn cloexec_pipe() -> std::io::Result<(fs::File, fs::File)> {
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: pipe2 fills both descriptors on success; we take ownership once.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
     // SAFETY: both descriptors are fresh, valid and owned by nothing else.
-    unsafe { Ok((fs::File::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]))) }
+    unsafe { Ok((fs::File::from_raw_fd(fds[0]), fs::File::from_raw_fd(fds[1]))) }
 }
 
 /// Copy a task's output into its log until the log holds `cap` bytes; say so

@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 fn hang_cmd() -> String {
@@ -15,14 +15,6 @@ fn hang_cmd() -> String {
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn find_file(dir: &Path, suffix: &str) -> Option<PathBuf> {
-    fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.to_string_lossy().ends_with(suffix))
 }
 
 /// The running task's id and its two pids (agent, sleep child).

@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 fn agent_cmd(mode: &str, arg: &str) -> String {
@@ -14,14 +14,6 @@ fn agent_cmd(mode: &str, arg: &str) -> String {
         "{} {mode} {{task_id}} {arg}",
         fixture("supervised.sh").display()
     )
-}
-
-fn find_file(dir: &Path, suffix: &str) -> Option<PathBuf> {
-    fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.to_string_lossy().ends_with(suffix))
 }
 
 /// `gtmd run` with these extra arguments, its stderr tailed.

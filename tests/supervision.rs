@@ -6,7 +6,6 @@ mod common;
 
 use common::*;
 use std::fs;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 fn agent_cmd(mode: &str, arg: &str) -> String {
@@ -18,15 +17,6 @@ fn agent_cmd(mode: &str, arg: &str) -> String {
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// The first file under `dir` whose name ends with `suffix`.
-fn find_file(dir: &Path, suffix: &str) -> Option<PathBuf> {
-    fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.to_string_lossy().ends_with(suffix))
 }
 
 fn write_agent(p: &Project, name: &str, extra: &str) {

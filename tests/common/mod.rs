@@ -261,3 +261,12 @@ impl Guard {
         LogTail { text }
     }
 }
+
+/// The first file under `dir` whose name ends with `suffix`.
+pub fn find_file(dir: &Path, suffix: &str) -> Option<PathBuf> {
+    fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with(suffix))
+}
