@@ -4,7 +4,7 @@
 use crate::config::{Paths, Settings};
 use crate::daemon::{self, Control, Mode, Options, Outcome};
 use crate::diagnostic::Diagnostic;
-use crate::engine::{Engine, RunKind, RunRequest};
+use crate::engine::{CancelRequest, CancelTarget, Engine, RunKind, RunRequest};
 use crate::protocol::{parse_config, DEFAULT_MAX_PROTOCOL_FILE};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -51,6 +51,17 @@ pub struct Common {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// At most N agent processes at once; further tasks wait for a free slot.
+    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_parallel: Option<u32>,
+    /// Cap of each task's log (STATE/logs/<task>.log) in bytes; output past
+    /// it is discarded, with a note in the log.
+    #[arg(long, global = true, value_name = "BYTES", default_value_t = crate::runner::DEFAULT_MAX_TASK_LOG)]
+    pub max_task_log: u64,
+    /// On SIGTERM/SIGINT, how long running tasks may go on before their
+    /// process groups get TERM (then KILL); a second signal stops them at once.
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 10)]
+    pub grace: u64,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,11 +78,17 @@ pub enum Command {
         /// Optional interval in milliseconds [default: 500].
         #[arg(long, num_args = 0..=1, default_missing_value = "500", value_name = "MS")]
         poll: Option<u64>,
-        /// Fork into the background (for servers without systemd).
+        /// Fork into the background (for servers without systemd); returns
+        /// once the background gtmd is ready, or says why it could not start.
         #[arg(long, requires = "pid_file")]
         daemon: bool,
-        #[arg(long)]
+        /// With --daemon: the pid file, locked while gtmd runs, removed when it stops.
+        #[arg(long, requires = "daemon", value_name = "FILE")]
         pid_file: Option<PathBuf>,
+        /// Write the log to this file (appending) instead of stderr
+        /// [default with --daemon: STATE_DIR/gtmd.log].
+        #[arg(long, value_name = "FILE")]
+        log_file: Option<PathBuf>,
         /// Commit each completed task's files (not implemented yet).
         #[arg(long)]
         git: bool,
@@ -107,6 +124,18 @@ pub enum Command {
     },
     /// What gtmd did with each version of a file, and why.
     Explain { path: String },
+    /// Stop a task, or a whole run, of the daemon serving the workspace.
+    Cancel {
+        /// The task to stop (its id, as in `gtmd status`).
+        #[arg(required_unless_present = "run", conflicts_with = "run")]
+        task: Option<String>,
+        /// Stop this run and every open task of it.
+        #[arg(long, value_name = "RUN_ID")]
+        run: Option<String>,
+        /// Give up waiting for the daemon after this many seconds.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -128,6 +157,10 @@ pub enum TeamCommand {
         /// Run even if the phases do not fit the scenario or earlier inputs are missing.
         #[arg(long)]
         force: bool,
+        /// Wall-clock budget of the run (seconds, or 90s, 10m, 2h): past it
+        /// the run is cancelled, its tasks stopped.
+        #[arg(long, value_name = "DURATION", value_parser = parse_budget)]
+        run_budget: Option<u64>,
         #[arg(long)]
         git: bool,
     },
@@ -140,6 +173,9 @@ pub enum AgentCommand {
         agent: String,
         #[arg(long)]
         task: String,
+        /// Wall-clock budget of the run (seconds, or 90s, 10m, 2h).
+        #[arg(long, value_name = "DURATION", value_parser = parse_budget)]
+        run_budget: Option<u64>,
     },
 }
 
@@ -162,25 +198,44 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             poll,
             daemon,
             pid_file,
+            log_file,
             git,
         } => {
-            if daemon || pid_file.is_some() {
-                anyhow::bail!(
-                    "--daemon is not implemented yet; run gtmd in the foreground or under systemd"
-                );
-            }
+            let settings = load_settings(&common)?;
+            let log_file = log_file.map(|f| crate::config::absolute(&f));
+            // Fork now, while gtmd has no thread and no runtime yet.
+            let background = match pid_file.filter(|_| daemon) {
+                Some(pid_file) => {
+                    let log_file = log_file
+                        .clone()
+                        .unwrap_or_else(|| settings.paths.state_dir.join("gtmd.log"));
+                    match crate::background::start(
+                        &crate::config::absolute(&pid_file),
+                        &log_file,
+                        &settings.paths.workspace,
+                    )? {
+                        crate::background::Role::Parent(code) => return Ok(code),
+                        // stderr is the log file from here on.
+                        crate::background::Role::Daemon(b) => Some(b),
+                    }
+                }
+                None => None,
+            };
+            let log_to = if background.is_some() { None } else { log_file };
+            init_logging(common.log_format, "info", log_to.as_deref())?;
             if git {
                 tracing::warn!("--git is not implemented yet; running without commits");
             }
-            init_logging(common.log_format, "info");
-            let settings = load_settings(&common)?;
-            let options = Options {
-                poll: poll.map(Duration::from_millis),
-                mode: Mode::Serve,
-                progress: false,
-            };
-            let outcome = serve(settings, options)?;
-            Ok(match outcome {
+            let options = options(&common, poll.map(Duration::from_millis), Mode::Serve, false);
+            let outcome = serve(settings, options);
+            if let Some(b) = &background {
+                // The pid file goes first: the parent may be waiting on the error.
+                b.finish();
+                if let Err(e) = &outcome {
+                    crate::service::start_failed(&format!("{e:#}"));
+                }
+            }
+            Ok(match outcome? {
                 Outcome::Failed { reason, .. } => {
                     eprintln!("gtmd: {reason}");
                     ExitCode::from(1)
@@ -196,10 +251,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     config,
                     scenario,
                     force,
+                    run_budget,
                     git: _,
                 },
         } => {
-            init_logging(common.log_format, "warn");
+            init_logging(common.log_format, "warn", None)?;
             let settings = load_settings(&common)?;
             let list = match (phases, phase) {
                 (Some(l), None) => l,
@@ -218,13 +274,19 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 config_path: config.display().to_string(),
                 scenario,
                 force,
+                budget_secs: run_budget,
             };
-            submit(settings, request)
+            submit(&common, settings, request)
         }
         Command::Agent {
-            command: AgentCommand::Run { agent, task },
+            command:
+                AgentCommand::Run {
+                    agent,
+                    task,
+                    run_budget,
+                },
         } => {
-            init_logging(common.log_format, "warn");
+            init_logging(common.log_format, "warn", None)?;
             let settings = load_settings(&common)?;
             let Some(agent) = crate::agents::canonical_agent(&agent) else {
                 anyhow::bail!(
@@ -242,8 +304,9 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 config_path: String::new(),
                 scenario: None,
                 force: false,
+                budget_secs: run_budget,
             };
-            submit(settings, request)
+            submit(&common, settings, request)
         }
         Command::Status { json } => {
             let settings = load_settings(&common)?;
@@ -284,6 +347,89 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             print!("{}", crate::status::explain(&settings, &path)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Cancel { task, run, timeout } => {
+            let target = match (task, run) {
+                (Some(task), None) => CancelTarget::Task { task },
+                (None, Some(run)) => CancelTarget::Run { run },
+                _ => anyhow::bail!("give a task id, or --run RUN_ID"),
+            };
+            let settings = load_settings(&common)?;
+            cancel(&settings, target, Duration::from_secs(timeout))
+        }
+    }
+}
+
+/// `--run-budget`: seconds, or a duration such as 90s, 10m, 2h.
+fn parse_budget(s: &str) -> Result<u64, String> {
+    let secs = match s.trim().parse::<u64>() {
+        Ok(n) => n,
+        Err(_) => humantime::parse_duration(s.trim())
+            .map_err(|e| format!("{e}; give seconds or a duration such as 90s, 10m, 2h"))?
+            .as_secs(),
+    };
+    if secs == 0 {
+        return Err("a run budget must be at least 1 second".into());
+    }
+    Ok(secs)
+}
+
+/// `gtmd cancel`: ask the daemon serving the workspace to stop a task or a
+/// run, through a request file on the bus, and wait until the journal says
+/// it is done. With no daemon there is nothing running to stop.
+fn cancel(settings: &Settings, target: CancelTarget, timeout: Duration) -> Result<ExitCode> {
+    let paths = &settings.paths;
+    if !crate::journal::StateLock::is_held(&paths.state_dir) {
+        eprintln!(
+            "gtmd: no daemon is serving {}; nothing is running there to cancel (a foreground run stops with Ctrl-C)",
+            paths.workspace.display()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    let open = |engine: &Engine| -> Option<bool> {
+        match &target {
+            CancelTarget::Task { task } => engine.tasks().get(task).map(|t| t.is_open()),
+            CancelTarget::Run { run } => engine.runs().get(run).map(|r| r.is_active()),
+        }
+    };
+    let what = match &target {
+        CancelTarget::Task { task } => format!("task {task}"),
+        CancelTarget::Run { run } => format!("run {run}"),
+    };
+    match open(&replay(settings)?) {
+        None => {
+            eprintln!("gtmd: there is no {what} (see `gtmd status`)");
+            return Ok(ExitCode::from(1));
+        }
+        Some(false) => {
+            eprintln!("gtmd: {what} has already ended");
+            return Ok(ExitCode::from(1));
+        }
+        Some(true) => {}
+    }
+    let request = CancelRequest {
+        id: request_id().replacen("req-", "cancel-", 1),
+        cancel: target.clone(),
+    };
+    let path = paths
+        .workspace
+        .join("requests")
+        .join(format!("{}.yaml", request.id));
+    crate::runner::write_atomic(&path, serde_yaml::to_string(&request)?.as_bytes())?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        if open(&replay(settings)?) == Some(false) {
+            eprintln!("{what} cancelled");
+            return Ok(ExitCode::SUCCESS);
+        }
+        if Instant::now() > deadline {
+            eprintln!(
+                "gtmd: the daemon has not handled {} within {} s",
+                path.display(),
+                timeout.as_secs()
+            );
+            return Ok(ExitCode::from(1));
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -349,16 +495,26 @@ fn request_id() -> String {
     format!("req-{}-{nanos}", std::process::id())
 }
 
+/// The daemon's options from the common flags.
+fn options(common: &Common, poll: Option<Duration>, mode: Mode, progress: bool) -> Options {
+    Options {
+        poll,
+        mode,
+        progress,
+        limits: crate::runner::Limits {
+            max_parallel: common.max_parallel.map(|n| n as usize),
+            max_log_bytes: common.max_task_log,
+        },
+        grace: Duration::from_secs(common.grace),
+    }
+}
+
 /// Hand a request to the daemon serving the workspace, or run it here.
-fn submit(settings: Settings, request: RunRequest) -> Result<ExitCode> {
+fn submit(common: &Common, settings: Settings, request: RunRequest) -> Result<ExitCode> {
     if crate::journal::StateLock::is_held(&settings.paths.state_dir) {
         return follow_daemon(&settings, &request);
     }
-    let options = Options {
-        poll: None,
-        mode: Mode::Foreground(request),
-        progress: true,
-    };
+    let options = options(common, None, Mode::Foreground(request), true);
     let outcome = serve(settings, options)?;
     Ok(report(outcome))
 }
@@ -423,9 +579,21 @@ fn follow_daemon(settings: &Settings, request: &RunRequest) -> Result<ExitCode> 
                         run: run.id.clone(),
                         summary: "all requested work done".into(),
                     },
-                    other => Outcome::Failed {
+                    crate::engine::RunState::Failed { reason } => Outcome::Failed {
                         run: Some(run.id.clone()),
-                        reason: format!("{other:?}"),
+                        reason: reason.clone(),
+                    },
+                    _ => Outcome::Failed {
+                        run: Some(run.id.clone()),
+                        // The record's last word on it says why.
+                        reason: run
+                            .log
+                            .iter()
+                            .rev()
+                            .map(|(_, l)| l)
+                            .find(|l| l.starts_with("run cancelled"))
+                            .cloned()
+                            .unwrap_or_else(|| "run cancelled".into()),
                     },
                 }));
             }
@@ -435,6 +603,13 @@ fn follow_daemon(settings: &Settings, request: &RunRequest) -> Result<ExitCode> 
                 path.display(),
                 settings.paths.workspace.display()
             );
+        }
+        if !crate::journal::StateLock::is_held(&settings.paths.state_dir) {
+            eprintln!(
+                "gtmd: the daemon serving {} has stopped; the run goes on when gtmd starts again",
+                settings.paths.workspace.display()
+            );
+            return Ok(report(Outcome::Stopped));
         }
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -482,19 +657,41 @@ fn spawn_signal_thread(tx: mpsc::UnboundedSender<Control>) -> Result<()> {
     Ok(())
 }
 
-fn init_logging(format: LogFormat, default: &str) {
+/// Logs on stderr, or appended to `file`: the filter from `GTMD_LOG`, else
+/// `default`; no timestamps when stderr is the journal (it stamps lines itself).
+fn init_logging(format: LogFormat, default: &str, file: Option<&std::path::Path>) -> Result<()> {
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
     use tracing_subscriber::EnvFilter;
     // notify logs routine watch bookkeeping at info; keep it out unless asked.
     let filter = EnvFilter::try_from_env("GTMD_LOG")
         .unwrap_or_else(|_| EnvFilter::new(format!("{default},notify=warn")));
-    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let (writer, terminal, journald) = match file {
+        Some(path) => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open the log file {}", path.display()))?;
+            (BoxMakeWriter::new(std::sync::Mutex::new(f)), false, false)
+        }
+        None => (
+            BoxMakeWriter::new(std::io::stderr),
+            std::io::stderr().is_terminal(),
+            crate::service::stderr_is_journal(),
+        ),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal() && !journald);
+        .with_writer(writer)
+        .with_ansi(terminal && !journald);
     let _ = match (format, journald) {
         (LogFormat::Json, _) => builder.json().try_init(),
         (LogFormat::Text, true) => builder.without_time().try_init(),
         (LogFormat::Text, false) => builder.try_init(),
     };
+    Ok(())
 }

@@ -7,6 +7,7 @@
 //! acted on, [`runner`] gives tasks to agents, and [`daemon`] wires the stages.
 
 pub mod agents;
+pub mod background;
 pub mod check;
 pub mod cli;
 pub mod config;
@@ -20,5 +21,6 @@ pub mod playbook;
 pub mod protocol;
 pub mod record;
 pub mod runner;
+pub mod service;
 pub mod status;
 pub mod watch;

@@ -4,17 +4,22 @@
 //! A command is an argv template run without a shell: text from files reaches
 //! the process only as whole arguments and environment values. Each process
 //! runs in its own process group with the workspace as working directory, its
-//! output in a log file per task, and a parent-death signal so it cannot
-//! outlive gtmd. Each child is owned by one tokio task that waits for it,
-//! enforces the timeout (TERM to the group, a grace period, then KILL) and
-//! reports the exit back to the daemon.
+//! output in a log file per task (copied through a pipe, up to a size cap),
+//! and a parent-death signal so it cannot outlive gtmd. Each child is owned by
+//! one tokio task that waits for it, enforces the timeout (TERM to the group,
+//! a grace period, then KILL) and reports the exit back to the daemon.
+//!
+//! With `--max-parallel N` the runner starts at most N processes at once; a
+//! task given beyond that waits in a queue (the engine still counts it as
+//! running) and starts when another process exits.
 
 use crate::agents::{AgentDef, Agents};
 use crate::engine::{ExitOutcome, TaskId, TaskSpec};
 use anyhow::{Context, Result};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
+use std::os::fd::FromRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -26,6 +31,35 @@ pub const STRAY_MARK: &str = "GTMD_STATE_DIR";
 
 /// How long a process gets between SIGTERM and SIGKILL.
 pub const KILL_GRACE: Duration = Duration::from_secs(3);
+/// Default cap of one task's log file (`--max-task-log`).
+pub const DEFAULT_MAX_TASK_LOG: u64 = 10 * 1024 * 1024;
+/// Environment variables meant for gtmd alone, never passed to agents (an
+/// agent writing to the notify socket would speak for gtmd; its output is a
+/// log file, not the journal).
+pub const SUPERVISOR_ENV: [&str; 4] = [
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "JOURNAL_STREAM",
+];
+
+/// What the runner enforces on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// At most this many agent processes at once (`--max-parallel`).
+    pub max_parallel: Option<usize>,
+    /// A task's log stops growing at this size (`--max-task-log`).
+    pub max_log_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_parallel: None,
+            max_log_bytes: DEFAULT_MAX_TASK_LOG,
+        }
+    }
+}
 
 #[derive(Debug)]
 pub struct TaskExit {
@@ -42,6 +76,19 @@ pub struct Runner {
     default_timeout: Duration,
     exits: mpsc::UnboundedSender<TaskExit>,
     running: HashMap<TaskId, RunningChild>,
+    limits: Limits,
+    /// Tasks waiting for a slot under `--max-parallel`, in order.
+    queue: VecDeque<Pending>,
+    /// Stopping: nothing new starts.
+    closed: bool,
+}
+
+/// A command task waiting for a slot.
+struct Pending {
+    spec: TaskSpec,
+    template: Vec<String>,
+    prompt_file: PathBuf,
+    timeout: Duration,
 }
 
 struct RunningChild {
@@ -66,11 +113,18 @@ impl Runner {
             default_timeout,
             exits,
             running: HashMap::new(),
+            limits: Limits::default(),
+            queue: VecDeque::new(),
+            closed: false,
         }
     }
 
     pub fn set_agents(&mut self, agents: Agents) {
         self.agents = agents;
+    }
+
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
     }
 
     /// Whether an agent's tasks run as a process (else they go to the inbox).
@@ -79,8 +133,31 @@ impl Runner {
             || self.agents.get(agent).is_some_and(|a| a.command.is_some())
     }
 
+    /// Agent processes alive (not counting tasks waiting for a slot).
     pub fn running_count(&self) -> usize {
         self.running.len()
+    }
+
+    /// Tasks waiting for a slot under `--max-parallel`.
+    pub fn queued_count(&self) -> usize {
+        self.queue.len()
+    }
+
+    fn slot_free(&self) -> bool {
+        match self.limits.max_parallel {
+            Some(max) => self.running.len() < max,
+            None => true,
+        }
+    }
+
+    /// gtmd is stopping: start nothing more. Returns how many waiting tasks
+    /// were dropped (they are still running for the engine, so they start
+    /// again after a restart).
+    pub fn close(&mut self) -> usize {
+        self.closed = true;
+        let n = self.queue.len();
+        self.queue.clear();
+        n
     }
 
     /// Give a task to its agent. Errors are reported as a failed start.
@@ -104,8 +181,45 @@ impl Runner {
                     .and_then(|a| a.timeout_secs)
                     .map(Duration::from_secs)
                     .unwrap_or(self.default_timeout);
+                if self.closed {
+                    return Err("gtmd is stopping".into());
+                }
+                if !self.slot_free() {
+                    tracing::info!(
+                        task = %spec.id,
+                        "task waits for a free slot: {} agent process(es) running (--max-parallel {})",
+                        self.running.len(),
+                        self.limits.max_parallel.unwrap_or(0)
+                    );
+                    self.queue.push_back(Pending {
+                        spec: spec.clone(),
+                        template,
+                        prompt_file,
+                        timeout,
+                    });
+                    return Ok(());
+                }
                 self.spawn(spec, &template, &prompt_file, timeout)
                     .map_err(|e| format!("{e:#}"))
+            }
+        }
+    }
+
+    /// Start waiting tasks while there are free slots. A task that cannot
+    /// start is reported as an exit, like any other.
+    fn start_queued(&mut self) {
+        while !self.closed && self.slot_free() {
+            let Some(p) = self.queue.pop_front() else {
+                break;
+            };
+            if let Err(e) = self.spawn(&p.spec, &p.template, &p.prompt_file, p.timeout) {
+                tracing::warn!(task = %p.spec.id, "task could not start: {e:#}");
+                let _ = self.exits.send(TaskExit {
+                    task: p.spec.id.clone(),
+                    exit: ExitOutcome::SpawnFailed {
+                        error: format!("{e:#}"),
+                    },
+                });
             }
         }
     }
@@ -158,14 +272,30 @@ impl Runner {
             .append(true)
             .open(&log_path)
             .with_context(|| format!("cannot open the task log {}", log_path.display()))?;
+        // stdout and stderr share one pipe (their order is kept); a thread
+        // copies it into the log up to the cap, then drains it.
+        let (pipe_read, pipe_write) = cloexec_pipe().context("cannot create the output pipe")?;
+        let cap = self.limits.max_log_bytes;
+        let log_task = spec.id.clone();
+        std::thread::Builder::new()
+            .name("task-log".into())
+            .spawn(move || {
+                if let Err(e) = copy_capped(pipe_read, log, cap) {
+                    tracing::warn!(task = %log_task, "cannot write the task log: {e}");
+                }
+            })
+            .context("cannot start the task log copier")?;
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(args)
             .current_dir(&self.workspace)
             .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
+            .stdout(Stdio::from(pipe_write.try_clone()?))
+            .stderr(Stdio::from(pipe_write))
             .process_group(0)
             .kill_on_drop(false);
+        for k in SUPERVISOR_ENV {
+            cmd.env_remove(k);
+        }
         for (k, v) in task_env(spec, &self.workspace) {
             cmd.env(k, v);
         }
@@ -184,7 +314,11 @@ impl Runner {
         let mut child = cmd
             .spawn()
             .with_context(|| format!("cannot start {program:?}"))?;
+        // Our copies of the pipe's write end go, so the copier sees the end
+        // of the output when the task's processes are gone.
+        drop(cmd);
         let pgid = child.id().map(|p| p as i32).unwrap_or(0);
+        tracing::info!(task = %spec.id, pid = pgid, log = %log_path.display(), "agent process started");
         let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
         self.running.insert(
             spec.id.clone(),
@@ -199,6 +333,12 @@ impl Runner {
             let exit = tokio::select! {
                 status = child.wait() => status_outcome(status),
                 _ = tokio::time::sleep(timeout) => {
+                    tracing::warn!(
+                        task = %task,
+                        "task over its timeout of {} s: stopping its process group (TERM, then KILL after {} s)",
+                        timeout.as_secs(),
+                        KILL_GRACE.as_secs()
+                    );
                     stop_group(pgid, &mut child).await;
                     ExitOutcome::TimedOut { after_secs: timeout.as_secs() }
                 }
@@ -214,17 +354,26 @@ impl Runner {
         Ok(())
     }
 
-    /// The daemon saw the exit; forget the child.
+    /// The daemon saw the exit; forget the child, and start a waiting task
+    /// in its slot.
     pub fn reaped(&mut self, task: &str) {
         self.running.remove(task);
+        self.start_queued();
     }
 
-    /// Stop one task's process group (cancel); its exit arrives as usual.
+    /// Stop one task's process group (cancel); its exit arrives as usual. A
+    /// task still waiting for a slot is dropped and reported as cancelled.
     pub fn stop(&mut self, task: &str) {
         if let Some(child) = self.running.get_mut(task) {
             if let Some(tx) = child.stop.take() {
                 let _ = tx.send(());
             }
+        } else if let Some(i) = self.queue.iter().position(|p| p.spec.id == task) {
+            self.queue.remove(i);
+            let _ = self.exits.send(TaskExit {
+                task: task.to_string(),
+                exit: ExitOutcome::Cancelled,
+            });
         }
     }
 
@@ -240,6 +389,48 @@ impl Runner {
     pub fn kill_all(&mut self) {
         for child in self.running.values() {
             signal_group(child.pgid, libc::SIGKILL);
+        }
+    }
+}
+
+/// A pipe whose both ends are closed on exec: (read end, write end). A child
+/// gets the write end only where it is passed explicitly (as stdout/stderr).
+pub fn cloexec_pipe() -> std::io::Result<(fs::File, fs::File)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 fills both descriptors on success; we take ownership once.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors are fresh, valid and owned by nothing else.
+    unsafe { Ok((fs::File::from_raw_fd(fds[0]), fs::File::from_raw_fd(fds[1]))) }
+}
+
+/// Copy a task's output into its log until the log holds `cap` bytes; say so
+/// once in the log, and keep reading (discarding) so the task never blocks on
+/// a full pipe. Returns at the end of the output.
+pub fn copy_capped(mut from: impl Read, mut log: fs::File, cap: u64) -> std::io::Result<()> {
+    let mut size = log.metadata()?.len();
+    let mut capped = size >= cap;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if capped {
+            continue;
+        }
+        let room = (cap - size).min(n as u64) as usize;
+        log.write_all(&buf[..room])?;
+        size += room as u64;
+        if room < n {
+            capped = true;
+            writeln!(
+                log,
+                "\n[gtmd: this log reached its cap of {cap} bytes (--max-task-log); the rest of the task's output was discarded]"
+            )?;
         }
     }
 }
@@ -462,4 +653,45 @@ pub fn kill_strays(state_dir: &Path) -> usize {
         }
     }
     killed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_log_stops_at_its_cap_and_says_so_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.log");
+        fs::write(&path, b"earlier attempt\n").unwrap();
+        let log = fs::OpenOptions::new().append(true).open(&path).unwrap();
+        let output = vec![b'x'; 300_000];
+        copy_capped(&output[..], log, 100).unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        let (kept, note) = text.split_at(100);
+        assert!(kept.starts_with("earlier attempt\nxxx"), "{kept}");
+        assert_eq!(
+            note.matches("reached its cap of 100 bytes").count(),
+            1,
+            "{note}"
+        );
+        assert!(
+            !note.contains("xx"),
+            "output after the cap was written: {note}"
+        );
+
+        // A log already at its cap gets nothing more, not even a second note.
+        let log = fs::OpenOptions::new().append(true).open(&path).unwrap();
+        copy_capped(&b"more"[..], log, 100).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), text);
+    }
+
+    #[test]
+    fn output_under_the_cap_is_copied_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.log");
+        let log = fs::File::create(&path).unwrap();
+        copy_capped(&b"hello\nworld\n"[..], log, DEFAULT_MAX_TASK_LOG).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "hello\nworld\n");
+    }
 }

@@ -323,6 +323,10 @@ fn describe(content: &FileContent) -> String {
             boxes.len()
         ),
         FileContent::Request { .. } => "run request".into(),
+        FileContent::Cancel { request } => match &request.cancel {
+            crate::engine::CancelTarget::Task { task } => format!("cancel request for task {task}"),
+            crate::engine::CancelTarget::Run { run } => format!("cancel request for run {run}"),
+        },
         FileContent::Rejected { diagnostic } => format!("refused: {diagnostic}"),
         FileContent::Plain => "a plain file".into(),
     }

@@ -8,7 +8,7 @@
 //! rescan of an unchanged file yields nothing.
 
 use crate::diagnostic::Diagnostic;
-use crate::engine::{FileContent, FileEntry, RunRequest};
+use crate::engine::{CancelRequest, FileContent, FileEntry, RunRequest};
 use crate::gate_checks::WorkspaceView;
 use crate::protocol::{self, classify, is_ignored, FileKind};
 use std::fs;
@@ -343,7 +343,7 @@ pub fn parse(rel: &str, kind: &FileKind, bytes: &[u8]) -> FileContent {
             boxes: protocol::checkboxes(text),
         },
         FileKind::Request => match parse_request(rel, text) {
-            Ok(request) => FileContent::Request { request },
+            Ok(content) => content,
             Err(d) => rejected(d),
         },
         _ => FileContent::Plain,
@@ -376,8 +376,22 @@ fn text_of<'a>(rel: &str, bytes: &'a [u8]) -> Result<&'a str, Diagnostic> {
     Ok(text)
 }
 
-fn parse_request(rel: &str, text: &str) -> Result<RunRequest, Diagnostic> {
-    serde_yaml::from_str::<RunRequest>(text).map_err(|e| {
+/// A run request, or (with a `cancel:` key) a cancel request.
+fn parse_request(rel: &str, text: &str) -> Result<FileContent, Diagnostic> {
+    let is_cancel =
+        serde_yaml::from_str::<serde_yaml::Value>(text).is_ok_and(|v| v.get("cancel").is_some());
+    if is_cancel {
+        return serde_yaml::from_str::<CancelRequest>(text)
+            .map(|request| FileContent::Cancel { request })
+            .map_err(|e| {
+                Diagnostic::new(
+                    rel,
+                    e.location().map(|l| l.line()),
+                    format!("is not a cancel request gtmd understands ({e}); cancel requests are written by `gtmd cancel`"),
+                )
+            });
+    }
+    serde_yaml::from_str::<RunRequest>(text).map(|request| FileContent::Request { request }).map_err(|e| {
         Diagnostic::new(
             rel,
             e.location().map(|l| l.line()),

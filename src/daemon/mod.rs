@@ -13,6 +13,7 @@
 //! status are always seen before its exit.
 
 pub mod ingest;
+mod supervise;
 
 use crate::config::Settings;
 use crate::engine::{
@@ -63,6 +64,10 @@ pub struct Options {
     pub mode: Mode,
     /// Print progress lines (phase, steps done) for a foreground run.
     pub progress: bool,
+    /// `--max-parallel`, `--max-task-log`: enforced by the runner.
+    pub limits: crate::runner::Limits,
+    /// `--grace`: how long running tasks may go on after SIGTERM/SIGINT.
+    pub grace: Duration,
 }
 
 /// How a foreground run ended.
@@ -120,7 +125,7 @@ pub async fn run(
     })?;
     let root_id = dir_id(&workspace);
     let (exit_tx, exit_rx) = mpsc::unbounded_channel();
-    let runner = Runner::new(
+    let mut runner = Runner::new(
         workspace.clone(),
         state_dir.clone(),
         settings.agents.clone(),
@@ -128,6 +133,7 @@ pub async fn run(
         Duration::from_secs(settings.playbook.default_timeout_secs),
         exit_tx,
     );
+    runner.set_limits(options.limits.clone());
     let ingest = Ingest::new(&workspace, &state_dir, settings.max_file_size);
     let mut d = Daemon {
         settings,
@@ -248,6 +254,7 @@ impl Daemon {
             workspace = %self.ingest.root().display(),
             "ready: watching the workspace"
         );
+        self.notify_ready();
         if let Mode::Foreground(req) = &self.options.mode {
             self.follow = Some((req.id.clone(), None));
             let ev = Event::RunRequested {
@@ -268,6 +275,7 @@ impl Daemon {
     ) -> Result<Outcome> {
         let mut root_check = tokio::time::interval(ROOT_CHECK);
         root_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut watchdog = crate::service::Watchdog::from_env();
         loop {
             if let Some(outcome) = self.outcome.clone() {
                 self.finish_foreground(&mut exit_rx).await;
@@ -301,11 +309,12 @@ impl Daemon {
                 ctl = control.recv() => match ctl {
                     Some(Control::Reload) => self.reload(),
                     Some(Control::Shutdown) | None => {
-                        self.shutdown(&mut exit_rx).await;
+                        self.shutdown(&mut exit_rx, Some(control), self.options.grace).await;
                         return Ok(Outcome::Stopped);
                     }
                 },
                 _ = sleep_until(deadline) => self.fire_timers(),
+                _ = watchdog.tick() => watchdog.ping(),
             }
             if self
                 .watcher
@@ -494,6 +503,13 @@ impl Daemon {
     /// between them: 1 s, 2 s, 4 s ... up to 30 s.
     fn request_rescan(&mut self, why: &str) {
         let now = Instant::now();
+        if let Some(w) = &self.watcher {
+            w.overflowed.store(false, Ordering::Release);
+        }
+        if self.rescan_at.is_some() {
+            // One is already due; it will see this loss too.
+            return;
+        }
         while self
             .rescans
             .front()
@@ -608,10 +624,17 @@ impl Daemon {
         let retry = self.retries.iter().map(|(d, _)| *d).min();
         let journal_retry =
             (!self.unjournaled.is_empty()).then(|| Instant::now() + Duration::from_secs(1));
-        [settle, cookie, retry, journal_retry, self.rescan_at]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            settle,
+            cookie,
+            retry,
+            journal_retry,
+            self.rescan_at,
+            self.budget_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn fire_timers(&mut self) {
@@ -651,6 +674,7 @@ impl Daemon {
         for (_, task) in due {
             self.batch.push(Event::RetryDue { task, at: now_ms() });
         }
+        self.enforce_run_budgets();
     }
 
     // ---- the engine ----
@@ -764,6 +788,7 @@ impl Daemon {
     /// progress, and notice a foreground run that can no longer move.
     fn after_batch(&mut self) {
         self.flush();
+        self.report_status();
         for run in std::mem::take(&mut self.dirty_runs) {
             if let Some(r) = self.engine.run(&run) {
                 let text = record::render(&self.engine, r);
@@ -864,22 +889,17 @@ impl Daemon {
         }
     }
 
-    /// Stop: no more events; running processes get TERM, then KILL. Their
-    /// exits are not journaled, so the tasks run again after a restart.
-    async fn shutdown(&mut self, exit_rx: &mut mpsc::UnboundedReceiver<TaskExit>) {
-        tracing::info!(
-            "stopping: {} task process(es) running",
-            self.runner.running_count()
-        );
-        self.runner.stop_all();
-        let deadline = Instant::now() + crate::runner::KILL_GRACE + Duration::from_secs(1);
-        while self.runner.running_count() > 0 {
-            match tokio::time::timeout_at(deadline.into(), exit_rx.recv()).await {
-                Ok(Some(exit)) => self.runner.reaped(&exit.task),
-                _ => break,
-            }
-        }
-        self.runner.kill_all();
+    /// Stop: no more events; running processes get `grace` to finish, then
+    /// TERM, then KILL (a second signal on `control` cuts the wait short; see
+    /// `supervise.rs`). Their exits are not journaled, so the tasks run again
+    /// after a restart unless the start-up scan finds their status.
+    async fn shutdown(
+        &mut self,
+        exit_rx: &mut mpsc::UnboundedReceiver<TaskExit>,
+        control: Option<&mut mpsc::UnboundedReceiver<Control>>,
+        grace: Duration,
+    ) {
+        self.stop_tasks(exit_rx, control, grace).await;
         self.cleanup_cookies();
     }
 
@@ -896,6 +916,7 @@ impl Daemon {
             if open || active {
                 self.apply(vec![Event::CancelRequested {
                     target: crate::engine::CancelTarget::Run { run },
+                    reason: None,
                     at: now_ms(),
                 }]);
             }
@@ -910,7 +931,7 @@ impl Daemon {
                 _ => break,
             }
         }
-        self.shutdown(exit_rx).await;
+        self.shutdown(exit_rx, None, Duration::ZERO).await;
     }
 
     fn cleanup_cookies(&mut self) {

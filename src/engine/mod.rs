@@ -299,7 +299,9 @@ impl Engine {
             Event::GateEvaluated {
                 run, phase, checks, ..
             } => self.on_gate_evaluated(run, *phase, checks, at, &mut out),
-            Event::CancelRequested { target, .. } => self.on_cancel(target, at, &mut out),
+            Event::CancelRequested { target, reason, .. } => {
+                self.on_cancel(target, reason.as_deref(), at, &mut out)
+            }
         }
         self.dispatch(at, &mut out);
         out
@@ -328,6 +330,10 @@ impl Engine {
             FileContent::Conflict { conflict } => self.on_conflict(path, conflict, at, out),
             FileContent::Decision { decision } => self.on_decision(path, decision, at, out),
             FileContent::Request { request } => self.on_request(request, at, out),
+            FileContent::Cancel { request } => {
+                let reason = format!("gtmd cancel ({path})");
+                self.on_cancel(&request.cancel, Some(&reason), at, out)
+            }
             FileContent::Plain | FileContent::Rejected { .. } => {}
         }
         self.on_route(path, at, out);
@@ -1574,7 +1580,39 @@ impl Engine {
         }
     }
 
-    fn on_cancel(&mut self, target: &CancelTarget, at: Millis, out: &mut Vec<Action>) {
+    fn on_cancel(
+        &mut self,
+        target: &CancelTarget,
+        reason: Option<&str>,
+        at: Millis,
+        out: &mut Vec<Action>,
+    ) {
+        let why = reason.map(|r| format!(": {r}")).unwrap_or_default();
+        if let CancelTarget::Task { task } = target {
+            if let Some(t) = self.tasks.get(task).filter(|t| t.is_open()) {
+                if let Some(run) = t.run.clone() {
+                    if let Some(r) = self.runs.get_mut(&run) {
+                        r.log.push((at, format!("task {task} cancelled{why}")));
+                    }
+                }
+            }
+        }
+        // The run first: an agent run would otherwise end as failed with its task.
+        if let CancelTarget::Run { run } = target {
+            if let Some(r) = self.runs.get_mut(run) {
+                if r.is_active() {
+                    r.state = RunState::Cancelled;
+                    r.ended_at = Some(at);
+                    r.log.push((at, format!("run cancelled{why}")));
+                    out.push(Action::RecordChanged { run: run.clone() });
+                    out.push(Action::RunFinished {
+                        run: run.clone(),
+                        ok: false,
+                        summary: format!("cancelled{why}"),
+                    });
+                }
+            }
+        }
         let ids: Vec<TaskId> = match target {
             CancelTarget::Task { task } => vec![task.clone()],
             CancelTarget::Run { run } => self
@@ -1595,21 +1633,6 @@ impl Engine {
                 out.push(Action::StopTask { task: id.clone() });
             }
             self.end_task(&id, Outcome::Cancelled, at, out);
-        }
-        if let CancelTarget::Run { run } = target {
-            if let Some(r) = self.runs.get_mut(run) {
-                if r.is_active() {
-                    r.state = RunState::Cancelled;
-                    r.ended_at = Some(at);
-                    r.log.push((at, "run cancelled".into()));
-                    out.push(Action::RecordChanged { run: run.clone() });
-                    out.push(Action::RunFinished {
-                        run: run.clone(),
-                        ok: false,
-                        summary: "cancelled".into(),
-                    });
-                }
-            }
         }
     }
 

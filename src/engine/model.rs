@@ -58,9 +58,12 @@ pub enum Event {
         checks: Vec<CheckResult>,
         at: Millis,
     },
-    /// `gtmd cancel`.
+    /// `gtmd cancel`, a run over its budget, a foreground run that ended.
     CancelRequested {
         target: CancelTarget,
+        /// Why, for the run record and the log (`None`: a plain cancel).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
         at: Millis,
     },
 }
@@ -98,6 +101,10 @@ pub enum FileContent {
     Request {
         request: RunRequest,
     },
+    /// `gtmd cancel`, dropped into `requests/` for the daemon.
+    Cancel {
+        request: CancelRequest,
+    },
     /// A protocol file that cannot be used; nothing else stops.
     Rejected {
         diagnostic: Diagnostic,
@@ -119,6 +126,19 @@ pub struct RunRequest {
     pub scenario: Option<String>,
     #[serde(default)]
     pub force: bool,
+    /// Wall-clock budget of the run (`--run-budget`): past it, the run is
+    /// cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_secs: Option<u64>,
+}
+
+/// `gtmd cancel TASK_ID` / `gtmd cancel --run RUN_ID` as a request file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelRequest {
+    /// Chosen by the requester, like a run request's.
+    pub id: String,
+    pub cancel: CancelTarget,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -71,6 +71,7 @@ impl Bus {
                 config_path: "CONFIG.md".into(),
                 scenario: scenario.map(String::from),
                 force,
+                budget_secs: None,
             },
             at,
         })
@@ -603,6 +604,7 @@ fn an_agent_run_is_one_task() {
             config_path: String::new(),
             scenario: None,
             force: false,
+            budget_secs: None,
         },
         at,
     });
@@ -640,6 +642,7 @@ fn replaying_the_same_events_gives_the_same_state() {
                 config_path: String::new(),
                 scenario: None,
                 force: false,
+                budget_secs: None,
             },
             at,
         },
@@ -1035,4 +1038,71 @@ fn a_gate_file_edited_into_nonsense_is_refused_and_written_back() {
     let rewritten = a.iter().any(|a| matches!(a, Action::WriteFile { contents, .. } if contents.contains("- [ ] Budget allocation")));
     assert!(rewritten, "{a:?}");
     assert_eq!(b.e.run(&b.run_id()).unwrap().current_phase(), Some(1));
+}
+
+#[test]
+fn a_cancel_request_file_stops_the_task_and_the_record_says_why() {
+    let mut b = Bus::new();
+    let a = b.request(&[1], None, false);
+    let step = started(&a)[0].clone();
+    let task = b.task_of(&step);
+    let a = b.file(
+        "requests/cancel-1.yaml",
+        FileContent::Cancel {
+            request: CancelRequest {
+                id: "cancel-1".into(),
+                cancel: CancelTarget::Task { task: task.clone() },
+            },
+        },
+    );
+    assert!(
+        a.contains(&Action::StopTask { task: task.clone() }),
+        "{a:#?}"
+    );
+    assert_eq!(
+        b.e.task(&task).unwrap().state,
+        TaskState::Done {
+            outcome: Outcome::Cancelled
+        }
+    );
+    let run = b.e.run(&b.run_id()).unwrap();
+    assert!(
+        run.log
+            .iter()
+            .any(|(_, l)| l
+                == &format!("task {task} cancelled: gtmd cancel (requests/cancel-1.yaml)")),
+        "{:#?}",
+        run.log
+    );
+}
+
+#[test]
+fn a_run_cancelled_for_its_budget_ends_with_the_reason() {
+    let mut b = Bus::new();
+    let a = b.request(&[1], None, false);
+    let task = b.task_of(&started(&a)[0]);
+    let run = b.run_id();
+    let at = b.at();
+    let a = b.send(Event::CancelRequested {
+        target: CancelTarget::Run { run: run.clone() },
+        reason: Some("over its wall-clock budget of 5s (--run-budget)".into()),
+        at,
+    });
+    assert!(a.contains(&Action::StopTask { task }), "{a:#?}");
+    let summary = a
+        .iter()
+        .find_map(|x| match x {
+            Action::RunFinished {
+                ok: false, summary, ..
+            } => Some(summary.clone()),
+            _ => None,
+        })
+        .expect("the run finished");
+    assert_eq!(
+        summary,
+        "cancelled: over its wall-clock budget of 5s (--run-budget)"
+    );
+    let r = b.e.run(&run).unwrap();
+    assert_eq!(r.state, RunState::Cancelled);
+    assert!(r.log.iter().any(|(_, l)| l.contains("wall-clock budget")));
 }

@@ -153,3 +153,120 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Whether a process exists and is not a zombie (an exited process that its
+/// parent, perhaps init, has not reaped yet counts as gone).
+pub fn pid_alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    if unsafe { libc::kill(pid, 0) } != 0 {
+        return false;
+    }
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+            .unwrap_or(true),
+        Err(_) => false,
+    }
+}
+
+/// A pid written by a test agent (`supervised.sh`) into `dir/name`.
+pub fn read_pid(path: &Path) -> Option<i32> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Kills, when dropped, every process whose pid a test agent wrote under a
+/// directory (and that still runs a test program), so a failing test leaves
+/// nothing behind.
+pub struct PidsGuard {
+    pub dir: PathBuf,
+}
+
+impl Drop for PidsGuard {
+    fn drop(&mut self) {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let Some(pid) = read_pid(&e.path()) else {
+                continue;
+            };
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            if cmdline.contains("sleep") || cmdline.contains("supervised.sh") {
+                // SAFETY: kill(2) on a pid of a test program we started.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+        }
+    }
+}
+
+/// A process that is not our child (a `--daemon` gtmd), killed when dropped.
+pub struct PidGuard(pub i32);
+
+impl Drop for PidGuard {
+    fn drop(&mut self) {
+        if pid_alive(self.0) {
+            // SAFETY: kill(2) on the gtmd this test started.
+            unsafe {
+                libc::kill(self.0, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// A child's stderr read as it comes, to wait for a log line.
+pub struct LogTail {
+    text: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl LogTail {
+    pub fn text(&self) -> String {
+        self.text.lock().unwrap().clone()
+    }
+
+    /// Wait until the log holds `needle` (`after` bytes in, to skip older lines).
+    pub fn wait_for(&self, needle: &str, after: usize, timeout: Duration) -> usize {
+        wait_for(timeout, &format!("{needle:?} in the log"), || {
+            let text = self.text();
+            text.get(after..)
+                .and_then(|t| t.find(needle))
+                .map(|i| after + i + needle.len())
+        })
+    }
+}
+
+impl Guard {
+    /// Read the child's stderr from now on in a thread; `wait` then returns
+    /// an empty stderr (use the tail's text instead).
+    pub fn tail_stderr(&mut self) -> LogTail {
+        use std::io::Read;
+        let mut err = self.child.as_mut().unwrap().stderr.take().unwrap();
+        let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = text.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        LogTail { text }
+    }
+}
+
+/// The first file under `dir` whose name ends with `suffix`.
+pub fn find_file(dir: &Path, suffix: &str) -> Option<PathBuf> {
+    fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with(suffix))
+}
