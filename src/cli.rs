@@ -617,12 +617,20 @@ fn follow_daemon(settings: &Settings, request: &RunRequest) -> Result<ExitCode> 
 
 /// The engine's state as the journal says, without a daemon.
 pub fn replay(settings: &Settings) -> Result<Engine> {
-    let events = crate::journal::read_events(&settings.paths.state_dir)?;
-    let mut engine = Engine::new(settings.playbook.clone(), settings.policies());
-    for e in &events {
+    let rec = crate::journal::read(&settings.paths.state_dir)?;
+    Ok(engine_from(settings, rec))
+}
+
+/// An engine at the state a snapshot and the journal after it describe.
+pub fn engine_from(settings: &Settings, rec: crate::journal::Recovered) -> Engine {
+    let mut engine = match rec.snapshot {
+        Some(state) => Engine::restore(settings.playbook.clone(), settings.policies(), state),
+        None => Engine::new(settings.playbook.clone(), settings.policies()),
+    };
+    for e in &rec.events {
         engine.handle(e);
     }
-    Ok(engine)
+    engine
 }
 
 /// Build the runtime (after any fork), wire signals, run the daemon.

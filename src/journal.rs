@@ -6,8 +6,14 @@
 //! file version already acted on, every run, gate and task. A torn last line
 //! (a crash mid-write) is cut off on open; it was never acted on, because
 //! acting happens only after the fsync returned.
+//!
+//! So that the journal does not grow for ever, it is compacted: the engine's
+//! state is written as a snapshot (temporary file, fsync, rename), then a new,
+//! empty journal of the next generation takes over. The snapshot names its
+//! generation, so a crash between the two steps is harmless: the snapshot
+//! already holds everything the old journal said.
 
-use crate::engine::Event;
+use crate::engine::{EngineState, Event};
 use anyhow::{Context, Result};
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
@@ -15,26 +21,73 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 pub const JOURNAL_FILE: &str = "journal.jsonl";
+pub const SNAPSHOT_FILE: &str = "snapshot.json";
 pub const LOCK_FILE: &str = "gtmd.lock";
+
+/// The journal of a generation: `journal.jsonl` before the first compaction.
+fn journal_path(state_dir: &Path, generation: u64) -> PathBuf {
+    if generation == 0 {
+        state_dir.join(JOURNAL_FILE)
+    } else {
+        state_dir.join(format!("journal.{generation}.jsonl"))
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Snapshot {
+    generation: u64,
+    state: EngineState,
+}
+
+/// What a state directory holds: the last snapshot and the events after it.
+#[derive(Default)]
+pub struct Recovered {
+    pub snapshot: Option<EngineState>,
+    pub events: Vec<Event>,
+}
+
+fn read_snapshot(state_dir: &Path) -> Result<Option<Snapshot>> {
+    let path = state_dir.join(SNAPSHOT_FILE);
+    match fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).with_context(|| {
+            format!(
+                "the snapshot {} is unreadable; move it away to start from the journal alone",
+                path.display()
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
 
 pub struct Journal {
     file: File,
     path: PathBuf,
+    state_dir: PathBuf,
+    generation: u64,
+    /// Entries in this generation's journal.
+    entries: u64,
     /// Length of the durable, well-formed prefix.
     len: u64,
     buf: Vec<u8>,
 }
 
 impl Journal {
-    /// Open (or create) the journal in `state_dir` and return the events it holds.
-    pub fn open(state_dir: &Path) -> Result<(Journal, Vec<Event>)> {
+    /// Open (or create) the journal in `state_dir` and return what it holds.
+    pub fn open(state_dir: &Path) -> Result<(Journal, Recovered)> {
         fs::create_dir_all(state_dir).with_context(|| {
             format!(
                 "cannot create the state directory {}; pass a writable one with --state-dir",
                 state_dir.display()
             )
         })?;
-        let path = state_dir.join(JOURNAL_FILE);
+        let snapshot = read_snapshot(state_dir)?;
+        let generation = snapshot.as_ref().map_or(0, |s| s.generation);
+        // Journals of earlier generations are covered by the snapshot.
+        for g in 0..generation {
+            let _ = fs::remove_file(journal_path(state_dir, g));
+        }
+        let path = journal_path(state_dir, generation);
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -57,11 +110,63 @@ impl Journal {
             Journal {
                 file,
                 path,
+                state_dir: state_dir.to_path_buf(),
+                generation,
+                entries: events.len() as u64,
                 len: good_len,
                 buf: Vec::new(),
             },
-            events,
+            Recovered {
+                snapshot: snapshot.map(|s| s.state),
+                events,
+            },
         ))
+    }
+
+    /// Entries written since the last snapshot.
+    pub fn entries(&self) -> u64 {
+        self.entries
+    }
+
+    /// Replace the journal by a snapshot of `state` and an empty journal.
+    pub fn compact(&mut self, state: &EngineState) -> Result<()> {
+        let next = self.generation + 1;
+        let snap = Snapshot {
+            generation: next,
+            state: state.clone(),
+        };
+        let bytes = serde_json::to_vec(&snap)?;
+        let target = self.state_dir.join(SNAPSHOT_FILE);
+        let tmp = self.state_dir.join(format!("{SNAPSHOT_FILE}.tmp"));
+        let write = || -> std::io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &target)?;
+            File::open(&self.state_dir)?.sync_all()
+        };
+        write().with_context(|| {
+            format!(
+                "cannot write the snapshot {} (disk full or not writable?); the journal goes on growing",
+                target.display()
+            )
+        })?;
+        let path = journal_path(&self.state_dir, next);
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot create the journal {}", path.display()))?;
+        let _ = File::open(&self.state_dir).and_then(|d| d.sync_all());
+        let old = std::mem::replace(&mut self.path, path);
+        self.file = file;
+        self.generation = next;
+        self.entries = 0;
+        self.len = 0;
+        let _ = fs::remove_file(old);
+        Ok(())
     }
 
     /// Append events and make them durable (one fdatasync for the batch).
@@ -94,6 +199,7 @@ impl Journal {
             });
         }
         self.len += self.buf.len() as u64;
+        self.entries += events.len() as u64;
         Ok(())
     }
 
@@ -102,15 +208,25 @@ impl Journal {
     }
 }
 
-/// Read the events of a journal without opening it for writing (status, explain).
-pub fn read_events(state_dir: &Path) -> Result<Vec<Event>> {
-    let path = state_dir.join(JOURNAL_FILE);
-    let mut file = match File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+/// Read a state directory without opening it for writing (status, explain).
+pub fn read(state_dir: &Path) -> Result<Recovered> {
+    let snapshot = read_snapshot(state_dir)?;
+    let generation = snapshot.as_ref().map_or(0, |s| s.generation);
+    let path = journal_path(state_dir, generation);
+    let events = match File::open(&path) {
+        Ok(mut file) => read_from(&mut file, &path)?.0,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
-    Ok(read_from(&mut file, &path)?.0)
+    Ok(Recovered {
+        snapshot: snapshot.map(|s| s.state),
+        events,
+    })
+}
+
+/// The events of the current journal generation (tests, tools).
+pub fn read_events(state_dir: &Path) -> Result<Vec<Event>> {
+    Ok(read(state_dir)?.events)
 }
 
 /// Parse complete lines; return the events and the length of the good prefix.
@@ -210,8 +326,8 @@ mod tests {
     #[test]
     fn a_torn_last_entry_is_cut_and_the_rest_replays() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut j, events) = Journal::open(dir.path()).unwrap();
-        assert!(events.is_empty());
+        let (mut j, rec) = Journal::open(dir.path()).unwrap();
+        assert!(rec.events.is_empty());
         j.append(&[ev(1), ev(2)]).unwrap();
         drop(j);
         // A crash in the middle of writing the third entry.
@@ -220,8 +336,8 @@ mod tests {
         f.write_all(b"{\"event\":\"file-changed\",\"path\":\"confl")
             .unwrap();
         drop(f);
-        let (mut j, events) = Journal::open(dir.path()).unwrap();
-        assert_eq!(events, vec![ev(1), ev(2)]);
+        let (mut j, rec) = Journal::open(dir.path()).unwrap();
+        assert_eq!(rec.events, vec![ev(1), ev(2)]);
         j.append(&[ev(3)]).unwrap();
         drop(j);
         assert_eq!(read_events(dir.path()).unwrap(), vec![ev(1), ev(2), ev(3)]);
@@ -246,5 +362,96 @@ mod tests {
         j.append(&[ev(3)]).unwrap();
         drop(j);
         assert_eq!(read_events(dir.path()).unwrap(), vec![ev(1), ev(3)]);
+    }
+}
+
+#[cfg(test)]
+mod compaction_tests {
+    use super::*;
+    use crate::engine::{Engine, Event, FileContent};
+    use crate::playbook::Playbook;
+
+    fn ev(i: u64) -> Event {
+        Event::FileChanged {
+            path: format!("conflicts/{i}.md"),
+            hash: format!("h{i}"),
+            size: 1,
+            mtime_ns: 0,
+            at: i,
+            content: FileContent::Conflict {
+                conflict: Default::default(),
+            },
+        }
+    }
+
+    fn engine_of(rec: Recovered) -> Engine {
+        let mut e = match rec.snapshot {
+            Some(s) => Engine::restore(Playbook::default_playbook(), Default::default(), s),
+            None => Engine::new(Playbook::default_playbook(), Default::default()),
+        };
+        for ev in &rec.events {
+            e.handle(ev);
+        }
+        e
+    }
+
+    #[test]
+    fn a_compacted_journal_restores_the_same_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open(dir.path()).unwrap();
+        let mut e = Engine::new(Playbook::default_playbook(), Default::default());
+        for i in 0..10 {
+            j.append(&[ev(i)]).unwrap();
+            e.handle(&ev(i));
+        }
+        j.compact(&e.snapshot()).unwrap();
+        assert!(
+            !dir.path().join(JOURNAL_FILE).exists(),
+            "the old journal is gone"
+        );
+        for i in 10..15 {
+            j.append(&[ev(i)]).unwrap();
+            e.handle(&ev(i));
+        }
+        assert_eq!(j.entries(), 5);
+        drop(j);
+        let (_, rec) = Journal::open(dir.path()).unwrap();
+        assert_eq!(rec.events.len(), 5);
+        let restored = engine_of(rec);
+        assert_eq!(
+            serde_json::to_string(&restored.snapshot()).unwrap(),
+            serde_json::to_string(&e.snapshot()).unwrap()
+        );
+        // A replayed old event is still not a new version.
+        let mut restored = restored;
+        let before = restored.tasks().len();
+        restored.handle(&ev(3));
+        assert_eq!(restored.tasks().len(), before);
+    }
+
+    #[test]
+    fn a_crash_between_snapshot_and_new_journal_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open(dir.path()).unwrap();
+        let mut e = Engine::new(Playbook::default_playbook(), Default::default());
+        for i in 0..4 {
+            j.append(&[ev(i)]).unwrap();
+            e.handle(&ev(i));
+        }
+        drop(j);
+        // The snapshot of generation 1 landed; the old journal is still there.
+        let snap = Snapshot {
+            generation: 1,
+            state: e.snapshot(),
+        };
+        fs::write(
+            dir.path().join(SNAPSHOT_FILE),
+            serde_json::to_vec(&snap).unwrap(),
+        )
+        .unwrap();
+        let (_, rec) = Journal::open(dir.path()).unwrap();
+        assert!(rec.events.is_empty());
+        assert!(!dir.path().join(JOURNAL_FILE).exists());
+        assert_eq!(engine_of(rec).tasks().len(), 4);
     }
 }

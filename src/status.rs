@@ -189,9 +189,24 @@ pub fn explain(settings: &Settings, path: &str) -> Result<String> {
         .trim_start_matches("./")
         .trim_start_matches("workspace/")
         .to_string();
-    let events = crate::journal::read_events(&settings.paths.state_dir)?;
-    let mut engine = Engine::new(settings.playbook.clone(), settings.policies());
+    let recovered = crate::journal::read(&settings.paths.state_dir)?;
+    let compacted = recovered.snapshot.is_some();
+    let events = recovered.events;
+    // History before the last compaction lives only as state in the snapshot.
+    let mut engine = crate::cli::engine_from(
+        settings,
+        crate::journal::Recovered {
+            snapshot: recovered.snapshot,
+            events: Vec::new(),
+        },
+    );
     let mut s = String::new();
+    if compacted {
+        let _ = writeln!(
+            s,
+            "(the journal was compacted; versions from before the last snapshot are not listed one by one)"
+        );
+    }
     let mut versions: Vec<String> = Vec::new();
     for e in &events {
         let before: std::collections::BTreeSet<String> = engine.tasks().keys().cloned().collect();

@@ -266,7 +266,10 @@ fn file_names_with_spaces_newlines_and_shell_metacharacters() {
     let name = "a b $(touch pwned) `touch pwned2`; rm -rf x &&\nnext line.md";
     fs::write(p.path("conflicts").join(name), "# Odd name\n").unwrap();
     let args = wait_for(Duration::from_secs(20), "the agent to run", || {
-        fs::read(p.root().join("args.bin")).ok()
+        // Complete once the agent has written its last NUL.
+        fs::read(p.root().join("args.bin"))
+            .ok()
+            .filter(|b| b.last() == Some(&0))
     });
     let args: Vec<&[u8]> = args.split(|b| *b == 0).filter(|a| !a.is_empty()).collect();
     assert_eq!(args.len(), 1, "one argument");

@@ -390,3 +390,36 @@ fn the_workspace_deleted_and_recreated_is_still_watched() {
     assert!(after >= 1, "{r}");
     stop(g);
 }
+
+#[test]
+fn a_compacted_journal_still_acts_once_across_restarts() {
+    let p = Project::new();
+    let envs = [("GTMD_COMPACT_EVERY", "50".to_string())];
+    let g = start(&p, &envs, &[]);
+    for i in 0..300 {
+        p.write(&format!("conflicts/k{i}.md"), &conflict(i, 1));
+    }
+    sync(&p);
+    stop(g);
+    assert!(
+        p.path(".gtmd/snapshot.json").exists(),
+        "no snapshot was written"
+    );
+    assert!(
+        !p.path(".gtmd/journal.jsonl").exists(),
+        "the first journal was not replaced"
+    );
+    // Changed while down: 10 new versions, the rest untouched.
+    for i in 0..10 {
+        p.write(&format!("conflicts/k{i}.md"), &conflict(i, 2));
+    }
+    let g = start(&p, &envs, &[]);
+    sync(&p);
+    let r = reviews(&p);
+    assert_eq!(r.len(), 300);
+    for i in 0..300 {
+        let want = if i < 10 { 2 } else { 1 };
+        assert_eq!(r[&format!("conflicts/k{i}.md")], want, "k{i}");
+    }
+    stop(g);
+}

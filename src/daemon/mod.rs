@@ -35,6 +35,16 @@ use tokio::sync::mpsc;
 /// A file modified without a close (mmap writers, hard links) is read after
 /// this much quiet.
 const SETTLE: Duration = Duration::from_millis(300);
+/// Journal entries after which the state is snapshotted (GTMD_COMPACT_EVERY
+/// overrides it, for tests).
+fn compact_every() -> u64 {
+    std::env::var("GTMD_COMPACT_EVERY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(50_000)
+}
+
 /// How often gtmd checks that the workspace directory is still the one it watches.
 const ROOT_CHECK: Duration = Duration::from_secs(1);
 /// Rescans closer together than this count as repeating.
@@ -98,13 +108,12 @@ pub async fn run(
     }
     let state_dir = settings.paths.state_dir.clone();
     let _lock = StateLock::acquire(&state_dir)?;
-    let (journal, history) = Journal::open(&state_dir)?;
-    let mut engine = Engine::new(settings.playbook.clone(), settings.policies());
-    let replayed = history.len();
-    for e in &history {
-        engine.handle(e);
-    }
+    let (journal, recovered) = Journal::open(&state_dir)?;
+    let replayed = recovered.events.len();
+    let from_snapshot = recovered.snapshot.is_some();
+    let engine = crate::cli::engine_from(&settings, recovered);
     tracing::info!(
+        from_snapshot,
         workspace = %workspace.display(),
         journal = %journal.path().display(),
         "replayed {replayed} journal entries"
@@ -601,6 +610,21 @@ impl Daemon {
             .insert(name, (Instant::now() + COOKIE_TIMEOUT, event));
     }
 
+    /// Keep the journal short: past a number of entries, snapshot the state.
+    fn maybe_compact(&mut self) {
+        if self.journal.entries() < compact_every() || !self.unjournaled.is_empty() {
+            return;
+        }
+        let t = Instant::now();
+        match self.journal.compact(&self.engine.snapshot()) {
+            Ok(()) => tracing::info!(
+                "compacted the journal into a snapshot in {} ms",
+                t.elapsed().as_millis()
+            ),
+            Err(e) => tracing::error!("{e:#}"),
+        }
+    }
+
     /// Read every file still settling now.
     fn settle_all(&mut self) {
         for rel in std::mem::take(&mut self.settle).into_keys() {
@@ -788,6 +812,7 @@ impl Daemon {
     /// progress, and notice a foreground run that can no longer move.
     fn after_batch(&mut self) {
         self.flush();
+        self.maybe_compact();
         self.report_status();
         for run in std::mem::take(&mut self.dirty_runs) {
             if let Some(r) = self.engine.run(&run) {

@@ -53,7 +53,64 @@ pub struct Engine {
     next_run: u64,
 }
 
+/// The engine's durable state, without the playbook and agents (which come
+/// from the current configuration) and without derived indexes: what a
+/// journal snapshot holds.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct EngineState {
+    files: BTreeMap<String, FileEntry>,
+    runs: BTreeMap<RunId, Run>,
+    tasks: BTreeMap<TaskId, Task>,
+    refused_requests: Vec<RefusedRequest>,
+    rejected: BTreeMap<String, Diagnostic>,
+    acted: BTreeMap<String, BTreeSet<String>>,
+    conflicts: BTreeMap<String, ConflictState>,
+    decisions: BTreeMap<String, DecisionState>,
+    next_task: u64,
+    next_run: u64,
+}
+
 impl Engine {
+    /// The durable state, for a journal snapshot.
+    pub fn snapshot(&self) -> EngineState {
+        EngineState {
+            files: self.files.clone(),
+            runs: self.runs.clone(),
+            tasks: self.tasks.clone(),
+            refused_requests: self.refused_requests.clone(),
+            rejected: self.rejected.clone(),
+            acted: self.acted.clone(),
+            conflicts: self.conflicts.clone(),
+            decisions: self.decisions.clone(),
+            next_task: self.next_task,
+            next_run: self.next_run,
+        }
+    }
+
+    /// An engine at a snapshot's state, its indexes rebuilt.
+    pub fn restore(
+        playbook: Playbook,
+        agents: BTreeMap<String, AgentPolicy>,
+        state: EngineState,
+    ) -> Engine {
+        let mut e = Engine::new(playbook, agents);
+        e.files = state.files;
+        e.runs = state.runs;
+        e.refused_requests = state.refused_requests;
+        e.rejected = state.rejected;
+        e.acted = state.acted;
+        e.conflicts = state.conflicts;
+        e.decisions = state.decisions;
+        e.next_task = state.next_task.max(1);
+        e.next_run = state.next_run.max(1);
+        for (id, task) in state.tasks {
+            let facts = Facts::of(&task);
+            e.tasks.insert(id.clone(), task);
+            e.reindex(&id, Facts::NONE, facts);
+        }
+        e
+    }
+
     pub fn new(playbook: Playbook, agents: BTreeMap<String, AgentPolicy>) -> Engine {
         Engine {
             playbook,
