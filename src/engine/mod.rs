@@ -559,18 +559,7 @@ impl Engine {
         let st = self
             .conflicts
             .entry(path.to_string())
-            .or_insert_with(|| ConflictState {
-                path: path.to_string(),
-                title: String::new(),
-                raised_by: None,
-                agents: Vec::new(),
-                severity: None,
-                opened_at: at,
-                versions: 0,
-                decisions: Vec::new(),
-                closed_at: None,
-                closed_by: None,
-            });
+            .or_insert_with(|| ConflictState::new(path, at));
         let reopened = st.closed_at.is_some();
         if reopened {
             st.closed_at = None;
@@ -676,18 +665,7 @@ impl Engine {
             let st = self
                 .conflicts
                 .entry(c.clone())
-                .or_insert_with(|| ConflictState {
-                    path: c.clone(),
-                    title: String::new(),
-                    raised_by: None,
-                    agents: Vec::new(),
-                    severity: None,
-                    opened_at: at,
-                    versions: 0,
-                    decisions: Vec::new(),
-                    closed_at: None,
-                    closed_by: None,
-                });
+                .or_insert_with(|| ConflictState::new(&c, at));
             if !st.decisions.iter().any(|p| p == path) {
                 st.decisions.push(path.to_string());
             }

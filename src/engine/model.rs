@@ -505,6 +505,24 @@ pub struct ConflictState {
     pub closed_by: Option<String>,
 }
 
+impl ConflictState {
+    /// A conflict first heard of at `at` (by its file, or by a decision naming it).
+    pub fn new(path: &str, at: Millis) -> ConflictState {
+        ConflictState {
+            path: path.to_string(),
+            title: String::new(),
+            raised_by: None,
+            agents: Vec::new(),
+            severity: None,
+            opened_at: at,
+            versions: 0,
+            decisions: Vec::new(),
+            closed_at: None,
+            closed_by: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DecisionState {
     pub path: String,

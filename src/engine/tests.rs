@@ -125,7 +125,7 @@ impl Bus {
             .tasks()
             .values()
             .filter(|t| t.step.as_deref() == Some(step))
-            .last()
+            .max_by_key(|t| t.seq)
             .unwrap_or_else(|| panic!("no task for step {step}"))
             .id
             .clone()
