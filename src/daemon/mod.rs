@@ -390,8 +390,18 @@ impl Daemon {
             Change::Complete => {
                 self.settle.remove(&rel);
                 self.look_at(&rel);
+                // A directory moved in: its subdirectories' watches come later.
+                if std::fs::symlink_metadata(abs).is_ok_and(|m| m.is_dir()) {
+                    self.settle.insert(rel, Instant::now() + SETTLE);
+                }
             }
-            Change::DirCreated => self.look_at(&rel),
+            Change::DirCreated => {
+                self.look_at(&rel);
+                // Files may land in its subdirectories before notify has
+                // added their watches: look again once it has settled, and at
+                // the next sync or exit cookie (by then the watches exist).
+                self.settle.insert(rel, Instant::now() + SETTLE);
+            }
             Change::Gone => {
                 self.settle.remove(&rel);
                 self.look_at(&rel);
