@@ -40,7 +40,7 @@ use std::time::Duration;
     about = "Measure the real gtmd: reaction latency, bursts, start-up catch-up, memory, idle cost, orchestration overhead"
 )]
 struct Args {
-    /// A shorter run: 50 latency files per case, 10 s idle, 20 s for burst agent starts.
+    /// A shorter run: 50 latency files per case, 10 s idle, 15 s (not 30 s) watching burst agent starts.
     #[arg(long)]
     quick: bool,
     /// Also run the latency and burst cases against `inotifywait -m | while read` (inotify-tools).
@@ -119,7 +119,7 @@ fn run(args: Args) -> Result<()> {
         latency_files: if args.quick { 50 } else { 200 },
         latency_spacing: Duration::from_millis(100),
         burst_files: 10_000,
-        burst_agent_cap: Duration::from_secs(if args.quick { 20 } else { 60 }),
+        burst_agent_cap: Duration::from_secs(if args.quick { 15 } else { 30 }),
         big_files: 100_000,
         big_changed: 1_000,
         idle: Duration::from_secs(args.idle_secs.unwrap_or(if args.quick { 10 } else { 60 })),
@@ -169,6 +169,7 @@ fn run(args: Args) -> Result<()> {
         let (s, i) = cases::big_workspace(&env, &opts, want("startup"), want("idle"))?;
         if let Some(s) = s {
             r.startup(&s);
+            r.startup_notes(&s);
         }
         if let Some(i) = i {
             r.idle(&i);

@@ -99,6 +99,8 @@ pub struct Burst {
     /// Rescans gtmd logged (queue overflow).
     pub rescans: usize,
     pub queue: Option<u64>,
+    /// gtmd's RSS when the bench stopped looking (KiB).
+    pub rss_after: u64,
 }
 
 impl Burst {
@@ -197,6 +199,7 @@ pub fn burst(env: &Env, opts: &Opts, queue: Option<u64>) -> Result<Burst> {
             (tasks.len() >= names.len(), tasks.len())
         },
     )?;
+    r.rss_after = rss_kib(g.pid).unwrap_or(0);
     g.stop()?;
     for s in atail.lines().iter().filter_map(|l| parse_start(l)) {
         last_start_ns = last_start_ns.max(s.ns);
@@ -259,6 +262,26 @@ pub fn review_tasks(status: &serde_json::Value, prefix: &str) -> BTreeMap<String
     out
 }
 
+/// Review tasks whose state is not done-complete: `id (state/outcome)`.
+pub fn unfinished_reviews(status: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in status["tasks"].as_array().into_iter().flatten() {
+        if t["kind"]["kind"] != "conflict-review" {
+            continue;
+        }
+        let state = t["state"]["state"].as_str().unwrap_or("?");
+        let outcome = t["state"]["outcome"]["outcome"].as_str().unwrap_or("");
+        if state != "done" || outcome != "complete" {
+            out.push(format!(
+                "{} ({state}{}{outcome})",
+                t["id"].as_str().unwrap_or("?"),
+                if outcome.is_empty() { "" } else { ": " }
+            ));
+        }
+    }
+    out
+}
+
 const QUEUE_SYSCTL: &str = "/proc/sys/fs/inotify/max_queued_events";
 
 /// Set fs.inotify.max_queued_events; returns the previous value.
@@ -286,6 +309,8 @@ pub struct Startup {
     pub wrong: usize,
     /// Agent starts of a task that had started already (both starts).
     pub start_doubled: usize,
+    /// Review tasks that did not end `complete` (every agent here exits 0 at once).
+    pub not_complete: Vec<String>,
 }
 
 #[derive(Debug, Default)]
@@ -416,7 +441,7 @@ pub fn big_workspace(
         }
     }
     // Let it work through the new reviews, so what follows measures it idle.
-    wait_progress(
+    let _ = wait_progress(
         Duration::from_secs(180),
         Duration::from_secs(30),
         Duration::from_millis(50),
@@ -425,6 +450,7 @@ pub fn big_workspace(
             (n >= opts.big_changed, n)
         },
     )?;
+    sleep(Duration::from_secs(1))?;
 
     let idle = if want_idle {
         Some(idle_pair(env, opts, &g, opts.big_files + new)?)
@@ -433,6 +459,7 @@ pub fn big_workspace(
     };
     g.stop()?;
     let status = p.status_json(env)?;
+    s.not_complete = unfinished_reviews(&status);
     let per_file = review_tasks(&status, "conflicts/");
     let mut wrong = 0;
     let mut total = 0;

@@ -205,11 +205,25 @@ impl Gtmd {
         let stderr = child.stderr.take().unwrap();
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = lines.clone();
+        // With --keep, gtmd's log is kept beside its workspace too.
+        let mut copy = KEEP
+            .load(Ordering::Relaxed)
+            .then(|| {
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(project.root().join("gtmd.stderr"))
+                    .ok()
+            })
+            .flatten();
         std::thread::spawn(move || {
             let mut r = BufReader::new(stderr);
             let mut line = String::new();
             while matches!(r.read_line(&mut line), Ok(n) if n > 0) {
                 let at = Instant::now();
+                if let Some(f) = copy.as_mut() {
+                    let _ = f.write_all(line.as_bytes());
+                }
                 sink.lock().unwrap().push((at, std::mem::take(&mut line)));
             }
         });

@@ -169,7 +169,7 @@ impl Report {
                 b.rate(),
                 n(b.starts),
                 b.start_secs,
-                if b.all_started { "" } else { ", cut off" }
+                if b.all_started { "" } else { ", not all" }
             )
         };
         let (target, ok) = match i {
@@ -186,6 +186,11 @@ impl Report {
             &target,
             ok,
         );
+        self.notes.push(format!(
+            "burst{q}: gtmd's RSS with {} review tasks open or done: {}",
+            n(g.files),
+            mib(g.rss_after)
+        ));
         if g.rescans > 0 {
             self.notes.push(format!(
                 "burst{q}: gtmd logged {} rescan(s) (event queue overflow)",
@@ -213,24 +218,35 @@ impl Report {
             && s.new_other == 0
             && s.new_tasks == s.changed
             && s.wrong == 0
-            && s.start_doubled == 0;
+            && s.start_doubled == 0
+            && s.not_complete.is_empty();
         self.row(
             format!(
                 "3 start-up: acted on (and {} plain files touched, content unchanged)",
                 n(s.touched)
             ),
             format!(
-                "{} new versions, {} review tasks, {} other files, {} wrong; {} agent start(s) doubled",
+                "{} new versions, {} review tasks, {} other files, {} wrong; {} agent start(s) doubled; {} review(s) not complete",
                 n(s.new_protocol),
                 n(s.new_tasks),
                 s.new_other,
                 s.wrong,
-                s.start_doubled
+                s.start_doubled,
+                s.not_complete.len()
             ),
             None,
             &format!("exactly those {}, none twice", n(s.changed)),
             verdict(ok),
         );
+    }
+
+    pub fn startup_notes(&mut self, s: &Startup) {
+        if !s.not_complete.is_empty() {
+            self.notes.push(format!(
+                "start-up: review tasks that did not complete (every agent exits 0 at once): {}",
+                s.not_complete.join(", ")
+            ));
+        }
     }
 
     pub fn idle(&mut self, i: &Idle) {
@@ -339,11 +355,14 @@ impl Report {
         for n in &self.notes {
             println!("note: {n}");
         }
-        println!(
-            "latency: CLOCK_REALTIME just before the writer's last call (rename/close) → first line of the started agent's main();"
-        );
-        println!(
-            "burst reaction = the conflict's version fsynced in gtmd's journal (its review task follows from it); lost/doubled also from `gtmd status --json` tasks."
-        );
+        for line in [
+            "latency: CLOCK_REALTIME just before the writer's last call (rename or close) → the first line of the started agent's main().",
+            "burst: a reaction is the conflict's new version fsynced in gtmd's journal (the engine derives its coordinator review task from it);",
+            "  lost/doubled are counted in the journal, in `gtmd status --json` review tasks and in agent starts. Agent starts are one at a time",
+            "  per agent by design; the rate is starts / (last start − first file landing), watched for a bounded time.",
+            "four-phase run: wall = spawn → exit of `gtmd team run --phases all`; agents' own time = the union of [main() start, exit] of every agent.",
+        ] {
+            println!("{line}");
+        }
     }
 }
