@@ -228,7 +228,9 @@ impl Runner {
         let dir = self.state_dir.join("tasks");
         fs::create_dir_all(&dir)?;
         let path = dir.join(format!("{}.md", spec.id));
-        write_atomic(&path, prompt.as_bytes())?;
+        // Not fsynced: after a crash the task is started again and its prompt
+        // rewritten from the journal; the fsync would delay every start.
+        write_replaceable(&path, prompt.as_bytes())?;
         Ok(path)
     }
 
@@ -241,7 +243,7 @@ impl Runner {
 
     fn write_inbox(&self, spec: &TaskSpec, prompt: &str) -> Result<()> {
         let path = self.inbox_path(&spec.agent, &spec.id);
-        write_atomic(&path, prompt.as_bytes())
+        write_replaceable(&path, prompt.as_bytes())
             .with_context(|| format!("cannot write the inbox file {}", path.display()))
     }
 
@@ -605,8 +607,18 @@ fn one_line(s: &str) -> String {
 
 /// Write a file so readers see the old or the new content, never half: a
 /// dot-named temporary in the same directory (which the watcher ignores),
-/// then rename.
+/// fsynced, then renamed.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+    write_via_temp(path, contents, true)
+}
+
+/// As [`write_atomic`], without the fsync: for files gtmd rebuilds from its
+/// journal after a crash (prompts, inbox files).
+pub fn write_replaceable(path: &Path, contents: &[u8]) -> Result<()> {
+    write_via_temp(path, contents, false)
+}
+
+fn write_via_temp(path: &Path, contents: &[u8], durable: bool) -> Result<()> {
     let dir = path.parent().context("a file path without a directory")?;
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let name = path
@@ -617,7 +629,9 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     let mut f =
         fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
     f.write_all(contents)?;
-    f.sync_data()?;
+    if durable {
+        f.sync_data()?;
+    }
     drop(f);
     fs::rename(&tmp, path).with_context(|| format!("cannot rename into {}", path.display()))?;
     Ok(())

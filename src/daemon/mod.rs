@@ -228,6 +228,9 @@ impl Daemon {
     /// Catch up with what changed while gtmd was not running, then resume.
     fn start(&mut self) -> Result<()> {
         let started = Instant::now();
+        // Taken before the catch-up scan, which may start tasks of its own:
+        // those must not be "resumed" a second time.
+        let resumed = self.engine.running_tasks();
         let scanned = self.rescan();
         // `gtmd sync` calls made before the watch existed are answered now:
         // the scan has seen everything written before them.
@@ -239,7 +242,6 @@ impl Daemon {
             }
         }
         // Tasks that were running when gtmd stopped run again (at least once).
-        let resumed = self.engine.running_tasks();
         for spec in &resumed {
             tracing::info!(task = %spec.id, agent = %spec.agent, "resuming a task that was running when gtmd stopped");
             self.start_task(spec);
@@ -259,6 +261,13 @@ impl Daemon {
             resumed.len(),
             started.elapsed().as_millis()
         );
+        // Start-up (replay, scan) is the high-water mark of the heap; give
+        // what it no longer needs back to the system before idling.
+        // SAFETY: malloc_trim only releases free memory of glibc's allocator.
+        #[cfg(target_env = "gnu")]
+        unsafe {
+            libc::malloc_trim(0);
+        }
         tracing::info!(
             workspace = %self.ingest.root().display(),
             "ready: watching the workspace"
@@ -828,7 +837,8 @@ impl Daemon {
             if let Some(r) = self.engine.run(&run) {
                 let text = record::render(&self.engine, r);
                 let path = self.ingest.root().join(record::record_path(&run));
-                if let Err(e) = write_atomic(&path, text.as_bytes()) {
+                // Rebuilt from the journal at any time: no fsync on this path.
+                if let Err(e) = crate::runner::write_replaceable(&path, text.as_bytes()) {
                     tracing::error!(file = %path.display(), "cannot write the run record: {e:#}");
                 }
             }

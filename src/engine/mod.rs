@@ -46,7 +46,8 @@ pub struct Engine {
     decisions: BTreeMap<String, DecisionState>,
     /// Indexes derived from `tasks`, kept in step by [`Engine::mutate_task`] so
     /// that an event costs the same with ten tasks or ten thousand.
-    open: BTreeSet<TaskId>,
+    /// Open tasks by creation order (ids sort as text, which breaks at 10,000).
+    open: BTreeMap<u64, TaskId>,
     queues: BTreeMap<String, BTreeMap<u64, TaskId>>,
     busy: BTreeMap<String, usize>,
     next_task: u64,
@@ -123,7 +124,7 @@ impl Engine {
             acted: BTreeMap::new(),
             conflicts: BTreeMap::new(),
             decisions: BTreeMap::new(),
-            open: BTreeSet::new(),
+            open: BTreeMap::new(),
             queues: BTreeMap::new(),
             busy: BTreeMap::new(),
             next_task: 1,
@@ -1744,9 +1745,9 @@ impl Engine {
         let (agent, seq) = (t.agent.clone(), t.seq);
         if before.open != after.open {
             if after.open {
-                self.open.insert(id.to_string());
+                self.open.insert(seq, id.to_string());
             } else {
-                self.open.remove(id);
+                self.open.remove(&seq);
             }
         }
         if before.queued != after.queued {
@@ -1769,7 +1770,7 @@ impl Engine {
 
     /// Tasks not yet done, oldest first.
     fn open_tasks(&self) -> impl Iterator<Item = &Task> {
-        self.open.iter().map(|id| &self.tasks[id])
+        self.open.values().map(|id| &self.tasks[id])
     }
 
     /// One task at a time per agent, oldest first.
