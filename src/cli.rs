@@ -136,6 +136,12 @@ pub enum Command {
         #[arg(long, default_value_t = 30)]
         timeout: u64,
     },
+    /// Check a commit message against the guide's convention
+    /// (`[agent] action: brief description`); for a git `commit-msg` hook.
+    CheckCommitMsg {
+        /// The message file (git passes `.git/COMMIT_EDITMSG`).
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -355,6 +361,36 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             };
             let settings = load_settings(&common)?;
             cancel(&settings, target, Duration::from_secs(timeout))
+        }
+        Command::CheckCommitMsg { file } => check_commit_msg(&common, &file),
+    }
+}
+
+/// `gtmd check-commit-msg FILE`: exit 0 when the message follows the
+/// convention, else 1 with what is wrong and what is accepted. Action words:
+/// the guide's, plus those of `--playbook` when given.
+fn check_commit_msg(common: &Common, file: &std::path::Path) -> Result<ExitCode> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the commit message {}", file.display()))?;
+    let playbook = match &common.playbook {
+        Some(p) => crate::playbook::load_playbook(p).map_err(|errors| {
+            anyhow::anyhow!(
+                "invalid playbook:\n{}",
+                errors
+                    .iter()
+                    .map(Diagnostic::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        })?,
+        None => crate::playbook::Playbook::default_playbook(),
+    };
+    let actions = crate::commit_msg::accepted_actions(&playbook);
+    match crate::commit_msg::check(&text, &actions) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(why) => {
+            eprintln!("gtmd check-commit-msg: {}: {why}", file.display());
+            Ok(ExitCode::from(1))
         }
     }
 }

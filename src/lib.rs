@@ -10,6 +10,7 @@ pub mod agents;
 pub mod background;
 pub mod check;
 pub mod cli;
+pub mod commit_msg;
 pub mod config;
 pub mod daemon;
 pub mod diagnostic;
