@@ -13,6 +13,7 @@ pub mod cli;
 pub mod commit_msg;
 pub mod config;
 pub mod daemon;
+pub mod decision_rules;
 pub mod diagnostic;
 pub mod engine;
 pub mod gate_checks;

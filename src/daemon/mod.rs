@@ -580,6 +580,8 @@ impl Daemon {
     // ---- processes ----
 
     fn start_task(&mut self, spec: &crate::engine::TaskSpec) {
+        let with_rules = self.with_decision_rules(spec);
+        let spec = with_rules.as_ref().unwrap_or(spec);
         tracing::info!(task = %spec.id, agent = %spec.agent, trigger = %spec.trigger, "task started");
         if let Err(error) = self.runner.start(spec) {
             tracing::warn!(task = %spec.id, "task could not start: {error}");
@@ -638,6 +640,31 @@ impl Daemon {
             let _ = std::fs::remove_file(self.ingest.root().join(name));
             self.batch.push(event);
         }
+    }
+
+    /// The coordinator's refinement step gets the guide's iterate-vs-restart
+    /// recommendation from the unit economics on disk (`decision_rules`).
+    fn with_decision_rules(
+        &self,
+        spec: &crate::engine::TaskSpec,
+    ) -> Option<crate::engine::TaskSpec> {
+        let rules = &self.engine.playbook().decision_rules;
+        if spec.step.as_deref() != Some(rules.step.as_str()) {
+            return None;
+        }
+        let targets = spec
+            .run
+            .as_deref()
+            .and_then(|r| self.engine.run(r))
+            .map(|r| r.request.config.targets.clone())
+            .unwrap_or_default();
+        let text = std::fs::read_to_string(self.ingest.root().join(&rules.file)).ok();
+        let lines =
+            crate::decision_rules::task_details(&rules.file, text.as_deref(), &targets, rules);
+        tracing::info!(task = %spec.id, "decision rules: {}", lines[0]);
+        let mut spec = spec.clone();
+        spec.details.extend(lines);
+        Some(spec)
     }
 
     // ---- timers ----
