@@ -17,6 +17,7 @@ pub mod decision_rules;
 pub mod diagnostic;
 pub mod engine;
 pub mod gate_checks;
+pub mod git;
 pub mod init;
 pub mod journal;
 pub mod playbook;

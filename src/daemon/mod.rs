@@ -78,6 +78,8 @@ pub struct Options {
     pub limits: crate::runner::Limits,
     /// `--grace`: how long running tasks may go on after SIGTERM/SIGINT.
     pub grace: Duration,
+    /// `--git`: commit each task's files when a status completes it.
+    pub git: bool,
 }
 
 /// How a foreground run ended.
@@ -169,7 +171,11 @@ pub async fn run(
         rescans: VecDeque::new(),
         rescan_at: None,
         pending_syncs: Vec::new(),
+        git: None,
     };
+    if d.options.git {
+        d.git = Some(crate::git::Git::new(&workspace));
+    }
     d.start()?;
     d.event_loop(watch_rx, exit_rx, &mut control).await
 }
@@ -215,6 +221,8 @@ struct Daemon {
     rescan_at: Option<Instant>,
     /// `gtmd sync` cookies to answer once the pending rescan has run.
     pending_syncs: Vec<PathBuf>,
+    /// `--git`: commits of completed tasks.
+    git: Option<crate::git::Git>,
 }
 
 fn now_ms() -> Millis {
@@ -811,6 +819,20 @@ impl Daemon {
                 tracing::warn!(request = %request, "run refused: {reason}");
                 if self.follow.as_ref().is_some_and(|(id, _)| *id == request) {
                     self.outcome = Some(Outcome::Failed { run: None, reason });
+                }
+            }
+            Action::Commit {
+                task,
+                agent,
+                action_word,
+                message_task,
+                paths,
+                branch,
+            } => {
+                if let Some(git) = self.git.as_mut() {
+                    let message =
+                        crate::commit_msg::format_message(&agent, &action_word, &message_task);
+                    git.commit(&task, branch.as_deref(), &message, &paths);
                 }
             }
             Action::RunFinished { run, ok, summary } => {
