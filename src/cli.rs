@@ -89,7 +89,8 @@ pub enum Command {
         /// [default with --daemon: STATE_DIR/gtmd.log].
         #[arg(long, value_name = "FILE")]
         log_file: Option<PathBuf>,
-        /// Commit each completed task's files (not implemented yet).
+        /// Commit each completed task's files on the phase's branch
+        /// (gtm/phase-N-<name>), in the guide's commit convention.
         #[arg(long)]
         git: bool,
     },
@@ -136,6 +137,12 @@ pub enum Command {
         #[arg(long, default_value_t = 30)]
         timeout: u64,
     },
+    /// Check a commit message against the guide's convention
+    /// (`[agent] action: brief description`); for a git `commit-msg` hook.
+    CheckCommitMsg {
+        /// The message file (git passes `.git/COMMIT_EDITMSG`).
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -161,6 +168,8 @@ pub enum TeamCommand {
         /// the run is cancelled, its tasks stopped.
         #[arg(long, value_name = "DURATION", value_parser = parse_budget)]
         run_budget: Option<u64>,
+        /// Commit each completed task's files on the phase's branch
+        /// (gtm/phase-N-<name>), in the guide's commit convention.
         #[arg(long)]
         git: bool,
     },
@@ -223,10 +232,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             };
             let log_to = if background.is_some() { None } else { log_file };
             init_logging(common.log_format, "info", log_to.as_deref())?;
-            if git {
-                tracing::warn!("--git is not implemented yet; running without commits");
-            }
-            let options = options(&common, poll.map(Duration::from_millis), Mode::Serve, false);
+            let mut options = options(&common, poll.map(Duration::from_millis), Mode::Serve, false);
+            options.git = git;
             let outcome = serve(settings, options);
             if let Some(b) = &background {
                 // The pid file goes first: the parent may be waiting on the error.
@@ -252,7 +259,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     scenario,
                     force,
                     run_budget,
-                    git: _,
+                    git,
                 },
         } => {
             init_logging(common.log_format, "warn", None)?;
@@ -276,7 +283,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 force,
                 budget_secs: run_budget,
             };
-            submit(&common, settings, request)
+            submit(&common, settings, request, git)
         }
         Command::Agent {
             command:
@@ -306,7 +313,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 force: false,
                 budget_secs: run_budget,
             };
-            submit(&common, settings, request)
+            submit(&common, settings, request, false)
         }
         Command::Status { json } => {
             let settings = load_settings(&common)?;
@@ -355,6 +362,36 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             };
             let settings = load_settings(&common)?;
             cancel(&settings, target, Duration::from_secs(timeout))
+        }
+        Command::CheckCommitMsg { file } => check_commit_msg(&common, &file),
+    }
+}
+
+/// `gtmd check-commit-msg FILE`: exit 0 when the message follows the
+/// convention, else 1 with what is wrong and what is accepted. Action words:
+/// the guide's, plus those of `--playbook` when given.
+fn check_commit_msg(common: &Common, file: &std::path::Path) -> Result<ExitCode> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the commit message {}", file.display()))?;
+    let playbook = match &common.playbook {
+        Some(p) => crate::playbook::load_playbook(p).map_err(|errors| {
+            anyhow::anyhow!(
+                "invalid playbook:\n{}",
+                errors
+                    .iter()
+                    .map(Diagnostic::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        })?,
+        None => crate::playbook::Playbook::default_playbook(),
+    };
+    let actions = crate::commit_msg::accepted_actions(&playbook);
+    match crate::commit_msg::check(&text, &actions) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(why) => {
+            eprintln!("gtmd check-commit-msg: {}: {why}", file.display());
+            Ok(ExitCode::from(1))
         }
     }
 }
@@ -506,15 +543,22 @@ fn options(common: &Common, poll: Option<Duration>, mode: Mode, progress: bool) 
             max_log_bytes: common.max_task_log,
         },
         grace: Duration::from_secs(common.grace),
+        git: false,
     }
 }
 
 /// Hand a request to the daemon serving the workspace, or run it here.
-fn submit(common: &Common, settings: Settings, request: RunRequest) -> Result<ExitCode> {
+/// `git`: commit each completed task's files (`--git`); a daemon serving the
+/// workspace commits only if it was started with `--git` itself.
+fn submit(common: &Common, settings: Settings, request: RunRequest, git: bool) -> Result<ExitCode> {
     if crate::journal::StateLock::is_held(&settings.paths.state_dir) {
+        if git {
+            eprintln!("note: --git: the gtmd serving this workspace commits only if it was started with `gtmd run --git`");
+        }
         return follow_daemon(&settings, &request);
     }
-    let options = options(common, None, Mode::Foreground(request), true);
+    let mut options = options(common, None, Mode::Foreground(request), true);
+    options.git = git;
     let outcome = serve(settings, options)?;
     Ok(report(outcome))
 }

@@ -78,6 +78,8 @@ pub struct Options {
     pub limits: crate::runner::Limits,
     /// `--grace`: how long running tasks may go on after SIGTERM/SIGINT.
     pub grace: Duration,
+    /// `--git`: commit each task's files when a status completes it.
+    pub git: bool,
 }
 
 /// How a foreground run ended.
@@ -169,7 +171,11 @@ pub async fn run(
         rescans: VecDeque::new(),
         rescan_at: None,
         pending_syncs: Vec::new(),
+        git: None,
     };
+    if d.options.git {
+        d.git = Some(crate::git::Git::new(&workspace));
+    }
     d.start()?;
     d.event_loop(watch_rx, exit_rx, &mut control).await
 }
@@ -215,6 +221,8 @@ struct Daemon {
     rescan_at: Option<Instant>,
     /// `gtmd sync` cookies to answer once the pending rescan has run.
     pending_syncs: Vec<PathBuf>,
+    /// `--git`: commits of completed tasks.
+    git: Option<crate::git::Git>,
 }
 
 fn now_ms() -> Millis {
@@ -599,6 +607,8 @@ impl Daemon {
     // ---- processes ----
 
     fn start_task(&mut self, spec: &crate::engine::TaskSpec) {
+        let with_rules = self.with_decision_rules(spec);
+        let spec = with_rules.as_ref().unwrap_or(spec);
         tracing::info!(task = %spec.id, agent = %spec.agent, trigger = %spec.trigger, "task started");
         if let Err(error) = self.runner.start(spec) {
             tracing::warn!(task = %spec.id, "task could not start: {error}");
@@ -657,6 +667,31 @@ impl Daemon {
             let _ = std::fs::remove_file(self.ingest.root().join(name));
             self.batch.push(event);
         }
+    }
+
+    /// The coordinator's refinement step gets the guide's iterate-vs-restart
+    /// recommendation from the unit economics on disk (`decision_rules`).
+    fn with_decision_rules(
+        &self,
+        spec: &crate::engine::TaskSpec,
+    ) -> Option<crate::engine::TaskSpec> {
+        let rules = &self.engine.playbook().decision_rules;
+        if spec.step.as_deref() != Some(rules.step.as_str()) {
+            return None;
+        }
+        let targets = spec
+            .run
+            .as_deref()
+            .and_then(|r| self.engine.run(r))
+            .map(|r| r.request.config.targets.clone())
+            .unwrap_or_default();
+        let text = std::fs::read_to_string(self.ingest.root().join(&rules.file)).ok();
+        let lines =
+            crate::decision_rules::task_details(&rules.file, text.as_deref(), &targets, rules);
+        tracing::info!(task = %spec.id, "decision rules: {}", lines[0]);
+        let mut spec = spec.clone();
+        spec.details.extend(lines);
+        Some(spec)
     }
 
     // ---- timers ----
@@ -803,6 +838,20 @@ impl Daemon {
                 tracing::warn!(request = %request, "run refused: {reason}");
                 if self.follow.as_ref().is_some_and(|(id, _)| *id == request) {
                     self.outcome = Some(Outcome::Failed { run: None, reason });
+                }
+            }
+            Action::Commit {
+                task,
+                agent,
+                action_word,
+                message_task,
+                paths,
+                branch,
+            } => {
+                if let Some(git) = self.git.as_mut() {
+                    let message =
+                        crate::commit_msg::format_message(&agent, &action_word, &message_task);
+                    git.commit(&task, branch.as_deref(), &message, &paths);
                 }
             }
             Action::RunFinished { run, ok, summary } => {

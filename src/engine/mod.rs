@@ -850,7 +850,10 @@ impl Engine {
         }
         match report.status {
             TaskStatus::Pending | TaskStatus::InProgress => {}
-            TaskStatus::Complete => self.complete_task(&task_id, at, out),
+            TaskStatus::Complete => {
+                self.complete_task(&task_id, at, out);
+                self.commit_action(&task_id, path, report, out);
+            }
             TaskStatus::Blocked => {
                 self.mutate_task(&task_id, |t| {
                     t.state = TaskState::Blocked;
@@ -873,6 +876,50 @@ impl Engine {
                 self.fail_task(&task_id, reason, at, out);
             }
         }
+    }
+
+    /// A task that a status completed: its files, for `--git`.
+    fn commit_action(
+        &self,
+        task_id: &str,
+        status_path: &str,
+        report: &StatusReport,
+        out: &mut Vec<Action>,
+    ) {
+        let t = &self.tasks[task_id];
+        if t.state
+            != (TaskState::Done {
+                outcome: Outcome::Complete,
+            })
+        {
+            return;
+        }
+        let mut paths = vec![status_path.to_string()];
+        paths.extend(report.outputs.iter().cloned());
+        match &t.kind {
+            TaskKind::ApplyDecision { decision, conflict } => {
+                paths.extend([decision.clone(), conflict.clone()])
+            }
+            TaskKind::ConflictReview { conflict } => paths.push(conflict.clone()),
+            _ => {}
+        }
+        let step = t.step.as_deref().and_then(|s| self.playbook.step(s));
+        let phase = t.phase.and_then(|p| self.playbook.phase(p));
+        out.push(Action::Commit {
+            task: t.id.clone(),
+            agent: t.agent.clone(),
+            action_word: match step {
+                Some((_, s)) => s.action.clone(),
+                None => crate::commit_msg::default_action(&t.agent).to_string(),
+            },
+            message_task: if report.task.trim().is_empty() {
+                t.text.clone()
+            } else {
+                report.task.clone()
+            },
+            paths,
+            branch: phase.map(|p| format!("gtm/phase-{}-{}", p.number, p.name)),
+        });
     }
 
     /// A status names its task by `task_id`, else by agent (and phase when given).

@@ -239,6 +239,21 @@ pub enum Action {
         ok: bool,
         summary: String,
     },
+    /// A task completed with a status: commit the files it listed, for
+    /// `--git` (the daemon ignores it otherwise). Message:
+    /// `[agent] action_word: message_task`; on `branch` when given.
+    Commit {
+        task: TaskId,
+        agent: String,
+        /// The convention's action word (the step's `action`).
+        action_word: String,
+        message_task: String,
+        /// Workspace-relative: the status file, the outputs it listed, and
+        /// the decision/conflict files an apply or review task was about.
+        paths: Vec<String>,
+        /// `gtm/phase-N-<name>` for a task of a phase.
+        branch: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

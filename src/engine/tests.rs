@@ -1106,3 +1106,50 @@ fn a_run_cancelled_for_its_budget_ends_with_the_reason() {
     assert_eq!(r.state, RunState::Cancelled);
     assert!(r.log.iter().any(|(_, l)| l.contains("wall-clock budget")));
 }
+
+#[test]
+fn a_completed_status_asks_for_a_commit_of_its_files_and_nothing_else_does() {
+    let mut b = Bus::new();
+    b.request(&[1, 2], None, false);
+    pass_phase(&mut b, 1);
+    b.write_outputs("campaign-design");
+    let task = b.task_of("campaign-design");
+    let report = StatusReport {
+        agent: "demand-generation".into(),
+        phase: Some(2),
+        task: "Google Ads campaign design".into(),
+        status: TaskStatus::Complete,
+        outputs: vec!["demand-gen/campaigns/item.md".into()],
+        blockers: vec![],
+        next: None,
+        task_id: Some(task.clone()),
+    };
+    let a = b.file(
+        "status/demand-generation.md",
+        FileContent::Status { report },
+    );
+    let commits: Vec<&Action> = a
+        .iter()
+        .filter(|a| matches!(a, Action::Commit { .. }))
+        .collect();
+    assert_eq!(
+        commits,
+        vec![&Action::Commit {
+            task: task.clone(),
+            agent: "demand-generation".into(),
+            action_word: "campaign".into(),
+            message_task: "Google Ads campaign design".into(),
+            paths: vec![
+                "status/demand-generation.md".into(),
+                "demand-gen/campaigns/item.md".into()
+            ],
+            branch: Some("gtm/phase-2-pipeline-building".into()),
+        }]
+    );
+    // The exit after it, and a task completed by exit 0 alone, commit nothing.
+    let a = b.exit(&task, 0);
+    assert!(!a.iter().any(|a| matches!(a, Action::Commit { .. })));
+    b.write_outputs("enablement-kit");
+    let a = b.exit(&b.task_of("enablement-kit"), 0);
+    assert!(!a.iter().any(|a| matches!(a, Action::Commit { .. })));
+}

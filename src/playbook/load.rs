@@ -130,6 +130,8 @@ struct RawPlaybook {
     default_timeout_secs: u64,
     #[serde(default = "fallback_retries")]
     default_retries: u32,
+    #[serde(default)]
+    decision_rules: super::DecisionRules,
 }
 
 fn fallback_timeout() -> u64 {
@@ -246,6 +248,7 @@ impl RawPlaybook {
                 .collect(),
             default_timeout_secs: self.default_timeout_secs,
             default_retries: self.default_retries,
+            decision_rules: self.decision_rules,
         }
     }
 }
@@ -346,6 +349,48 @@ impl Validator<'_> {
         self.validate_steps(pb);
         self.validate_routes(pb);
         self.validate_scenarios(pb);
+        self.validate_decision_rules(pb);
+    }
+
+    fn validate_decision_rules(&mut self, pb: &Playbook) {
+        let r = &pb.decision_rules;
+        let section = self.loc.key_line(0, self.loc.len(), "decision_rules");
+        let line_of = |v: &Validator, key: &str| {
+            section
+                .and_then(|s| v.loc.key_line(s, v.loc.len(), key))
+                .or(section)
+                .map(|l| l + 1)
+        };
+        for (key, v) in [
+            ("restart_cac_multiple", r.restart_cac_multiple),
+            ("scale_max_cac_multiple", r.scale_max_cac_multiple),
+            ("scale_min_ltv_cac", r.scale_min_ltv_cac),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                let line = line_of(self, key);
+                self.error(
+                    line,
+                    format!("decision_rules.{key} must be a number above 0"),
+                );
+            }
+        }
+        if !(0.0..100.0).contains(&r.improving_min_drop_pct) {
+            let line = line_of(self, "improving_min_drop_pct");
+            self.error(
+                line,
+                "decision_rules.improving_min_drop_pct must be a percentage from 0 to 100".into(),
+            );
+        }
+        if r.file.starts_with('/') || r.file.split('/').any(|c| c == "..") || r.file.is_empty() {
+            let line = line_of(self, "file");
+            self.error(
+                line,
+                format!(
+                    "decision_rules.file {:?} must be a path inside the workspace, like analytics/unit-economics.md",
+                    r.file
+                ),
+            );
+        }
     }
 
     /// The `number:` line of the i-th phase (only phases have a `number` key).

@@ -26,6 +26,43 @@ pub struct Playbook {
     pub default_timeout_secs: u64,
     /// Retries for an agent whose definition names none.
     pub default_retries: u32,
+    /// The guide's "When to Iterate vs. Restart" thresholds (optional section).
+    #[serde(default)]
+    pub decision_rules: DecisionRules,
+}
+
+/// The thresholds of the guide's iterate-vs-restart rule, applied to the
+/// growth analyst's unit economics when the coordinator's refinement step
+/// starts (`src/decision_rules.rs`). Every key is optional.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DecisionRules {
+    /// Restart when CAC is at least this multiple of the target...
+    pub restart_cac_multiple: f64,
+    /// ...and the CAC series is not improving: the latest period at least
+    /// this many percent below the first, and not up on the one before.
+    pub improving_min_drop_pct: f64,
+    /// Scaling fits the next cycle when CAC is at most this multiple of the
+    /// target (and LTV:CAC and payback meet theirs).
+    pub scale_max_cac_multiple: f64,
+    pub scale_min_ltv_cac: f64,
+    /// The step whose task gets the recommendation.
+    pub step: String,
+    /// The unit-economics table, workspace-relative.
+    pub file: String,
+}
+
+impl Default for DecisionRules {
+    fn default() -> Self {
+        DecisionRules {
+            restart_cac_multiple: 3.0,
+            improving_min_drop_pct: 10.0,
+            scale_max_cac_multiple: 1.0,
+            scale_min_ltv_cac: 3.0,
+            step: "strategy-refinement".into(),
+            file: "analytics/unit-economics.md".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
