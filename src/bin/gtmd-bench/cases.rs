@@ -383,13 +383,14 @@ pub fn big_workspace(
     eprintln!("  first start (every file unseen) ...");
     let mut g = Gtmd::start(env, &p, Some(&agent))?;
     s.first_ready = g.wait_ready(Duration::from_secs(300))?.as_secs_f64();
-    let journal = p.journal();
+    // Re-resolved each time: the first start compacts the journal into a
+    // snapshot (100,000 entries) and moves on to the next generation.
     let done = wait_progress(
         Duration::from_secs(180),
         Duration::from_secs(30),
         Duration::from_millis(50),
         || {
-            let n = count_journal_events(&journal, "task-exited");
+            let n = count_journal_events(&p.journal(), "task-exited");
             (n >= old, n)
         },
     )?;
@@ -425,6 +426,7 @@ pub fn big_workspace(
     }
     // Drop the page cache's advantage? No: a restart usually finds a warm
     // cache too. Measured as it is.
+    let journal = p.journal();
     let mut jtail = Tail::from_end(journal.clone());
     let exited_before = count_journal_events(&journal, "task-exited");
 

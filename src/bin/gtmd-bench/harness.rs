@@ -125,8 +125,28 @@ impl Project {
     pub fn ws(&self) -> PathBuf {
         self.root().join("workspace")
     }
+    /// The journal gtmd writes now: `journal.jsonl`, or `journal.N.jsonl`
+    /// after N compactions (the newest generation).
     pub fn journal(&self) -> PathBuf {
-        self.ws().join(".gtmd/journal.jsonl")
+        let dir = self.ws().join(".gtmd");
+        let generation = |name: &str| -> Option<u64> {
+            if name == "journal.jsonl" {
+                return Some(0);
+            }
+            name.strip_prefix("journal.")?.strip_suffix(".jsonl")?.parse().ok()
+        };
+        fs::read_dir(&dir)
+            .ok()
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                generation(&name).map(|g| (g, e.path()))
+            })
+            .max_by_key(|(g, _)| *g)
+            .map(|(_, p)| p)
+            .unwrap_or_else(|| dir.join("journal.jsonl"))
     }
     /// The agents' record: one line per agent start.
     pub fn agent_log(&self) -> PathBuf {
