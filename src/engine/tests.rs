@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::gate_checks::CheckResult;
+use crate::playbook::RouteKind;
 use crate::protocol::{Checkbox, StatusReport, TaskStatus};
 
 struct Bus {

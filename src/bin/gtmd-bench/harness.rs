@@ -133,7 +133,10 @@ impl Project {
             if name == "journal.jsonl" {
                 return Some(0);
             }
-            name.strip_prefix("journal.")?.strip_suffix(".jsonl")?.parse().ok()
+            name.strip_prefix("journal.")?
+                .strip_suffix(".jsonl")?
+                .parse()
+                .ok()
         };
         fs::read_dir(&dir)
             .ok()

@@ -1,0 +1,559 @@
+//! Runs, phases, steps and gates: the guide's execution modes, the order of
+//! steps within a phase, and a gate that holds the next phase until every box
+//! is ticked and every automatic check passes.
+use super::*;
+use crate::diagnostic::Diagnostic;
+
+impl Engine {
+    // ---- runs, phases, steps, gates ----
+
+    pub(super) fn on_request(&mut self, req: &RunRequest, at: Millis, out: &mut Vec<Action>) {
+        if self.runs.values().any(|r| r.request.id == req.id)
+            || self.refused_requests.iter().any(|r| r.id == req.id)
+        {
+            return; // the same request seen again
+        }
+        match self.validate_request(req) {
+            Err(reason) => {
+                self.refused_requests.push(RefusedRequest {
+                    id: req.id.clone(),
+                    reason: reason.clone(),
+                    at,
+                });
+                out.push(Action::RunRefused {
+                    request: req.id.clone(),
+                    reason,
+                });
+            }
+            Ok(phases) => self.start_run(req, phases, at, out),
+        }
+    }
+
+    /// The guide's execution modes and scenario validation.
+    pub(super) fn validate_request(&self, req: &RunRequest) -> Result<Vec<u8>, String> {
+        let phases = match &req.kind {
+            RunKind::Agent { agent, .. } => {
+                if !self.agents.contains_key(agent) {
+                    return Err(format!("unknown agent {agent}"));
+                }
+                return Ok(Vec::new());
+            }
+            RunKind::Phases { phases } => phases.clone(),
+        };
+        if phases.is_empty() {
+            return Err("no phases requested".into());
+        }
+        let mut sorted = phases.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        for p in &sorted {
+            if self.playbook.phase(*p).is_none() {
+                return Err(format!("the playbook has no phase {p}"));
+            }
+        }
+        if let Some(active) = self.active_run() {
+            return Err(format!(
+                "run {} is still active (phase {}); cancel it with `gtmd cancel --run {}` first",
+                active.id,
+                active.current_phase().unwrap_or(0),
+                active.id
+            ));
+        }
+        if let Some(name) = &req.scenario {
+            let Some(sc) = self.playbook.scenario(name) else {
+                let names: Vec<&str> = self
+                    .playbook
+                    .scenarios
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect();
+                return Err(format!(
+                    "unknown scenario {name}; accepted: {}",
+                    names.join(", ")
+                ));
+            };
+            let mut required = sc.required_phases.clone();
+            required.sort_unstable();
+            if required != sorted && !req.force {
+                return Err(format!(
+                    "scenario {name} runs phases {}, this run asks for {}; use --force to run it anyway",
+                    join_nums(&required),
+                    join_nums(&sorted)
+                ));
+            }
+        }
+        // Inputs that earlier phases, not part of this run, should have produced.
+        let mut missing = BTreeSet::new();
+        for p in &sorted {
+            for step in &self.playbook.phase(*p).unwrap().steps {
+                for input in &step.inputs {
+                    let from = self.producing_phase(input);
+                    if let Some(from) = from {
+                        if from < *p && !sorted.contains(&from) && !self.output_present(input) {
+                            missing.insert(format!("{input} (phase {from})"));
+                        }
+                    }
+                }
+            }
+        }
+        if !missing.is_empty() && !req.force {
+            return Err(format!(
+                "inputs from earlier phases are missing: {}; run those phases first (or use --force)",
+                missing.into_iter().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        Ok(sorted)
+    }
+
+    pub(super) fn producing_phase(&self, path: &str) -> Option<u8> {
+        self.playbook
+            .phases
+            .iter()
+            .find(|ph| ph.steps.iter().any(|s| s.outputs.iter().any(|o| o == path)))
+            .map(|ph| ph.number)
+    }
+
+    pub(super) fn start_run(
+        &mut self,
+        req: &RunRequest,
+        phases: Vec<u8>,
+        at: Millis,
+        out: &mut Vec<Action>,
+    ) {
+        let id = format!("{}-{:03}", date_of(at), self.next_run);
+        self.next_run += 1;
+        let mut steps = BTreeMap::new();
+        for p in &phases {
+            for s in &self.playbook.phase(*p).unwrap().steps {
+                steps.insert(
+                    s.id.clone(),
+                    StepRecord {
+                        id: s.id.clone(),
+                        phase: *p,
+                        state: StepState::Waiting,
+                        started_at: None,
+                        done_at: None,
+                        estimate_minutes: s.estimate_minutes,
+                    },
+                );
+            }
+        }
+        let what = match &req.kind {
+            RunKind::Phases { .. } => format!("phases {}", join_nums(&phases)),
+            RunKind::Agent { agent, .. } => format!("agent {agent}"),
+        };
+        self.runs.insert(
+            id.clone(),
+            Run {
+                id: id.clone(),
+                request: req.clone(),
+                phases: phases.clone(),
+                current: 0,
+                state: RunState::Running,
+                started_at: at,
+                ended_at: None,
+                steps,
+                gates: BTreeMap::new(),
+                refused: BTreeMap::new(),
+                log: vec![(at, format!("run started: {what}"))],
+            },
+        );
+        out.push(Action::Notice {
+            level: NoticeLevel::Info,
+            message: format!("run {id} started: {what}"),
+        });
+        out.push(Action::RecordChanged { run: id.clone() });
+        match &req.kind {
+            RunKind::Agent { agent, task } => {
+                self.new_task(
+                    NewTask {
+                        agent: agent.clone(),
+                        run: Some(id.clone()),
+                        phase: None,
+                        step: None,
+                        kind: TaskKind::Adhoc,
+                        text: task.clone(),
+                        trigger: "gtmd agent run".into(),
+                        details: Vec::new(),
+                    },
+                    at,
+                    out,
+                );
+            }
+            RunKind::Phases { .. } => self.start_phase(&id, at, out),
+        }
+    }
+
+    pub(super) fn start_phase(&mut self, run: &str, at: Millis, out: &mut Vec<Action>) {
+        let phase = self.runs[run].current_phase().unwrap();
+        let name = self.playbook.phase(phase).unwrap().name.clone();
+        let r = self.runs.get_mut(run).unwrap();
+        r.log.push((at, format!("phase {phase} {name} started")));
+        out.push(Action::Notice {
+            level: NoticeLevel::Info,
+            message: format!("run {run}: phase {phase} {name} started"),
+        });
+        self.start_ready_steps(run, at, out);
+    }
+
+    pub(super) fn start_ready_steps(&mut self, run: &str, at: Millis, out: &mut Vec<Action>) {
+        let Some(phase) = self.runs[run].current_phase() else {
+            return;
+        };
+        let steps = self.playbook.phase(phase).unwrap().steps.clone();
+        for step in steps {
+            let r = &self.runs[run];
+            if r.steps[&step.id].state != StepState::Waiting {
+                continue;
+            }
+            let ready = step
+                .depends_on
+                .iter()
+                .all(|d| r.steps.get(d).is_some_and(|s| s.state == StepState::Done));
+            if !ready {
+                continue;
+            }
+            let task = self.new_task(
+                NewTask {
+                    agent: step.agent.clone(),
+                    run: Some(run.to_string()),
+                    phase: Some(phase),
+                    step: Some(step.id.clone()),
+                    kind: TaskKind::Step,
+                    text: step.title.clone(),
+                    trigger: format!("phase {phase} step {}", step.id),
+                    details: step.activities.clone(),
+                },
+                at,
+                out,
+            );
+            let s = self
+                .runs
+                .get_mut(run)
+                .unwrap()
+                .steps
+                .get_mut(&step.id)
+                .unwrap();
+            s.state = StepState::Active { task };
+            s.started_at.get_or_insert(at);
+        }
+    }
+
+    pub(super) fn step_done(&mut self, run: &str, step: &str, at: Millis, out: &mut Vec<Action>) {
+        let Some(r) = self.runs.get_mut(run) else {
+            return;
+        };
+        if !r.is_active() {
+            return;
+        }
+        let Some(s) = r.steps.get_mut(step) else {
+            return;
+        };
+        if s.state == StepState::Done {
+            return;
+        }
+        s.state = StepState::Done;
+        s.done_at = Some(at);
+        let phase = s.phase;
+        r.log.push((at, format!("step {step} done")));
+        out.push(Action::RecordChanged {
+            run: run.to_string(),
+        });
+        if r.current_phase() != Some(phase) {
+            return;
+        }
+        self.start_ready_steps(run, at, out);
+        let r = &self.runs[run];
+        let all_done = r
+            .steps
+            .values()
+            .filter(|s| s.phase == phase)
+            .all(|s| s.state == StepState::Done);
+        if all_done && !r.gates.contains_key(&phase) {
+            self.open_gate(run, phase, at, out);
+        }
+    }
+
+    pub(super) fn open_gate(&mut self, run: &str, phase: u8, at: Millis, out: &mut Vec<Action>) {
+        let p = self.playbook.phase(phase).unwrap();
+        let path = gate_path(p);
+        let boxes = p
+            .gate
+            .checklist
+            .iter()
+            .map(|c| (c.clone(), false))
+            .collect();
+        let r = self.runs.get_mut(run).unwrap();
+        r.gates.insert(
+            phase,
+            GateState {
+                phase,
+                path: path.clone(),
+                opened_at: at,
+                boxes,
+                checks: None,
+                written: false,
+                passed_at: None,
+            },
+        );
+        r.log
+            .push((at, format!("phase {phase} done; gate {path} opened")));
+        out.push(Action::EvaluateGate {
+            run: run.to_string(),
+            phase,
+        });
+    }
+
+    pub(super) fn on_gate_evaluated(
+        &mut self,
+        run: &str,
+        phase: u8,
+        checks: &[crate::gate_checks::CheckResult],
+        at: Millis,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(r) = self.runs.get_mut(run) else {
+            return;
+        };
+        if !r.is_active() {
+            return;
+        }
+        let Some(g) = r.gates.get_mut(&phase) else {
+            return;
+        };
+        if g.passed_at.is_some() {
+            return;
+        }
+        let changed = g.checks.as_deref() != Some(checks);
+        g.checks = Some(checks.to_vec());
+        let first = !g.written;
+        if changed || first {
+            g.written = true;
+            let contents = render_gate(self.playbook.phase(phase).unwrap(), g, run);
+            out.push(Action::WriteFile {
+                path: g.path.clone(),
+                contents,
+            });
+        }
+        if first {
+            let failing: Vec<String> = checks
+                .iter()
+                .filter(|c| !c.passed)
+                .map(|c| format!("{}: {}", c.name, c.detail))
+                .collect();
+            let needs_review = !g.boxes.is_empty() || !failing.is_empty();
+            let path = g.path.clone();
+            let n = g.boxes.len();
+            if needs_review {
+                let mut details = vec![format!(
+                    "Open {path}, review the phase's outputs against each checklist item, and tick ([x]) the boxes that hold."
+                )];
+                if !failing.is_empty() {
+                    details.push(format!(
+                        "Automatic checks that fail (the gate stays closed until they pass): {}",
+                        failing.join("; ")
+                    ));
+                }
+                self.new_task(
+                    NewTask {
+                        agent: "coordinator".into(),
+                        run: Some(run.to_string()),
+                        phase: Some(phase),
+                        step: None,
+                        kind: TaskKind::GateReview { phase },
+                        text: format!(
+                            "Review the phase {phase} quality gate: tick the {n} checklist item(s) in {path}"
+                        ),
+                        trigger: format!("phase {phase} done"),
+                        details,
+                    },
+                    at,
+                    out,
+                );
+            }
+        }
+        self.try_pass_gate(run, phase, at, out);
+    }
+
+    pub(super) fn on_gate_file(
+        &mut self,
+        path: &str,
+        boxes: &[crate::protocol::Checkbox],
+        at: Millis,
+        out: &mut Vec<Action>,
+    ) {
+        let ids: Vec<RunId> = self
+            .runs
+            .values()
+            .filter(|r| r.is_active())
+            .map(|r| r.id.clone())
+            .collect();
+        for id in ids {
+            let r = self.runs.get_mut(&id).unwrap();
+            let Some(g) = r.gates.values_mut().find(|g| g.path == path) else {
+                continue;
+            };
+            if g.passed_at.is_some() {
+                continue;
+            }
+            let playbook_items: Vec<String> = self
+                .playbook
+                .phase(g.phase)
+                .map(|p| p.gate.checklist.clone())
+                .unwrap_or_default();
+            let recognised = boxes
+                .iter()
+                .any(|b| playbook_items.iter().any(|i| same_item(&b.text, i)));
+            if !playbook_items.is_empty() && !recognised {
+                // Edited into something that is no gate any more: say so, and
+                // put the gate back as it was (ticks kept) for the coordinator.
+                let phase = g.phase;
+                let contents = render_gate(self.playbook.phase(phase).unwrap(), g, &id);
+                let n = playbook_items.len();
+                self.refuse(
+                    Diagnostic::new(
+                        path,
+                        None,
+                        format!(
+                            "holds none of the phase {phase} gate's {n} checklist items; a gate file keeps the `- [ ] item` lines gtmd wrote, ticked as `- [x] item`. gtmd wrote the gate back"
+                        ),
+                    ),
+                    at,
+                    out,
+                );
+                out.push(Action::WriteFile {
+                    path: path.to_string(),
+                    contents,
+                });
+                continue;
+            }
+            // Every checklist item of the playbook must be present and ticked;
+            // boxes the coordinator added must be ticked too.
+            let mut merged: Vec<(String, bool)> = playbook_items
+                .iter()
+                .map(|text| {
+                    let ticked = boxes.iter().any(|b| b.checked && same_item(&b.text, text));
+                    (text.clone(), ticked)
+                })
+                .collect();
+            for b in boxes {
+                if !playbook_items.iter().any(|i| same_item(&b.text, i)) {
+                    merged.push((b.text.clone(), b.checked));
+                }
+            }
+            let r = self.runs.get_mut(&id).unwrap();
+            let g = r.gates.values_mut().find(|g| g.path == path).unwrap();
+            g.boxes = merged;
+            let phase = g.phase;
+            out.push(Action::EvaluateGate { run: id, phase });
+        }
+    }
+
+    pub(super) fn try_pass_gate(
+        &mut self,
+        run: &str,
+        phase: u8,
+        at: Millis,
+        out: &mut Vec<Action>,
+    ) {
+        let r = self.runs.get_mut(run).unwrap();
+        let g = r.gates.get_mut(&phase).unwrap();
+        let checks_pass = g
+            .checks
+            .as_ref()
+            .is_some_and(|c| c.iter().all(|c| c.passed));
+        let ticked = g.boxes.iter().all(|(_, t)| *t);
+        if !(checks_pass && ticked) || g.passed_at.is_some() {
+            return;
+        }
+        g.passed_at = Some(at);
+        r.log.push((at, format!("gate of phase {phase} passed")));
+        out.push(Action::RecordChanged {
+            run: run.to_string(),
+        });
+        // The review task has nothing left to do.
+        let review: Vec<TaskId> = self
+            .open_tasks()
+            .filter(|t| {
+                t.is_open()
+                    && t.run.as_deref() == Some(run)
+                    && t.kind == TaskKind::GateReview { phase }
+                    && t.state != TaskState::Running
+            })
+            .map(|t| t.id.clone())
+            .collect();
+        for t in review {
+            self.end_task(&t, Outcome::Complete, at, out);
+        }
+        let r = self.runs.get_mut(run).unwrap();
+        r.current += 1;
+        if r.current < r.phases.len() {
+            self.start_phase(run, at, out);
+        } else {
+            r.state = RunState::Passed;
+            r.ended_at = Some(at);
+            r.log.push((at, "run complete".into()));
+            out.push(Action::RunFinished {
+                run: run.to_string(),
+                ok: true,
+                summary: format!("all phases passed their gates ({})", join_nums(&r.phases)),
+            });
+        }
+    }
+
+    pub(super) fn on_cancel(
+        &mut self,
+        target: &CancelTarget,
+        reason: Option<&str>,
+        at: Millis,
+        out: &mut Vec<Action>,
+    ) {
+        let why = reason.map(|r| format!(": {r}")).unwrap_or_default();
+        if let CancelTarget::Task { task } = target {
+            if let Some(t) = self.tasks.get(task).filter(|t| t.is_open()) {
+                if let Some(run) = t.run.clone() {
+                    if let Some(r) = self.runs.get_mut(&run) {
+                        r.log.push((at, format!("task {task} cancelled{why}")));
+                    }
+                }
+            }
+        }
+        // The run first: an agent run would otherwise end as failed with its task.
+        if let CancelTarget::Run { run } = target {
+            if let Some(r) = self.runs.get_mut(run) {
+                if r.is_active() {
+                    r.state = RunState::Cancelled;
+                    r.ended_at = Some(at);
+                    r.log.push((at, format!("run cancelled{why}")));
+                    out.push(Action::RecordChanged { run: run.clone() });
+                    out.push(Action::RunFinished {
+                        run: run.clone(),
+                        ok: false,
+                        summary: format!("cancelled{why}"),
+                    });
+                }
+            }
+        }
+        let ids: Vec<TaskId> = match target {
+            CancelTarget::Task { task } => vec![task.clone()],
+            CancelTarget::Run { run } => self
+                .tasks
+                .values()
+                .filter(|t| t.run.as_deref() == Some(run.as_str()))
+                .map(|t| t.id.clone())
+                .collect(),
+        };
+        for id in ids {
+            let Some(t) = self.tasks.get(&id) else {
+                continue;
+            };
+            if !t.is_open() {
+                continue;
+            }
+            if t.process_alive {
+                out.push(Action::StopTask { task: id.clone() });
+            }
+            self.end_task(&id, Outcome::Cancelled, at, out);
+        }
+    }
+}
