@@ -86,9 +86,20 @@ fn a_restart_acts_on_exactly_what_changed_while_down() {
     assert_eq!(r["conflicts/b.md"], 2);
     assert_eq!(r["conflicts/c.md"], 1);
     let new_lines = fs::read_to_string(&journal).unwrap().lines().count() - lines_before;
-    // Two new versions and nothing for the 200 unchanged files.
+    // Two new versions, the touched file's new mtime, and nothing for the
+    // 200 unchanged files.
     assert!(new_lines <= 4, "{new_lines} journal entries for 2 changes");
     stop(g);
+    // The touched file's mtime was recorded: the next start reads nothing.
+    let before = fs::read_to_string(&journal).unwrap().lines().count();
+    let g = start(&p, &[], &[]);
+    sync(&p);
+    stop(g);
+    let after = fs::read_to_string(&journal).unwrap().lines().count();
+    assert_eq!(
+        after, before,
+        "a start with nothing changed wrote to the journal"
+    );
 }
 
 #[test]

@@ -29,6 +29,9 @@ pub enum Observed {
     Owned,
     /// The same content as the version already acted on.
     Unchanged,
+    /// The same content with a new modification time (touched, or rewritten
+    /// unchanged): worth recording so the next start need not read it again.
+    Touched { mtime_ns: u64 },
     /// A version gtmd has not acted on.
     New {
         hash: String,
@@ -155,8 +158,8 @@ impl Ingest {
                 Err(_) => return Observed::Missing,
             };
             let hash = blake3::hash(&bytes).to_hex().to_string();
-            if known.is_some_and(|k| k.hash == hash) {
-                return Observed::Unchanged;
+            if let Some(k) = known.filter(|k| k.hash == hash) {
+                return touched_or_unchanged(k, mtime_ns);
             }
             let content = parse(rel, &kind, &bytes);
             Observed::New {
@@ -170,8 +173,8 @@ impl Ingest {
                 Ok(h) => h,
                 Err(_) => return Observed::Missing,
             };
-            if known.is_some_and(|k| k.hash == hash) {
-                return Observed::Unchanged;
+            if let Some(k) = known.filter(|k| k.hash == hash) {
+                return touched_or_unchanged(k, mtime_ns);
             }
             Observed::New {
                 hash,
@@ -280,6 +283,14 @@ impl Ingest {
         }
         out.sort();
         out
+    }
+}
+
+fn touched_or_unchanged(known: &FileEntry, mtime_ns: u64) -> Observed {
+    if known.mtime_ns == mtime_ns {
+        Observed::Unchanged
+    } else {
+        Observed::Touched { mtime_ns }
     }
 }
 

@@ -498,6 +498,17 @@ impl Daemon {
                     }
                 }
             }
+            Observed::Touched { mtime_ns } => {
+                if let Some(mut entry) = known {
+                    entry.mtime_ns = mtime_ns;
+                    self.batch_index.insert(rel.to_string(), Some(entry));
+                }
+                self.batch.push(Event::FileTouched {
+                    path: rel.to_string(),
+                    mtime_ns,
+                    at: now_ms(),
+                });
+            }
             Observed::Ignored | Observed::Owned | Observed::Unchanged => {}
         }
     }

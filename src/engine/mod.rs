@@ -343,6 +343,11 @@ impl Engine {
                 }
                 self.on_file(path, content, at, &mut out);
             }
+            Event::FileTouched { path, mtime_ns, .. } => {
+                if let Some(f) = self.files.get_mut(path) {
+                    f.mtime_ns = *mtime_ns;
+                }
+            }
             Event::FileRemoved { path, .. } => {
                 self.files.remove(path);
             }

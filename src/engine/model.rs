@@ -36,6 +36,13 @@ pub enum Event {
         path: String,
         at: Millis,
     },
+    /// A known version with a new modification time: no reaction, only the
+    /// index learns the mtime, so a restart does not read the file again.
+    FileTouched {
+        path: String,
+        mtime_ns: u64,
+        at: Millis,
+    },
     RunRequested {
         request: RunRequest,
         at: Millis,
@@ -73,6 +80,7 @@ impl Event {
         match self {
             Event::FileChanged { at, .. }
             | Event::FileRemoved { at, .. }
+            | Event::FileTouched { at, .. }
             | Event::RunRequested { at, .. }
             | Event::TaskExited { at, .. }
             | Event::RetryDue { at, .. }
