@@ -29,6 +29,8 @@ pub enum Observed {
     Owned,
     /// The same content as the version already acted on.
     Unchanged,
+    /// A protocol file caught empty right after a change: read it later.
+    Settling,
     /// The same content with a new modification time (touched, or rewritten
     /// unchanged): worth recording so the next start need not read it again.
     Touched { mtime_ns: u64 },
@@ -157,6 +159,11 @@ impl Ingest {
                 Ok(b) => b,
                 Err(_) => return Observed::Missing,
             };
+            // Empty and just modified: a writer between truncate and write.
+            // Not a version yet; it is looked at again once it settles.
+            if bytes.iter().all(|b| b.is_ascii_whitespace()) && modified_within(&meta, RECENT) {
+                return Observed::Settling;
+            }
             let hash = blake3::hash(&bytes).to_hex().to_string();
             if let Some(k) = known.filter(|k| k.hash == hash) {
                 return touched_or_unchanged(k, mtime_ns);
@@ -284,6 +291,17 @@ impl Ingest {
         out.sort();
         out
     }
+}
+
+/// How recent a change must be for an empty protocol file to count as still
+/// being written; an older empty file is simply empty.
+const RECENT: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn modified_within(meta: &fs::Metadata, window: std::time::Duration) -> bool {
+    meta.modified()
+        .ok()
+        .and_then(|m| std::time::SystemTime::now().duration_since(m).ok())
+        .is_some_and(|age| age < window)
 }
 
 fn touched_or_unchanged(known: &FileEntry, mtime_ns: u64) -> Observed {

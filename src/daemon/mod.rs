@@ -509,6 +509,9 @@ impl Daemon {
                     at: now_ms(),
                 });
             }
+            Observed::Settling => {
+                self.settle.insert(rel.to_string(), Instant::now() + SETTLE);
+            }
             Observed::Ignored | Observed::Owned | Observed::Unchanged => {}
         }
     }
