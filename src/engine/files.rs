@@ -46,12 +46,7 @@ impl Engine {
 
     pub(super) fn refuse(&mut self, d: Diagnostic, at: Millis, out: &mut Vec<Action>) {
         self.rejected.insert(d.path.clone(), d.clone());
-        let ids: Vec<RunId> = self
-            .runs
-            .values()
-            .filter(|r| r.is_active())
-            .map(|r| r.id.clone())
-            .collect();
+        let ids = self.active_run_ids();
         for id in ids {
             let r = self.runs.get_mut(&id).unwrap();
             r.refused.insert(d.path.clone(), d.clone());
@@ -64,12 +59,7 @@ impl Engine {
     /// A file a step was waiting for may have arrived; a gate under review may
     /// need its checks run again.
     pub(super) fn on_output_changed(&mut self, path: &str, at: Millis, out: &mut Vec<Action>) {
-        let run_ids: Vec<RunId> = self
-            .runs
-            .values()
-            .filter(|r| r.is_active())
-            .map(|r| r.id.clone())
-            .collect();
+        let run_ids = self.active_run_ids();
         for id in run_ids {
             let Some(phase) = self.runs[&id].current_phase() else {
                 continue;

@@ -175,6 +175,15 @@ impl Engine {
             .values()
             .find(|r| r.is_active() && !r.phases.is_empty())
     }
+    /// Runs in progress (team runs and agent runs).
+    fn active_run_ids(&self) -> Vec<RunId> {
+        self.runs
+            .values()
+            .filter(|r| r.is_active())
+            .map(|r| r.id.clone())
+            .collect()
+    }
+
     pub fn set_agents(&mut self, agents: BTreeMap<String, AgentPolicy>) {
         self.agents = agents;
     }

@@ -382,12 +382,7 @@ impl Engine {
         at: Millis,
         out: &mut Vec<Action>,
     ) {
-        let ids: Vec<RunId> = self
-            .runs
-            .values()
-            .filter(|r| r.is_active())
-            .map(|r| r.id.clone())
-            .collect();
+        let ids = self.active_run_ids();
         for id in ids {
             let r = self.runs.get_mut(&id).unwrap();
             let Some(g) = r.gates.values_mut().find(|g| g.path == path) else {
