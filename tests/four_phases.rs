@@ -175,6 +175,13 @@ fn four_phases_run_in_the_guide_order_with_gates_between() {
     for n in 1..=4 {
         assert!(record.contains(&format!("- phase {n}: passed")), "{record}");
     }
+    // Every output was seen before its status (none reported missing): a
+    // regression test for an output indexed with the size it had before its
+    // writer finished, and for files in directories not yet watched.
+    assert!(
+        !record.contains("missing-outputs"),
+        "an output was taken as missing: {record}"
+    );
     // No agent left behind: every start has an end.
     let starts = lines.iter().filter(|l| l.kind == "start").count();
     let ends = lines.iter().filter(|l| l.kind == "end").count();

@@ -176,7 +176,10 @@ impl Ingest {
                 content,
             }
         } else {
-            let hash = match hash_file(&path) {
+            // The size is what was hashed: a writer may have grown the file
+            // since the stat above, and an empty size with a full hash would
+            // make an output look missing for ever.
+            let (hash, size) = match hash_file(&path) {
                 Ok(h) => h,
                 Err(_) => return Observed::Missing,
             };
@@ -216,7 +219,7 @@ impl Ingest {
             let hash = format!(
                 "link:{}:{}",
                 target.display(),
-                hash_file(&r).unwrap_or_default()
+                hash_file(&r).map(|(h, _)| h).unwrap_or_default()
             );
             if known.is_some_and(|k| k.hash == hash) {
                 return Observed::Unchanged;
@@ -437,11 +440,12 @@ fn read_limited(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-fn hash_file(path: &Path) -> std::io::Result<String> {
+/// Content hash and the number of bytes it covers.
+fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
     let mut hasher = blake3::Hasher::new();
     let mut f = fs::File::open(path)?;
-    std::io::copy(&mut f, &mut hasher)?;
-    Ok(hasher.finalize().to_hex().to_string())
+    let n = std::io::copy(&mut f, &mut hasher)?;
+    Ok((hasher.finalize().to_hex().to_string(), n))
 }
 
 fn mtime_ns(meta: &fs::Metadata) -> u64 {

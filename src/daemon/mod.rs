@@ -21,6 +21,7 @@ use crate::engine::{
 };
 use crate::gate_checks::run_gate_checks;
 use crate::journal::{Journal, StateLock};
+use crate::protocol::FileKind;
 use crate::record;
 use crate::runner::{write_atomic, Runner, TaskExit};
 use crate::watch::{self, Change, WatchMsg};
@@ -49,6 +50,9 @@ fn compact_every() -> u64 {
 const ROOT_CHECK: Duration = Duration::from_secs(1);
 /// Rescans closer together than this count as repeating.
 const RESCAN_WINDOW: Duration = Duration::from_secs(10);
+/// How long a new directory is looked at again, for files written into it
+/// before notify watched it.
+const NEW_DIR_WATCH: Duration = Duration::from_secs(1);
 /// How long an exit waits for its cookie before it is handled anyway.
 const COOKIE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a finished foreground run waits for agent processes to exit by
@@ -154,6 +158,7 @@ pub async fn run(
         runner,
         ingest,
         settle: BTreeMap::new(),
+        new_dirs: BTreeMap::new(),
         parked: HashMap::new(),
         cookie_seq: 0,
         retries: Vec::new(),
@@ -195,6 +200,9 @@ struct Daemon {
     ingest: Ingest,
     /// Files touched but not yet closed: read at the deadline.
     settle: BTreeMap<String, Instant>,
+    /// Directories that appeared recently: looked at again at every cookie
+    /// and once more at the deadline.
+    new_dirs: BTreeMap<String, Instant>,
     /// Exits waiting for their cookie: cookie name → (deadline, event).
     parked: HashMap<String, (Instant, Event)>,
     cookie_seq: u64,
@@ -406,18 +414,26 @@ impl Daemon {
             }
             Change::Complete => {
                 self.settle.remove(&rel);
+                if matches!(crate::protocol::classify(&rel), FileKind::Status { .. }) {
+                    // Outputs written before this status may sit in a new
+                    // directory notify has not watched yet: find them first.
+                    let dirs: Vec<String> = self.new_dirs.keys().cloned().collect();
+                    for dir in dirs {
+                        self.look_at(&dir);
+                    }
+                }
                 self.look_at(&rel);
                 // A directory moved in: its subdirectories' watches come later.
                 if std::fs::symlink_metadata(abs).is_ok_and(|m| m.is_dir()) {
-                    self.settle.insert(rel, Instant::now() + SETTLE);
+                    self.new_dirs.insert(rel, Instant::now() + NEW_DIR_WATCH);
                 }
             }
             Change::DirCreated => {
                 self.look_at(&rel);
-                // Files may land in its subdirectories before notify has
-                // added their watches: look again once it has settled, and at
-                // the next sync or exit cookie (by then the watches exist).
-                self.settle.insert(rel, Instant::now() + SETTLE);
+                // Files may land in it, or in its subdirectories, before
+                // notify has added their watches: look again at every sync
+                // or exit cookie until the watches surely exist.
+                self.new_dirs.insert(rel, Instant::now() + NEW_DIR_WATCH);
             }
             Change::Gone => {
                 self.settle.remove(&rel);
@@ -673,6 +689,12 @@ impl Daemon {
         for rel in std::mem::take(&mut self.settle).into_keys() {
             self.look_at(&rel);
         }
+        // New directories stay on the list until their deadline: notify may
+        // not have watched them yet even when a later event has arrived.
+        let dirs: Vec<String> = self.new_dirs.keys().cloned().collect();
+        for rel in dirs {
+            self.look_at(&rel);
+        }
     }
 
     fn release_cookie(&mut self, name: &str) {
@@ -711,7 +733,12 @@ impl Daemon {
     // ---- timers ----
 
     fn next_deadline(&self) -> Option<Instant> {
-        let settle = self.settle.values().min().copied();
+        let settle = self
+            .settle
+            .values()
+            .chain(self.new_dirs.values())
+            .min()
+            .copied();
         let cookie = self.parked.values().map(|(d, _)| *d).min();
         let retry = self.retries.iter().map(|(d, _)| *d).min();
         let journal_retry =
@@ -749,6 +776,16 @@ impl Daemon {
             .collect();
         for rel in due {
             self.settle.remove(&rel);
+            self.look_at(&rel);
+        }
+        let due_dirs: Vec<String> = self
+            .new_dirs
+            .iter()
+            .filter(|(_, d)| **d <= now)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for rel in due_dirs {
+            self.new_dirs.remove(&rel);
             self.look_at(&rel);
         }
         let late: Vec<String> = self
@@ -924,6 +961,7 @@ impl Daemon {
         if self.outcome.is_none()
             && self.parked.is_empty()
             && self.settle.is_empty()
+            && self.new_dirs.is_empty()
             && self.unjournaled.is_empty()
         {
             if let Some(why) = self.engine.stalled(&run) {
