@@ -46,8 +46,10 @@ fn compact_every() -> u64 {
         .unwrap_or(50_000)
 }
 
-/// How often gtmd checks that the workspace directory is still the one it watches.
-const ROOT_CHECK: Duration = Duration::from_secs(1);
+/// How often gtmd checks that the workspace directory is still the one it
+/// watches (its own removal event triggers a check at once). Each check is a
+/// wake-up of an idle daemon, so not more often than this.
+const ROOT_CHECK: Duration = Duration::from_secs(5);
 /// Rescans closer together than this count as repeating.
 const RESCAN_WINDOW: Duration = Duration::from_secs(10);
 /// How long a new directory is looked at again, for files written into it
