@@ -15,35 +15,6 @@ fn agent_cmd() -> String {
     )
 }
 
-fn serve(p: &Project, envs: &[(&str, &Path)], agent: Option<&str>) -> Guard {
-    let mut c = p.cmd();
-    c.arg("run");
-    if let Some(a) = agent {
-        c.args(["--agent-command", a]);
-    }
-    for (k, v) in envs {
-        c.env(k, v);
-    }
-    c.stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    let g = Guard {
-        child: Some(c.spawn().unwrap()),
-    };
-    wait_for(Duration::from_secs(10), "the daemon to start", || {
-        (p.status_json()["daemon_running"] == true).then_some(())
-    });
-    g
-}
-
-fn sync(p: &Project) {
-    let out = p.run(&["sync"]);
-    assert!(
-        out.status.success(),
-        "sync: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn tasks_where(
     s: &serde_json::Value,
     f: impl Fn(&serde_json::Value) -> bool,
@@ -163,7 +134,7 @@ const EDITORS: [(&str, Save); 6] = [
 #[test]
 fn each_editor_save_gives_exactly_one_reaction_per_saved_version() {
     let p = Project::new();
-    let mut daemon = serve(&p, &[], None);
+    let mut daemon = p.serve(&[], &[]);
     let dir = p.path("conflicts");
     for (editor, save) in EDITORS {
         let name = format!("{editor}.md");
@@ -172,7 +143,7 @@ fn each_editor_save_gives_exactly_one_reaction_per_saved_version() {
             &name,
             "# Scoring disagrees\n\nDemand gen: 50. Pipeline: 70.\n",
         );
-        sync(&p);
+        p.sync();
         assert_eq!(
             reviews_of(&p.status_json(), &format!("conflicts/{name}")),
             1,
@@ -183,7 +154,7 @@ fn each_editor_save_gives_exactly_one_reaction_per_saved_version() {
             &name,
             "# Scoring disagrees\n\nDemand gen: 50. Pipeline: 75 now.\n",
         );
-        sync(&p);
+        p.sync();
         assert_eq!(
             reviews_of(&p.status_json(), &format!("conflicts/{name}")),
             2,
@@ -195,7 +166,7 @@ fn each_editor_save_gives_exactly_one_reaction_per_saved_version() {
             &name,
             "# Scoring disagrees\n\nDemand gen: 50. Pipeline: 75 now.\n",
         );
-        sync(&p);
+        p.sync();
         assert_eq!(
             reviews_of(&p.status_json(), &format!("conflicts/{name}")),
             2,
@@ -321,17 +292,17 @@ fn a_conflict_saved_the_vim_way_is_decided_applied_and_closed() {
 #[test]
 fn decisions_in_labelled_lines_and_with_unknown_agents() {
     let p = Project::new();
-    let mut daemon = serve(&p, &[], None);
+    let mut daemon = p.serve(&[], &[]);
     p.write(
         "conflicts/budget.md",
         "# Budget split\n\nPaid social wants more.\n",
     );
-    sync(&p);
+    p.sync();
     p.write(
         "strategy/decisions/budget.md",
         "# Decision: keep the split\n\n**Resolves**: conflicts/budget.md\nAffected agents: demand-gen, cs\n",
     );
-    sync(&p);
+    p.sync();
     let s = p.status_json();
     let applies = tasks_where(&s, |t| t["kind"]["kind"] == "apply-decision");
     let mut agents: Vec<&str> = applies
@@ -345,7 +316,7 @@ fn decisions_in_labelled_lines_and_with_unknown_agents() {
         "strategy/decisions/other.md",
         "Resolves: conflicts/budget.md\nAffected agents: growth-hacker\n",
     );
-    sync(&p);
+    p.sync();
     let s = p.status_json();
     let problems = tasks_where(&s, |t| t["kind"]["kind"] == "decision-problem");
     assert_eq!(problems.len(), 1);

@@ -16,26 +16,12 @@ struct Bus {
 impl Bus {
     fn new(args: &[&str]) -> Bus {
         let p = Project::new();
-        let mut c = p.cmd();
-        c.arg("run").args(args);
-        c.stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        let daemon = Guard {
-            child: Some(c.spawn().unwrap()),
-        };
-        wait_for(Duration::from_secs(20), "the daemon", || {
-            (p.status_json()["daemon_running"] == true).then_some(())
-        });
+        let daemon = p.serve(args, &[]);
         Bus { p, daemon }
     }
 
     fn sync(&self) {
-        let out = self.p.run(&["sync", "--timeout", "30"]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self.p.sync();
     }
 
     /// The refusal of `rel`, after checking the daemon is still up.

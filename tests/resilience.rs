@@ -8,15 +8,6 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::time::{Duration, Instant};
 
-fn sync(p: &Project) {
-    let out = p.run(&["sync", "--timeout", "60"]);
-    assert!(
-        out.status.success(),
-        "sync: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Coordinator reviews per conflict path, from the journal.
 fn reviews(p: &Project) -> BTreeMap<String, usize> {
     let s = p.status_json();
@@ -28,23 +19,6 @@ fn reviews(p: &Project) -> BTreeMap<String, usize> {
         }
     }
     m
-}
-
-fn start(p: &Project, envs: &[(&str, String)], args: &[&str]) -> Guard {
-    let mut c = p.cmd();
-    c.arg("run").args(args);
-    for (k, v) in envs {
-        c.env(k, v);
-    }
-    c.stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let g = Guard {
-        child: Some(c.spawn().unwrap()),
-    };
-    wait_for(Duration::from_secs(20), "the daemon to start", || {
-        (p.status_json()["daemon_running"] == true).then_some(())
-    });
-    g
 }
 
 fn stop(mut g: Guard) {
@@ -69,8 +43,8 @@ fn a_restart_acts_on_exactly_what_changed_while_down() {
     for i in 0..200 {
         p.write(&format!("demand-gen/campaigns/c{i}.md"), "campaign");
     }
-    let g = start(&p, &[], &[]);
-    sync(&p);
+    let g = p.serve(&[], &[]);
+    p.sync();
     stop(g);
     let journal = p.path(".gtmd/journal.jsonl");
     let lines_before = fs::read_to_string(&journal).unwrap().lines().count();
@@ -79,8 +53,8 @@ fn a_restart_acts_on_exactly_what_changed_while_down() {
     p.write("conflicts/c.md", &conflict(3, 1)); // new
                                                 // touched, same content: not a change
     p.write("conflicts/a.md", &conflict(1, 1));
-    let g = start(&p, &[], &[]);
-    sync(&p);
+    let g = p.serve(&[], &[]);
+    p.sync();
     let r = reviews(&p);
     assert_eq!(r["conflicts/a.md"], 1);
     assert_eq!(r["conflicts/b.md"], 2);
@@ -154,8 +128,8 @@ fn sigkill_at_random_moments_loses_and_repeats_no_reaction() {
     }
     stop_writer.store(true, std::sync::atomic::Ordering::Relaxed);
     let written = writer.join().unwrap();
-    let g = start(&p, &envs, &["--agent-command", &agent]);
-    sync(&p);
+    let g = p.serve(&["--agent-command", &agent], &envs);
+    p.sync();
     let r = reviews(&p);
     for (name, versions) in &written {
         let path = format!("conflicts/{name}");
@@ -195,14 +169,14 @@ fn sigkill_at_random_moments_loses_and_repeats_no_reaction() {
 #[test]
 fn ten_thousand_files_dropped_at_once_none_lost_none_doubled() {
     let p = Project::new();
-    let g = start(&p, &[], &[]);
+    let g = p.serve(&[], &[]);
     let dir = p.path("conflicts");
     let t = Instant::now();
     for i in 0..10_000 {
         fs::write(dir.join(format!("burst-{i}.md")), conflict(i, 1)).unwrap();
     }
     let written = t.elapsed();
-    sync(&p);
+    p.sync();
     let r = reviews(&p);
     eprintln!(
         "10,000 files written in {written:?}, all handled after {:?}",
@@ -217,7 +191,7 @@ fn ten_thousand_files_dropped_at_once_none_lost_none_doubled() {
 fn lost_watcher_events_are_recovered_by_a_rescan() {
     let p = Project::new();
     // Keep only every 7th event between the kernel and gtmd.
-    let g = start(&p, &[("GTMD_DEBUG_DROP_EVENTS", "7".into())], &[]);
+    let g = p.serve(&[], &[("GTMD_DEBUG_DROP_EVENTS", "7".into())]);
     let dir = p.path("conflicts");
     for i in 0..500 {
         fs::write(dir.join(format!("lossy-{i}.md")), conflict(i, 1)).unwrap();
@@ -253,7 +227,7 @@ fn a_real_inotify_overflow_loses_nothing() {
     }
     let restore = Restore(old);
     let p = Project::new();
-    let g = start(&p, &[], &[]);
+    let g = p.serve(&[], &[]);
     // The daemon's inotify instance was created with the low limit; restore
     // it for everyone else right away.
     drop(restore);
@@ -280,7 +254,7 @@ fn a_restart_after_sigkill_leaves_no_stray_agent() {
         ("GTMD_TEST_LOG", log.display().to_string()),
         ("GTMD_TEST_GRANDCHILD", pids.display().to_string()),
     ];
-    let mut g = start(&p, &envs, &["--agent-command", &agent]);
+    let mut g = p.serve(&["--agent-command", &agent], &envs);
     p.write("conflicts/x.md", &conflict(1, 1));
     let (grandchild, child) = wait_for(
         Duration::from_secs(20),
@@ -304,7 +278,7 @@ fn a_restart_after_sigkill_leaves_no_stray_agent() {
         || (!alive(child)).then_some(()),
     );
     // Its own child is cleaned up by the next gtmd.
-    let g = start(&p, &envs, &["--agent-command", &agent]);
+    let g = p.serve(&["--agent-command", &agent], &envs);
     wait_for(Duration::from_secs(10), "the stray to be killed", || {
         (!alive(grandchild)).then_some(())
     });
@@ -323,7 +297,7 @@ fn a_restart_after_sigkill_leaves_no_stray_agent() {
 #[test]
 fn directories_arriving_with_files_in_them_lose_none() {
     let p = Project::new();
-    let g = start(&p, &[], &[]);
+    let g = p.serve(&[], &[]);
     // mkdir -p and write at once, deep.
     let deep = p.path("conflicts/q3/west/urgent");
     fs::create_dir_all(&deep).unwrap();
@@ -341,7 +315,7 @@ fn directories_arriving_with_files_in_them_lose_none() {
         .unwrap();
     }
     fs::rename(&outside, p.path("conflicts/moved")).unwrap();
-    sync(&p);
+    p.sync();
     let r = reviews(&p);
     assert_eq!(r.len(), 40, "{r:?}");
     assert!(r.values().all(|n| *n == 1));
@@ -404,11 +378,11 @@ fn the_workspace_deleted_and_recreated_is_still_watched() {
 fn a_compacted_journal_still_acts_once_across_restarts() {
     let p = Project::new();
     let envs = [("GTMD_COMPACT_EVERY", "50".to_string())];
-    let g = start(&p, &envs, &[]);
+    let g = p.serve(&[], &envs);
     for i in 0..300 {
         p.write(&format!("conflicts/k{i}.md"), &conflict(i, 1));
     }
-    sync(&p);
+    p.sync();
     stop(g);
     assert!(
         p.path(".gtmd/snapshot.json").exists(),
@@ -422,8 +396,8 @@ fn a_compacted_journal_still_acts_once_across_restarts() {
     for i in 0..10 {
         p.write(&format!("conflicts/k{i}.md"), &conflict(i, 2));
     }
-    let g = start(&p, &envs, &[]);
-    sync(&p);
+    let g = p.serve(&[], &envs);
+    p.sync();
     let r = reviews(&p);
     assert_eq!(r.len(), 300);
     for i in 0..300 {

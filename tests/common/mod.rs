@@ -85,6 +85,34 @@ impl Project {
         Guard { child: Some(child) }
     }
 
+    /// `gtmd run ARGS` with extra environment, output discarded; returns
+    /// once the daemon holds the workspace's lock.
+    pub fn serve(&self, args: &[&str], envs: &[(&str, String)]) -> Guard {
+        let mut c = self.cmd();
+        c.arg("run").args(args);
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        c.stdout(Stdio::null()).stderr(Stdio::null());
+        let g = Guard {
+            child: Some(c.spawn().unwrap()),
+        };
+        wait_for(Duration::from_secs(20), "the daemon to start", || {
+            (self.status_json()["daemon_running"] == true).then_some(())
+        });
+        g
+    }
+
+    /// `gtmd sync`: every file event so far has been handled.
+    pub fn sync(&self) {
+        let out = self.run(&["sync", "--timeout", "60"]);
+        assert!(
+            out.status.success(),
+            "sync: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn status_json(&self) -> serde_json::Value {
         let out = self.run(&["status", "--json"]);
         assert!(out.status.success(), "status failed: {out:?}");
