@@ -310,7 +310,8 @@ impl StateLock {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{Event, FileContent};
+    use crate::engine::{Engine, Event, FileContent};
+    use crate::playbook::Playbook;
 
     fn ev(i: u64) -> Event {
         Event::FileChanged {
@@ -319,7 +320,9 @@ mod tests {
             size: 1,
             mtime_ns: 0,
             at: i,
-            content: FileContent::Plain,
+            content: FileContent::Conflict {
+                conflict: Default::default(),
+            },
         }
     }
 
@@ -362,26 +365,6 @@ mod tests {
         j.append(&[ev(3)]).unwrap();
         drop(j);
         assert_eq!(read_events(dir.path()).unwrap(), vec![ev(1), ev(3)]);
-    }
-}
-
-#[cfg(test)]
-mod compaction_tests {
-    use super::*;
-    use crate::engine::{Engine, Event, FileContent};
-    use crate::playbook::Playbook;
-
-    fn ev(i: u64) -> Event {
-        Event::FileChanged {
-            path: format!("conflicts/{i}.md"),
-            hash: format!("h{i}"),
-            size: 1,
-            mtime_ns: 0,
-            at: i,
-            content: FileContent::Conflict {
-                conflict: Default::default(),
-            },
-        }
     }
 
     fn engine_of(rec: Recovered) -> Engine {
