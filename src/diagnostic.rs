@@ -48,3 +48,9 @@ pub fn line_of_offset(text: &str, offset: usize) -> usize {
         .count()
         + 1
 }
+
+/// Text on one line, runs of whitespace (newlines included) made one space:
+/// for log lines, table cells and list items built from what files say.
+pub fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}

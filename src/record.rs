@@ -3,6 +3,7 @@
 //! Rendered from the engine's state (a pure function), so it can be rewritten
 //! at any time and always agrees with `gtmd status`.
 
+use crate::diagnostic::one_line;
 use crate::engine::{Engine, Millis, Run, RunState, StepState, TaskState};
 use std::fmt::Write;
 
@@ -220,8 +221,4 @@ pub fn duration(ms: Millis) -> String {
 
 fn cell(s: &str) -> String {
     one_line(s).replace('|', "\\|")
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -14,6 +14,7 @@
 //! running) and starts when another process exits.
 
 use crate::agents::{AgentDef, Agents};
+use crate::diagnostic::one_line;
 use crate::engine::{ExitOutcome, TaskId, TaskSpec};
 use anyhow::{Context, Result};
 use std::collections::{HashMap, VecDeque};
@@ -599,10 +600,6 @@ pub fn render_prompt(spec: &TaskSpec, agent: Option<&AgentDef>) -> String {
         }
     }
     s
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Write a file so readers see the old or the new content, never half: a

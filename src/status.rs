@@ -3,6 +3,7 @@
 
 use crate::cli::replay;
 use crate::config::Settings;
+use crate::diagnostic::one_line;
 use crate::engine::{Engine, Event, FileContent, Run, StepState, TaskState};
 use crate::journal::StateLock;
 use crate::record::time;
@@ -358,8 +359,4 @@ fn why_nothing(content: &FileContent) -> &'static str {
         FileContent::Gate { .. } => "no open gate of an active run uses this file",
         _ => "no rule applies",
     }
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -5,6 +5,7 @@
 //! section when a fix makes a check pass without undoing the review.
 
 use super::GateState;
+use crate::diagnostic::one_line;
 use crate::playbook::Phase;
 
 /// `strategy/gates/phase-N-<name>.md`
@@ -45,8 +46,4 @@ pub fn render_gate(phase: &Phase, gate: &GateState, run: &str) -> String {
         s.push_str(&format!("- [{mark}] {}\n", one_line(text)));
     }
     s
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }

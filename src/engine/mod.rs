@@ -22,7 +22,6 @@ pub use model::*;
 
 use crate::diagnostic::Diagnostic;
 use crate::playbook::Playbook;
-use crate::protocol::TaskStatus;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Longest chain of route-triggered tasks (a route task whose output triggers
@@ -415,16 +414,6 @@ fn same_item(a: &str, b: &str) -> bool {
             .to_lowercase()
     };
     norm(a) == norm(b)
-}
-
-fn status_word(s: TaskStatus) -> &'static str {
-    match s {
-        TaskStatus::Pending => "pending",
-        TaskStatus::InProgress => "in-progress",
-        TaskStatus::Complete => "complete",
-        TaskStatus::Blocked => "blocked",
-        TaskStatus::Failed => "failed",
-    }
 }
 
 fn capitalise(s: &str) -> String {

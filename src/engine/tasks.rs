@@ -38,7 +38,7 @@ impl Engine {
                     None,
                     format!(
                         "status \"{}\" ignored: {what}; a status answers an open task (see `gtmd status`), named by its task_id or by agent and phase",
-                        status_word(report.status)
+                        report.status.as_str()
                     ),
                 ),
                 at,

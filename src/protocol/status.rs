@@ -48,13 +48,7 @@ impl TaskStatus {
     /// Any case; `in-progress`, `in_progress` and `in progress` are the same.
     /// Only the five names are accepted (not `done` or `completed`).
     pub fn parse(s: &str) -> Option<TaskStatus> {
-        let n = s
-            .trim()
-            .to_ascii_lowercase()
-            .split(|c: char| c.is_whitespace() || c == '_' || c == '-')
-            .filter(|w| !w.is_empty())
-            .collect::<Vec<_>>()
-            .join("-");
+        let n = kebab(s);
         TaskStatus::ALL.into_iter().find(|t| t.as_str() == n)
     }
 
@@ -98,15 +92,19 @@ pub fn accepted_agents() -> String {
     )
 }
 
-/// A phase given as a number, a name, or "phase 2": 1 to 4.
-pub fn parse_phase(s: &str) -> Option<u8> {
-    let n = s
-        .trim()
+/// Lowercase words joined by `-`: `In Progress`, `in_progress` → `in-progress`.
+fn kebab(s: &str) -> String {
+    s.trim()
         .to_ascii_lowercase()
         .split(|c: char| c.is_whitespace() || c == '_' || c == '-')
         .filter(|w| !w.is_empty())
         .collect::<Vec<_>>()
-        .join("-");
+        .join("-")
+}
+
+/// A phase given as a number, a name, or "phase 2": 1 to 4.
+pub fn parse_phase(s: &str) -> Option<u8> {
+    let n = kebab(s);
     let n = n
         .strip_prefix("phase")
         .map(|r| r.trim_start_matches(['-', ':', '#']))
