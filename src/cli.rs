@@ -432,7 +432,7 @@ fn cancel(settings: &Settings, target: CancelTarget, timeout: Duration) -> Resul
         CancelTarget::Task { task } => format!("task {task}"),
         CancelTarget::Run { run } => format!("run {run}"),
     };
-    match open(&replay(settings)?) {
+    match open(&crate::replay::load(settings)?) {
         None => {
             eprintln!("gtmd: there is no {what} (see `gtmd status`)");
             return Ok(ExitCode::from(1));
@@ -454,7 +454,7 @@ fn cancel(settings: &Settings, target: CancelTarget, timeout: Duration) -> Resul
     crate::runner::write_atomic(&path, serde_yaml::to_string(&request)?.as_bytes())?;
     let deadline = Instant::now() + timeout;
     loop {
-        if open(&replay(settings)?) == Some(false) {
+        if open(&crate::replay::load(settings)?) == Some(false) {
             eprintln!("{what} cancelled");
             return Ok(ExitCode::SUCCESS);
         }
@@ -600,7 +600,7 @@ fn follow_daemon(settings: &Settings, request: &RunRequest) -> Result<ExitCode> 
     let mut last = String::new();
     let started = Instant::now();
     loop {
-        let engine = replay(settings)?;
+        let engine = crate::replay::load(settings)?;
         if let Some(r) = engine
             .refused_requests()
             .iter()
@@ -657,24 +657,6 @@ fn follow_daemon(settings: &Settings, request: &RunRequest) -> Result<ExitCode> 
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-/// The engine's state as the journal says, without a daemon.
-pub fn replay(settings: &Settings) -> Result<Engine> {
-    let rec = crate::journal::read(&settings.paths.state_dir)?;
-    Ok(engine_from(settings, rec))
-}
-
-/// An engine at the state a snapshot and the journal after it describe.
-pub fn engine_from(settings: &Settings, rec: crate::journal::Recovered) -> Engine {
-    let mut engine = match rec.snapshot {
-        Some(state) => Engine::restore(settings.playbook.clone(), settings.policies(), state),
-        None => Engine::new(settings.playbook.clone(), settings.policies()),
-    };
-    for e in &rec.events {
-        engine.handle(e);
-    }
-    engine
 }
 
 /// Build the runtime (after any fork), wire signals, run the daemon.

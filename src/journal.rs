@@ -44,6 +44,8 @@ struct Snapshot {
 pub struct Recovered {
     pub snapshot: Option<EngineState>,
     pub events: Vec<Event>,
+    /// The journal file the events come from (entry N is its line N).
+    pub journal: PathBuf,
 }
 
 fn read_snapshot(state_dir: &Path) -> Result<Option<Snapshot>> {
@@ -106,6 +108,7 @@ impl Journal {
                 .with_context(|| format!("cannot repair the journal {}", path.display()))?;
             file.sync_all()?;
         }
+        let journal = path.clone();
         Ok((
             Journal {
                 file,
@@ -119,6 +122,7 @@ impl Journal {
             Recovered {
                 snapshot: snapshot.map(|s| s.state),
                 events,
+                journal,
             },
         ))
     }
@@ -221,6 +225,7 @@ pub fn read(state_dir: &Path) -> Result<Recovered> {
     Ok(Recovered {
         snapshot: snapshot.map(|s| s.state),
         events,
+        journal: path,
     })
 }
 

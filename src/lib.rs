@@ -7,6 +7,7 @@
 //! acted on, [`runner`] gives tasks to agents, and [`daemon`] wires the stages.
 
 pub mod agents;
+pub mod apply;
 pub mod background;
 pub mod check;
 pub mod cli;
@@ -23,6 +24,7 @@ pub mod journal;
 pub mod playbook;
 pub mod protocol;
 pub mod record;
+pub mod replay;
 pub mod runner;
 pub mod service;
 pub mod status;

@@ -1,7 +1,6 @@
 //! `gtmd status` and `gtmd explain`: the journal replayed into an engine, then
 //! described. Works the same whether or not a daemon is running.
 
-use crate::cli::replay;
 use crate::config::Settings;
 use crate::diagnostic::one_line;
 use crate::engine::{Engine, Event, FileContent, Run, StepState, TaskState};
@@ -41,7 +40,7 @@ fn state_word(run: &Run) -> String {
 }
 
 pub fn print(settings: &Settings, as_json: bool) -> Result<()> {
-    let engine = replay(settings)?;
+    let engine = crate::replay::load(settings)?;
     let daemon = StateLock::is_held(&settings.paths.state_dir);
     if as_json {
         let open: Vec<_> = engine.tasks().values().filter(|t| t.is_open()).collect();
@@ -194,13 +193,15 @@ pub fn explain(settings: &Settings, path: &str) -> Result<String> {
     let compacted = recovered.snapshot.is_some();
     let events = recovered.events;
     // History before the last compaction lives only as state in the snapshot.
-    let mut engine = crate::cli::engine_from(
+    let mut engine = crate::replay::replay_with(
         settings,
         crate::journal::Recovered {
             snapshot: recovered.snapshot,
             events: Vec::new(),
+            journal: recovered.journal,
         },
-    );
+    )
+    .engine;
     let mut s = String::new();
     if compacted {
         let _ = writeln!(

@@ -12,21 +12,20 @@
 //! waits for its own event (watchman's sync trick), so an agent's outputs and
 //! status are always seen before its exit.
 
+mod effects;
 pub mod ingest;
 mod supervise;
 
 use crate::config::Settings;
-use crate::engine::{
-    Action, Engine, Event, ExitOutcome, FileEntry, Millis, NoticeLevel, RunRequest, TaskId,
-};
-use crate::gate_checks::run_gate_checks;
+use crate::engine::{Engine, Event, FileEntry, Millis, RunRequest, TaskId};
 use crate::journal::{Journal, StateLock};
 use crate::protocol::FileKind;
 use crate::record;
-use crate::runner::{write_atomic, Runner, TaskExit};
+use crate::runner::{Runner, TaskExit};
 use crate::watch::{self, Change, WatchMsg};
 use anyhow::{Context, Result};
-use ingest::{DiskView, Ingest, Observed};
+use effects::Effects;
+use ingest::{Ingest, Observed};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -44,6 +43,18 @@ fn compact_every() -> u64 {
         .and_then(|v| v.parse().ok())
         .filter(|n| *n > 0)
         .unwrap_or(50_000)
+}
+
+/// Journal entries between two checkpoints (GTMD_CHECKPOINT_EVERY
+/// overrides it, for tests). A digest costs a pass over the whole state, so
+/// not per event; a replay then tells within this many entries where it
+/// parted from the daemon.
+fn checkpoint_every() -> u64 {
+    std::env::var("GTMD_CHECKPOINT_EVERY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(2_000)
 }
 
 /// How often gtmd checks that the workspace directory is still the one it
@@ -119,13 +130,24 @@ pub async fn run(
     let (journal, recovered) = Journal::open(&state_dir)?;
     let replayed = recovered.events.len();
     let from_snapshot = recovered.snapshot.is_some();
-    let engine = crate::cli::engine_from(&settings, recovered);
+    let crate::replay::Replayed {
+        engine,
+        divergence,
+        checkpoints,
+    } = crate::replay::replay_with(&settings, recovered);
     tracing::info!(
         from_snapshot,
+        checkpoints,
         workspace = %workspace.display(),
         journal = %journal.path().display(),
         "replayed {replayed} journal entries"
     );
+    if let Some(d) = divergence {
+        if crate::replay::strict() {
+            anyhow::bail!("{d}");
+        }
+        tracing::error!("{d}");
+    }
 
     let strays = crate::runner::kill_strays(&state_dir);
     if strays > 0 {
@@ -152,25 +174,29 @@ pub async fn run(
     );
     runner.set_limits(options.limits.clone());
     let ingest = Ingest::new(&workspace, &state_dir, settings.max_file_size);
+    let git = options.git.then(|| crate::git::Git::new(&workspace));
     let mut d = Daemon {
         settings,
         options,
         engine,
         journal,
-        runner,
-        ingest,
+        fx: Effects {
+            runner,
+            ingest,
+            retries: Vec::new(),
+            dirty_runs: BTreeSet::new(),
+            gate_evals: BTreeSet::new(),
+            git,
+            follow: None,
+            outcome: None,
+        },
         settle: BTreeMap::new(),
         new_dirs: BTreeMap::new(),
         parked: HashMap::new(),
         cookie_seq: 0,
-        retries: Vec::new(),
         unjournaled: Vec::new(),
-        dirty_runs: BTreeSet::new(),
-        gate_evals: BTreeSet::new(),
         batch: Vec::new(),
         batch_index: HashMap::new(),
-        follow: None,
-        outcome: None,
         last_progress: String::new(),
         watch_tx,
         watcher: Some(watcher),
@@ -178,11 +204,8 @@ pub async fn run(
         rescans: VecDeque::new(),
         rescan_at: None,
         pending_syncs: Vec::new(),
-        git: None,
+        checkpointed_at: 0,
     };
-    if d.options.git {
-        d.git = Some(crate::git::Git::new(&workspace));
-    }
     d.start()?;
     d.event_loop(watch_rx, exit_rx, &mut control).await
 }
@@ -198,8 +221,8 @@ struct Daemon {
     options: Options,
     engine: Engine,
     journal: Journal,
-    runner: Runner,
-    ingest: Ingest,
+    /// What carries out the engine's actions (runner, gate checks, records).
+    fx: Effects,
     /// Files touched but not yet closed: read at the deadline.
     settle: BTreeMap<String, Instant>,
     /// Directories that appeared recently: looked at again at every cookie
@@ -208,19 +231,13 @@ struct Daemon {
     /// Exits waiting for their cookie: cookie name → (deadline, event).
     parked: HashMap<String, (Instant, Event)>,
     cookie_seq: u64,
-    retries: Vec<(Instant, TaskId)>,
     /// Events observed but not yet durable (the journal could not be written).
     unjournaled: Vec<Event>,
-    dirty_runs: BTreeSet<String>,
-    gate_evals: BTreeSet<(String, u8)>,
     /// Events observed in this turn of the loop, applied together.
     batch: Vec<Event>,
     /// The file versions `batch` will give the engine (None: removed), so a
     /// path seen twice in one turn is not taken as new twice.
     batch_index: HashMap<String, Option<FileEntry>>,
-    /// The foreground request and, once started, its run.
-    follow: Option<(String, Option<String>)>,
-    outcome: Option<Outcome>,
     last_progress: String,
     watch_tx: mpsc::Sender<WatchMsg>,
     /// `None` while the workspace directory itself is gone.
@@ -231,8 +248,8 @@ struct Daemon {
     rescan_at: Option<Instant>,
     /// `gtmd sync` cookies to answer once the pending rescan has run.
     pending_syncs: Vec<PathBuf>,
-    /// `--git`: commits of completed tasks.
-    git: Option<crate::git::Git>,
+    /// Journal entries (of this generation) when the last checkpoint was written.
+    checkpointed_at: u64,
 }
 
 fn now_ms() -> Millis {
@@ -246,24 +263,30 @@ impl Daemon {
     /// Catch up with what changed while gtmd was not running, then resume.
     fn start(&mut self) -> Result<()> {
         let started = Instant::now();
-        // Taken before the catch-up scan, which may start tasks of its own:
-        // those must not be "resumed" a second time.
-        let resumed = self.engine.running_tasks();
+        // The configuration this gtmd decides with, and the fact that the
+        // processes of the one before are gone, go into the journal first:
+        // a replay must meet them where this gtmd did.
+        let configured = self.configured_event(now_ms());
+        self.apply(vec![configured, Event::Restarted { at: now_ms() }]);
         let scanned = self.rescan();
         // `gtmd sync` calls made before the watch existed are answered now:
         // the scan has seen everything written before them.
-        if let Ok(entries) = std::fs::read_dir(self.ingest.root()) {
+        if let Ok(entries) = std::fs::read_dir(self.fx.ingest.root()) {
             for e in entries.flatten() {
                 if e.file_name().to_string_lossy().starts_with(SYNC_PREFIX) {
                     let _ = std::fs::remove_file(e.path());
                 }
             }
         }
-        // Tasks that were running when gtmd stopped run again (at least once).
-        for spec in &resumed {
-            tracing::info!(task = %spec.id, agent = %spec.agent, "resuming a task that was running when gtmd stopped");
-            self.start_task(spec);
-        }
+        // What the scan did not finish of the tasks that ran when gtmd
+        // stopped runs again (command) or stays in its inbox (person).
+        let interrupted = self
+            .engine
+            .tasks()
+            .values()
+            .filter(|t| t.state == crate::engine::TaskState::Running)
+            .count();
+        self.apply(vec![Event::CaughtUp { at: now_ms() }]);
         let waiting: Vec<TaskId> = self
             .engine
             .tasks()
@@ -272,13 +295,13 @@ impl Daemon {
             .map(|t| t.id.clone())
             .collect();
         for t in waiting {
-            self.retries.push((Instant::now(), t));
+            self.fx.retries.push((Instant::now(), t));
         }
         tracing::info!(
-            "start-up scan: {scanned} new file version(s), {} task(s) resumed, in {} ms",
-            resumed.len(),
+            "start-up scan: {scanned} new file version(s), {interrupted} task(s) taken up again after the stop, in {} ms",
             started.elapsed().as_millis()
         );
+        self.checkpoint();
         // Start-up (replay, scan) is the high-water mark of the heap; give
         // what it no longer needs back to the system before idling.
         // SAFETY: malloc_trim only releases free memory of glibc's allocator.
@@ -287,12 +310,12 @@ impl Daemon {
             libc::malloc_trim(0);
         }
         tracing::info!(
-            workspace = %self.ingest.root().display(),
+            workspace = %self.fx.ingest.root().display(),
             "ready: watching the workspace"
         );
         self.notify_ready();
         if let Mode::Foreground(req) = &self.options.mode {
-            self.follow = Some((req.id.clone(), None));
+            self.fx.follow = Some((req.id.clone(), None));
             let ev = Event::RunRequested {
                 request: req.clone(),
                 at: now_ms(),
@@ -313,7 +336,7 @@ impl Daemon {
         root_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut watchdog = crate::service::Watchdog::from_env();
         loop {
-            if let Some(outcome) = self.outcome.clone() {
+            if let Some(outcome) = self.fx.outcome.clone() {
                 self.finish_foreground(&mut exit_rx).await;
                 return Ok(outcome);
             }
@@ -338,7 +361,7 @@ impl Daemon {
                 _ = root_check.tick() => self.check_root(),
                 exit = exit_rx.recv() => {
                     if let Some(exit) = exit {
-                        self.runner.reaped(&exit.task);
+                        self.fx.runner.reaped(&exit.task);
                         self.park_exit(exit);
                     }
                 }
@@ -366,8 +389,8 @@ impl Daemon {
     // ---- files ----
 
     fn on_path(&mut self, change: Change, abs: &Path) {
-        let Some(rel) = self.ingest.relative(abs) else {
-            if change == Change::Gone && abs == self.ingest.root() {
+        let Some(rel) = self.fx.ingest.relative(abs) else {
+            if change == Change::Gone && abs == self.fx.ingest.root() {
                 // The workspace itself was deleted or moved away: its watch is
                 // gone with it. The root check watches whatever is there next
                 // (a new directory may even reuse the old inode number).
@@ -401,7 +424,7 @@ impl Daemon {
         }
         match change {
             Change::Touched => {
-                if self.ingest.ignored(&rel) {
+                if self.fx.ingest.ignored(&rel) {
                     return;
                 }
                 // A symlink is complete when it is created: no write follows.
@@ -459,7 +482,7 @@ impl Daemon {
 
     fn observe(&mut self, rel: &str, trust_mtime: bool) {
         let known = self.known(rel);
-        match self.ingest.observe(rel, known.as_ref(), trust_mtime) {
+        match self.fx.ingest.observe(rel, known.as_ref(), trust_mtime) {
             Observed::New {
                 hash,
                 size,
@@ -485,7 +508,7 @@ impl Daemon {
             }
             Observed::Dir => {
                 // A new directory may already hold files (mkdir -p, mv of a folder).
-                for f in self.ingest.scan(rel) {
+                for f in self.fx.ingest.scan(rel) {
                     self.observe(&f, trust_mtime);
                 }
             }
@@ -537,7 +560,7 @@ impl Daemon {
     /// Compare the whole tree with what the journal knows; act on the difference.
     fn rescan(&mut self) -> usize {
         let before = self.batch.len();
-        let on_disk = self.ingest.scan("");
+        let on_disk = self.fx.ingest.scan("");
         for rel in &on_disk {
             self.observe(rel, true);
         }
@@ -610,7 +633,7 @@ impl Daemon {
     /// The workspace directory itself may be deleted and created again: keep
     /// watching the one that is there now.
     fn check_root(&mut self) {
-        let root = self.ingest.root().to_path_buf();
+        let root = self.fx.ingest.root().to_path_buf();
         let id = dir_id(&root);
         if id.is_none() {
             if self.watcher.take().is_some() {
@@ -627,7 +650,7 @@ impl Daemon {
                 tracing::warn!(workspace = %root.display(), "the workspace directory was replaced; watching the new one and rescanning");
                 self.watcher = Some(w);
                 self.root_id = id;
-                self.ingest.refresh_root();
+                self.fx.ingest.refresh_root();
                 self.request_rescan("the workspace directory was replaced");
             }
             Err(e) => {
@@ -637,20 +660,6 @@ impl Daemon {
     }
 
     // ---- processes ----
-
-    fn start_task(&mut self, spec: &crate::engine::TaskSpec) {
-        let with_rules = self.with_decision_rules(spec);
-        let spec = with_rules.as_ref().unwrap_or(spec);
-        tracing::info!(task = %spec.id, agent = %spec.agent, trigger = %spec.trigger, "task started");
-        if let Err(error) = self.runner.start(spec) {
-            tracing::warn!(task = %spec.id, "task could not start: {error}");
-            self.unjournaled_follow_up(Event::TaskExited {
-                task: spec.id.clone(),
-                exit: ExitOutcome::SpawnFailed { error },
-                at: now_ms(),
-            });
-        }
-    }
 
     /// An exit is handled after every file event before it: write a cookie
     /// and handle the exit when the watcher reports the cookie.
@@ -662,7 +671,7 @@ impl Daemon {
             exit: exit.exit,
             at: now_ms(),
         };
-        let path = self.ingest.root().join(&name);
+        let path = self.fx.ingest.root().join(&name);
         if std::fs::write(&path, b"").is_err() {
             self.batch.push(event);
             return;
@@ -678,11 +687,40 @@ impl Daemon {
         }
         let t = Instant::now();
         match self.journal.compact(&self.engine.snapshot()) {
-            Ok(()) => tracing::info!(
-                "compacted the journal into a snapshot in {} ms",
-                t.elapsed().as_millis()
-            ),
+            Ok(()) => {
+                tracing::info!(
+                    "compacted the journal into a snapshot in {} ms",
+                    t.elapsed().as_millis()
+                );
+                // The new generation opens with a checkpoint: the next replay
+                // checks the snapshot itself.
+                self.checkpoint();
+            }
             Err(e) => tracing::error!("{e:#}"),
+        }
+    }
+
+    /// Journal a digest of the engine for replays to compare against (see
+    /// [`crate::replay`]): at start, after a compaction, at a clean stop,
+    /// and every [`checkpoint_every`] entries.
+    fn checkpoint(&mut self) {
+        match crate::apply::checkpoint(
+            &mut self.engine,
+            &mut self.journal,
+            &self.unjournaled,
+            now_ms(),
+        ) {
+            Ok(true) => self.checkpointed_at = self.journal.entries(),
+            Ok(false) => {}
+            Err(e) => tracing::error!("{e:#}"),
+        }
+    }
+
+    fn maybe_checkpoint(&mut self) {
+        let since = self.journal.entries().saturating_sub(self.checkpointed_at);
+        // A compaction starts the count again.
+        if since >= checkpoint_every() || self.journal.entries() < self.checkpointed_at {
+            self.checkpoint();
         }
     }
 
@@ -702,34 +740,9 @@ impl Daemon {
     fn release_cookie(&mut self, name: &str) {
         if let Some((_, event)) = self.parked.remove(name) {
             self.settle_all();
-            let _ = std::fs::remove_file(self.ingest.root().join(name));
+            let _ = std::fs::remove_file(self.fx.ingest.root().join(name));
             self.batch.push(event);
         }
-    }
-
-    /// The coordinator's refinement step gets the guide's iterate-vs-restart
-    /// recommendation from the unit economics on disk (`decision_rules`).
-    fn with_decision_rules(
-        &self,
-        spec: &crate::engine::TaskSpec,
-    ) -> Option<crate::engine::TaskSpec> {
-        let rules = &self.engine.playbook().decision_rules;
-        if spec.step.as_deref() != Some(rules.step.as_str()) {
-            return None;
-        }
-        let targets = spec
-            .run
-            .as_deref()
-            .and_then(|r| self.engine.run(r))
-            .map(|r| r.request.config.targets.clone())
-            .unwrap_or_default();
-        let text = std::fs::read_to_string(self.ingest.root().join(&rules.file)).ok();
-        let lines =
-            crate::decision_rules::task_details(&rules.file, text.as_deref(), &targets, rules);
-        tracing::info!(task = %spec.id, "decision rules: {}", lines[0]);
-        let mut spec = spec.clone();
-        spec.details.extend(lines);
-        Some(spec)
     }
 
     // ---- timers ----
@@ -742,7 +755,7 @@ impl Daemon {
             .min()
             .copied();
         let cookie = self.parked.values().map(|(d, _)| *d).min();
-        let retry = self.retries.iter().map(|(d, _)| *d).min();
+        let retry = self.fx.retries.iter().map(|(d, _)| *d).min();
         let journal_retry =
             (!self.unjournaled.is_empty()).then(|| Instant::now() + Duration::from_secs(1));
         [
@@ -800,8 +813,9 @@ impl Daemon {
             tracing::debug!("cookie {name} not seen in time; handling the exit anyway");
             self.release_cookie(&name);
         }
-        let (due, later): (Vec<_>, Vec<_>) = self.retries.drain(..).partition(|(d, _)| *d <= now);
-        self.retries = later;
+        let (due, later): (Vec<_>, Vec<_>) =
+            self.fx.retries.drain(..).partition(|(d, _)| *d <= now);
+        self.fx.retries = later;
         for (_, task) in due {
             self.batch.push(Event::RetryDue { task, at: now_ms() });
         }
@@ -810,122 +824,17 @@ impl Daemon {
 
     // ---- the engine ----
 
-    fn unjournaled_follow_up(&mut self, e: Event) {
-        self.unjournaled.push(e);
-    }
-
-    /// Journal, then handle, then act; follow-up events go round again.
+    /// Journal, then handle, then act (see [`crate::apply`]); what cannot
+    /// be journaled waits in `unjournaled` and is tried again each second.
     fn apply(&mut self, events: Vec<Event>) {
-        let mut queue: VecDeque<Event> = std::mem::take(&mut self.unjournaled).into();
-        queue.extend(events);
-        while !queue.is_empty() {
-            let batch: Vec<Event> = queue.drain(..).collect();
-            if let Err(e) = self.journal.append(&batch) {
-                tracing::error!("{e:#}");
-                self.unjournaled = batch;
-                return;
-            }
-            for event in &batch {
-                let actions = self.engine.handle(event);
-                for action in actions {
-                    self.execute(action);
-                }
-                // Gate evaluations asked for by this event, once each.
-                for (run, phase) in std::mem::take(&mut self.gate_evals) {
-                    queue.push_back(self.evaluate_gate(&run, phase));
-                }
-                queue.extend(self.unjournaled.drain(..));
-            }
-        }
-    }
-
-    fn evaluate_gate(&self, run: &str, phase: u8) -> Event {
-        let checks = match (self.engine.playbook().phase(phase), self.engine.run(run)) {
-            (Some(p), Some(r)) => run_gate_checks(
-                p,
-                &DiskView {
-                    ingest: &self.ingest,
-                },
-                &r.request.config,
-            ),
-            _ => Vec::new(),
-        };
-        Event::GateEvaluated {
-            run: run.to_string(),
-            phase,
-            checks,
-            at: now_ms(),
-        }
-    }
-
-    fn execute(&mut self, action: Action) {
-        match action {
-            Action::StartTask { task } => self.start_task(&task),
-            Action::StopTask { task } => self.runner.stop(&task),
-            Action::CloseInbox { agent, task } => self.runner.close_inbox(&agent, &task),
-            Action::ScheduleRetry { task, delay_ms } => self
-                .retries
-                .push((Instant::now() + Duration::from_millis(delay_ms), task)),
-            Action::EvaluateGate { run, phase } => {
-                self.gate_evals.insert((run, phase));
-            }
-            Action::WriteFile { path, contents } => {
-                let abs = self.ingest.root().join(&path);
-                if let Err(e) = write_atomic(&abs, contents.as_bytes()) {
-                    tracing::error!(file = %path, "cannot write: {e:#}");
-                } else {
-                    tracing::info!(file = %path, "wrote gate file");
-                }
-            }
-            Action::RecordChanged { run } => {
-                self.dirty_runs.insert(run);
-            }
-            Action::Refused { diagnostic } => {
-                tracing::warn!(file = %diagnostic.path, "refused: {diagnostic}");
-            }
-            Action::Notice { level, message } => match level {
-                NoticeLevel::Info => tracing::info!("{message}"),
-                NoticeLevel::Warn => tracing::warn!("{message}"),
-            },
-            Action::RunRefused { request, reason } => {
-                tracing::warn!(request = %request, "run refused: {reason}");
-                if self.follow.as_ref().is_some_and(|(id, _)| *id == request) {
-                    self.outcome = Some(Outcome::Failed { run: None, reason });
-                }
-            }
-            Action::Commit {
-                task,
-                agent,
-                action_word,
-                message_task,
-                paths,
-                branch,
-            } => {
-                if let Some(git) = self.git.as_mut() {
-                    let message =
-                        crate::commit_msg::format_message(&agent, &action_word, &message_task);
-                    git.commit(&task, branch.as_deref(), &message, &paths);
-                }
-            }
-            Action::RunFinished { run, ok, summary } => {
-                tracing::info!(run = %run, ok, "run finished: {summary}");
-                let ours = self.engine.run(&run).is_some_and(|r| {
-                    self.follow
-                        .as_ref()
-                        .is_some_and(|(id, _)| *id == r.request.id)
-                });
-                if ours {
-                    self.dirty_runs.insert(run.clone());
-                    self.outcome = Some(if ok {
-                        Outcome::Done { run, summary }
-                    } else {
-                        Outcome::Failed {
-                            run: Some(run),
-                            reason: summary,
-                        }
-                    });
-                }
-            }
+        if let Err(e) = crate::apply::apply(
+            &mut self.engine,
+            &mut self.journal,
+            &mut self.unjournaled,
+            events,
+            &mut self.fx,
+        ) {
+            tracing::error!("{e:#}");
         }
     }
 
@@ -934,18 +843,19 @@ impl Daemon {
     fn after_batch(&mut self) {
         self.flush();
         self.maybe_compact();
+        self.maybe_checkpoint();
         self.report_status();
-        for run in std::mem::take(&mut self.dirty_runs) {
+        for run in std::mem::take(&mut self.fx.dirty_runs) {
             if let Some(r) = self.engine.run(&run) {
                 let text = record::render(&self.engine, r);
-                let path = self.ingest.root().join(record::record_path(&run));
+                let path = self.fx.ingest.root().join(record::record_path(&run));
                 // Rebuilt from the journal at any time: no fsync on this path.
                 if let Err(e) = crate::runner::write_replaceable(&path, text.as_bytes()) {
                     tracing::error!(file = %path.display(), "cannot write the run record: {e:#}");
                 }
             }
         }
-        let Some((req, run)) = self.follow.clone() else {
+        let Some((req, run)) = self.fx.follow.clone() else {
             return;
         };
         let run = run.or_else(|| {
@@ -955,19 +865,19 @@ impl Daemon {
                 .find(|r| r.request.id == req)
                 .map(|r| r.id.clone())
         });
-        self.follow = Some((req, run.clone()));
+        self.fx.follow = Some((req, run.clone()));
         let Some(run) = run else { return };
         if self.options.progress {
             self.print_progress(&run);
         }
-        if self.outcome.is_none()
+        if self.fx.outcome.is_none()
             && self.parked.is_empty()
             && self.settle.is_empty()
             && self.new_dirs.is_empty()
             && self.unjournaled.is_empty()
         {
             if let Some(why) = self.engine.stalled(&run) {
-                self.outcome = Some(Outcome::Failed {
+                self.fx.outcome = Some(Outcome::Failed {
                     run: Some(run),
                     reason: format!("the run cannot go on: {why}"),
                 });
@@ -1013,6 +923,12 @@ impl Daemon {
         }
     }
 
+    /// The event that gives the engine the current settings' configuration.
+    fn configured_event(&self, at: Millis) -> Event {
+        self.engine
+            .configure(&self.settings.playbook, self.settings.policies(), at)
+    }
+
     fn reload(&mut self) {
         let paths = self.settings.paths.clone();
         let command = self
@@ -1022,10 +938,10 @@ impl Daemon {
             .map(|v| shell_words::join(&v));
         match Settings::load(paths, command.as_deref(), self.settings.max_file_size) {
             Ok(s) => {
-                self.engine.set_playbook(s.playbook.clone());
-                self.engine.set_agents(s.policies());
-                self.runner.set_agents(s.agents.clone());
+                self.fx.runner.set_agents(s.agents.clone());
                 self.settings = s;
+                let ev = self.configured_event(now_ms());
+                self.apply(vec![ev]);
                 tracing::info!("reloaded the playbook and agent definitions");
             }
             Err(errors) => {
@@ -1049,12 +965,13 @@ impl Daemon {
     ) {
         self.stop_tasks(exit_rx, control, grace).await;
         self.cleanup_cookies();
+        self.checkpoint();
     }
 
     /// A foreground run ended: tasks of it still open are cancelled (so the
     /// record says so and no later gtmd resumes them), then processes stop.
     async fn finish_foreground(&mut self, exit_rx: &mut mpsc::UnboundedReceiver<TaskExit>) {
-        if let Some((_, Some(run))) = self.follow.clone() {
+        if let Some((_, Some(run))) = self.fx.follow.clone() {
             let open = self
                 .engine
                 .tasks()
@@ -1073,9 +990,9 @@ impl Daemon {
         // Agents whose tasks are done may still be finishing (their status
         // written, the process not yet exited): let them end by themselves.
         let deadline = Instant::now() + FINISH_GRACE;
-        while self.runner.running_count() > 0 {
+        while self.fx.runner.running_count() > 0 {
             match tokio::time::timeout_at(deadline.into(), exit_rx.recv()).await {
-                Ok(Some(exit)) => self.runner.reaped(&exit.task),
+                Ok(Some(exit)) => self.fx.runner.reaped(&exit.task),
                 _ => break,
             }
         }
@@ -1084,7 +1001,7 @@ impl Daemon {
 
     fn cleanup_cookies(&mut self) {
         for name in self.parked.keys() {
-            let _ = std::fs::remove_file(self.ingest.root().join(name));
+            let _ = std::fs::remove_file(self.fx.ingest.root().join(name));
         }
     }
 }

@@ -48,9 +48,9 @@ impl Daemon {
         let open = self.engine.tasks().values().filter(|t| t.is_open()).count();
         let mut text = format!(
             "{run}; {} task process(es) running",
-            self.runner.running_count()
+            self.fx.runner.running_count()
         );
-        let queued = self.runner.queued_count();
+        let queued = self.fx.runner.queued_count();
         if queued > 0 {
             text.push_str(&format!(", {queued} waiting for a slot (--max-parallel)"));
         }
@@ -114,14 +114,14 @@ impl Daemon {
         mut control: Option<&mut mpsc::UnboundedReceiver<Control>>,
         grace: Duration,
     ) {
-        let dropped = self.runner.close();
+        let dropped = self.fx.runner.close();
         if dropped > 0 {
             tracing::info!(
                 "{dropped} task(s) waiting for a slot were not started; they start after a restart"
             );
         }
         let mut watchdog = Watchdog::from_env();
-        let running = self.runner.running_count();
+        let running = self.fx.runner.running_count();
         if running > 0 && !grace.is_zero() {
             let text = format!(
                 "stopping: waiting up to {} s for {running} task process(es) to finish",
@@ -135,7 +135,7 @@ impl Daemon {
         let deadline = Instant::now() + grace;
         let mut hurry = false;
         // 1. The grace period: tasks may finish by themselves.
-        while !hurry && self.runner.running_count() > 0 && Instant::now() < deadline {
+        while !hurry && self.fx.runner.running_count() > 0 && Instant::now() < deadline {
             tokio::select! {
                 exit = exit_rx.recv() => match exit {
                     Some(exit) => self.ended_while_stopping(exit),
@@ -147,22 +147,22 @@ impl Daemon {
             }
         }
         // 2. TERM, then KILL after KILL_GRACE (at once on a second signal).
-        if self.runner.running_count() > 0 {
+        if self.fx.runner.running_count() > 0 {
             if hurry {
                 tracing::warn!(
                     "second stop signal: killing {} task process group(s) now",
-                    self.runner.running_count()
+                    self.fx.runner.running_count()
                 );
             } else {
                 tracing::info!(
                     "grace period over: stopping {} task process group(s) (TERM, then KILL after {} s)",
-                    self.runner.running_count(),
+                    self.fx.runner.running_count(),
                     KILL_GRACE.as_secs()
                 );
                 service::status("stopping: TERM sent to the remaining task processes");
-                self.runner.stop_all();
+                self.fx.runner.stop_all();
                 let deadline = Instant::now() + KILL_GRACE + Duration::from_secs(1);
-                while !hurry && self.runner.running_count() > 0 && Instant::now() < deadline {
+                while !hurry && self.fx.runner.running_count() > 0 && Instant::now() < deadline {
                     tokio::select! {
                         exit = exit_rx.recv() => match exit {
                             Some(exit) => self.ended_while_stopping(exit),
@@ -177,12 +177,12 @@ impl Daemon {
         }
         // 3. Whatever is left is KILLed; wait a moment so the children are
         // reaped by us rather than left as zombies for init.
-        if self.runner.running_count() > 0 {
-            self.runner.kill_all();
+        if self.fx.runner.running_count() > 0 {
+            self.fx.runner.kill_all();
             let deadline = Instant::now() + REAP_WAIT;
-            while self.runner.running_count() > 0 {
+            while self.fx.runner.running_count() > 0 {
                 match tokio::time::timeout_at(deadline.into(), exit_rx.recv()).await {
-                    Ok(Some(exit)) => self.runner.reaped(&exit.task),
+                    Ok(Some(exit)) => self.fx.runner.reaped(&exit.task),
                     _ => break,
                 }
             }
@@ -194,7 +194,7 @@ impl Daemon {
     /// scan sees its status and outputs, or the task runs again.
     fn ended_while_stopping(&mut self, exit: TaskExit) {
         tracing::info!(task = %exit.task, "task process ended while stopping: {}", exit.exit.describe());
-        self.runner.reaped(&exit.task);
+        self.fx.runner.reaped(&exit.task);
     }
 }
 

@@ -53,11 +53,48 @@ pub struct Engine {
     busy: BTreeMap<String, usize>,
     next_task: u64,
     next_run: u64,
+    /// Between [`Event::Restarted`] and [`Event::CaughtUp`]: the start-up
+    /// scan is being handled, and no task starts until it is.
+    catching_up: bool,
+    /// [`Playbook::digest`] of `playbook`, to tell a changed one.
+    playbook_digest: String,
+    /// Order-independent digests of `files` and `acted` (sums of their
+    /// members' hashes), kept in step with every change: a checkpoint then
+    /// costs a pass over the runs and tasks, not over 100,000 files.
+    files_sum: u128,
+    acted_sum: u128,
 }
 
-/// The engine's durable state, without the playbook and agents (which come
-/// from the current configuration) and without derived indexes: what a
-/// journal snapshot holds.
+/// Names what [`Engine::digest`] covers and how; a checkpoint written under
+/// another scheme (another gtmd version) is not compared.
+pub const DIGEST_SCHEME: &str = concat!("gtmd ", env!("CARGO_PKG_VERSION"), ", state digest 1");
+
+/// A member's share of a set digest.
+fn member_hash(parts: &[&[u8]]) -> u128 {
+    let mut h = blake3::Hasher::new();
+    for p in parts {
+        h.update(&(p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    u128::from_le_bytes(h.finalize().as_bytes()[..16].try_into().unwrap())
+}
+
+fn file_hash(path: &str, f: &FileEntry) -> u128 {
+    member_hash(&[
+        path.as_bytes(),
+        f.hash.as_bytes(),
+        &f.size.to_le_bytes(),
+        &f.mtime_ns.to_le_bytes(),
+    ])
+}
+
+fn acted_hash(path: &str, hash: &str) -> u128 {
+    member_hash(&[path.as_bytes(), hash.as_bytes()])
+}
+
+/// The engine's durable state without derived indexes: what a journal
+/// snapshot holds. The configuration is part of it, so a replay from a
+/// snapshot decides with what the live daemon had.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct EngineState {
     files: BTreeMap<String, FileEntry>,
@@ -70,6 +107,33 @@ pub struct EngineState {
     decisions: BTreeMap<String, DecisionState>,
     next_task: u64,
     next_run: u64,
+    #[serde(default)]
+    catching_up: bool,
+    /// `None` in snapshots written before the configuration was journaled:
+    /// the current configuration is taken then.
+    #[serde(default)]
+    playbook: Option<Playbook>,
+    #[serde(default)]
+    agents: Option<BTreeMap<String, AgentPolicy>>,
+}
+
+/// The part of the state a [`Event::Checkpoint`] digest covers, borrowed:
+/// computing a digest must not copy ten thousand tasks.
+#[derive(serde::Serialize)]
+struct StateView<'a> {
+    files: String,
+    runs: &'a BTreeMap<RunId, Run>,
+    tasks: &'a BTreeMap<TaskId, Task>,
+    refused_requests: &'a [RefusedRequest],
+    rejected: &'a BTreeMap<String, Diagnostic>,
+    acted: String,
+    conflicts: &'a BTreeMap<String, ConflictState>,
+    decisions: &'a BTreeMap<String, DecisionState>,
+    next_task: u64,
+    next_run: u64,
+    catching_up: bool,
+    agents: &'a BTreeMap<String, AgentPolicy>,
+    playbook_digest: &'a str,
 }
 
 impl Engine {
@@ -86,16 +150,59 @@ impl Engine {
             decisions: self.decisions.clone(),
             next_task: self.next_task,
             next_run: self.next_run,
+            catching_up: self.catching_up,
+            playbook: Some(self.playbook.clone()),
+            agents: Some(self.agents.clone()),
         }
     }
 
-    /// An engine at a snapshot's state, its indexes rebuilt.
+    /// A digest of everything the engine decides with and has decided: two
+    /// engines with the same digest act the same on the next event.
+    pub fn digest(&self) -> String {
+        let view = StateView {
+            files: format!("{} {:032x}", self.files.len(), self.files_sum),
+            runs: &self.runs,
+            tasks: &self.tasks,
+            refused_requests: &self.refused_requests,
+            rejected: &self.rejected,
+            acted: format!("{:032x}", self.acted_sum),
+            conflicts: &self.conflicts,
+            decisions: &self.decisions,
+            next_task: self.next_task,
+            next_run: self.next_run,
+            catching_up: self.catching_up,
+            agents: &self.agents,
+            playbook_digest: &self.playbook_digest,
+        };
+        // serde_json writes in small pieces; blake3 wants large ones.
+        let mut hasher = std::io::BufWriter::with_capacity(64 * 1024, blake3::Hasher::new());
+        serde_json::to_writer(&mut hasher, &view).expect("engine state serializes");
+        let hasher = hasher.into_inner().expect("hashing cannot fail");
+        hasher.finalize().to_hex()[..32].to_string()
+    }
+
+    /// An engine at a snapshot's state, its indexes rebuilt. `playbook` and
+    /// `agents` are used only when the snapshot predates journaled
+    /// configuration.
     pub fn restore(
         playbook: Playbook,
         agents: BTreeMap<String, AgentPolicy>,
         state: EngineState,
     ) -> Engine {
-        let mut e = Engine::new(playbook, agents);
+        let mut e = Engine::new(
+            state.playbook.unwrap_or(playbook),
+            state.agents.unwrap_or(agents),
+        );
+        e.catching_up = state.catching_up;
+        e.files_sum = state
+            .files
+            .iter()
+            .fold(0, |sum, (p, f)| sum.wrapping_add(file_hash(p, f)));
+        e.acted_sum = state.acted.iter().fold(0, |sum, (p, versions)| {
+            versions
+                .iter()
+                .fold(sum, |sum, h| sum.wrapping_add(acted_hash(p, h)))
+        });
         e.files = state.files;
         e.runs = state.runs;
         e.refused_requests = state.refused_requests;
@@ -115,6 +222,10 @@ impl Engine {
 
     pub fn new(playbook: Playbook, agents: BTreeMap<String, AgentPolicy>) -> Engine {
         Engine {
+            playbook_digest: playbook.digest(),
+            catching_up: false,
+            files_sum: 0,
+            acted_sum: 0,
             playbook,
             agents,
             files: BTreeMap::new(),
@@ -183,21 +294,33 @@ impl Engine {
             .collect()
     }
 
-    pub fn set_agents(&mut self, agents: BTreeMap<String, AgentPolicy>) {
-        self.agents = agents;
+    pub fn agents(&self) -> &BTreeMap<String, AgentPolicy> {
+        &self.agents
     }
-    pub fn set_playbook(&mut self, playbook: Playbook) {
-        self.playbook = playbook;
+    pub fn playbook_digest(&self) -> &str {
+        &self.playbook_digest
     }
 
-    /// Tasks that were running when the daemon stopped: after a replay they are
-    /// started again (tasks are at-least-once).
-    pub fn running_tasks(&self) -> Vec<TaskSpec> {
-        self.tasks
-            .values()
-            .filter(|t| t.state == TaskState::Running)
-            .map(|t| self.spec_for(t))
-            .collect()
+    /// The event that gives the engine this configuration: the playbook goes
+    /// into the journal only when it is not the one in force already.
+    pub fn configure(
+        &self,
+        playbook: &Playbook,
+        agents: BTreeMap<String, AgentPolicy>,
+        at: Millis,
+    ) -> Event {
+        let digest = playbook.digest();
+        Event::Configured {
+            agents,
+            playbook: (digest != self.playbook_digest).then(|| Box::new(playbook.clone())),
+            playbook_digest: digest,
+            at,
+        }
+    }
+
+    /// Whether the engine is between [`Event::Restarted`] and [`Event::CaughtUp`].
+    pub fn catching_up(&self) -> bool {
+        self.catching_up
     }
 
     /// A file is present when it exists and is non-empty; a directory output
@@ -318,13 +441,13 @@ impl Engine {
                     self.dispatch(at, &mut out);
                     return out;
                 }
-                self.files.insert(
-                    path.clone(),
-                    FileEntry {
+                self.set_file(
+                    path,
+                    Some(FileEntry {
                         hash: hash.clone(),
                         size: *size,
                         mtime_ns: *mtime_ns,
-                    },
+                    }),
                 );
                 let reactive = !matches!(content, FileContent::Plain)
                     || self
@@ -332,9 +455,16 @@ impl Engine {
                         .routes
                         .iter()
                         .any(|r| route_matches(&r.path, path));
-                if reactive {
+                // A gate file is read whatever content it has had before: it
+                // is gtmd's own file, and an old copy put back must be
+                // answered (rewritten) rather than taken as done.
+                let gate = matches!(content, FileContent::Gate { .. });
+                if reactive && !gate {
                     let versions = self.acted.entry(path.clone()).or_default();
-                    if !versions.insert(hash.clone()) {
+                    let new = versions.insert(hash.clone());
+                    if new {
+                        self.acted_sum = self.acted_sum.wrapping_add(acted_hash(path, hash));
+                    } else {
                         // Already acted on; only whether it is refused may change.
                         match content {
                             FileContent::Rejected { diagnostic } => {
@@ -352,12 +482,16 @@ impl Engine {
                 self.on_file(path, content, at, &mut out);
             }
             Event::FileTouched { path, mtime_ns, .. } => {
-                if let Some(f) = self.files.get_mut(path) {
-                    f.mtime_ns = *mtime_ns;
+                if let Some(f) = self.files.get(path) {
+                    let touched = FileEntry {
+                        mtime_ns: *mtime_ns,
+                        ..f.clone()
+                    };
+                    self.set_file(path, Some(touched));
                 }
             }
             Event::FileRemoved { path, .. } => {
-                self.files.remove(path);
+                self.set_file(path, None);
             }
             Event::RunRequested { request, .. } => self.on_request(request, at, &mut out),
             Event::TaskExited { task, exit, .. } => self.on_exit(task, exit, at, &mut out),
@@ -375,9 +509,41 @@ impl Engine {
             Event::CancelRequested { target, reason, .. } => {
                 self.on_cancel(target, reason.as_deref(), at, &mut out)
             }
+            Event::Configured {
+                agents,
+                playbook,
+                playbook_digest,
+                ..
+            } => {
+                self.agents = agents.clone();
+                if let Some(p) = playbook {
+                    self.playbook = (**p).clone();
+                    self.playbook_digest = playbook_digest.clone();
+                }
+            }
+            Event::Restarted { .. } => self.on_restarted(at, &mut out),
+            Event::CaughtUp { .. } => self.on_caught_up(at, &mut out),
+            // Only a replay looks at it; nothing changes, nothing starts.
+            Event::Checkpoint { .. } => return out,
         }
         self.dispatch(at, &mut out);
         out
+    }
+}
+
+impl Engine {
+    /// Change the file index, keeping its digest in step.
+    fn set_file(&mut self, path: &str, entry: Option<FileEntry>) {
+        let old = match entry {
+            Some(e) => {
+                self.files_sum = self.files_sum.wrapping_add(file_hash(path, &e));
+                self.files.insert(path.to_string(), e)
+            }
+            None => self.files.remove(path),
+        };
+        if let Some(old) = old {
+            self.files_sum = self.files_sum.wrapping_sub(file_hash(path, &old));
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 
 use crate::diagnostic::Diagnostic;
 use crate::gate_checks::CheckResult;
+use crate::playbook::Playbook;
 use crate::protocol::escalation::{Conflict, Decision};
 use crate::protocol::{BusinessConfig, Checkbox, StatusReport, TaskStatus};
 use serde::{Deserialize, Serialize};
@@ -65,6 +66,40 @@ pub enum Event {
         checks: Vec<CheckResult>,
         at: Millis,
     },
+    /// The configuration the engine decides with from here on: each agent's
+    /// policy and the playbook. Journaled at every start and reload, so a
+    /// replay decides with what the live daemon had, whatever the files on
+    /// disk say by the time of the replay.
+    Configured {
+        agents: BTreeMap<String, AgentPolicy>,
+        /// The playbook, when it is not the one in force already; its
+        /// digest either way.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        playbook: Option<Box<Playbook>>,
+        playbook_digest: String,
+        at: Millis,
+    },
+    /// A gtmd started: every agent process of the one before is gone (they
+    /// die with it, or are killed at start). Journaled before the catch-up
+    /// scan; no task starts until [`Event::CaughtUp`].
+    Restarted {
+        at: Millis,
+    },
+    /// The start-up scan has been handled: tasks that were running when gtmd
+    /// stopped run again (command agents) or stay with their person (inbox).
+    CaughtUp {
+        at: Millis,
+    },
+    /// A digest of the engine's state after every entry before this one, as
+    /// the live daemon had it: a replay that computes another has parted
+    /// from what the daemon did.
+    Checkpoint {
+        digest: String,
+        /// [`crate::engine::DIGEST_SCHEME`] of the gtmd that wrote it: a
+        /// digest is compared only by a gtmd of the same scheme.
+        scheme: String,
+        at: Millis,
+    },
     /// `gtmd cancel`, a run over its budget, a foreground run that ended.
     CancelRequested {
         target: CancelTarget,
@@ -85,6 +120,10 @@ impl Event {
             | Event::TaskExited { at, .. }
             | Event::RetryDue { at, .. }
             | Event::GateEvaluated { at, .. }
+            | Event::Configured { at, .. }
+            | Event::Restarted { at }
+            | Event::CaughtUp { at }
+            | Event::Checkpoint { at, .. }
             | Event::CancelRequested { at, .. } => *at,
         }
     }
@@ -246,6 +285,15 @@ pub enum Action {
         run: RunId,
         ok: bool,
         summary: String,
+    },
+    /// A task ended (once per task): for the log line that says how.
+    TaskEnded {
+        task: TaskId,
+        agent: String,
+        /// The outcome's label: `complete`, `failed (…)`, `cancelled`, …
+        outcome: String,
+        /// From its first start to its end; `None` if it never started.
+        duration_ms: Option<u64>,
     },
     /// A task completed with a status: commit the files it listed, for
     /// `--git` (the daemon ignores it otherwise). Message:

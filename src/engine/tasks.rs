@@ -305,6 +305,13 @@ impl Engine {
             t.state = TaskState::Done { outcome };
             t.ended_at = Some(at);
         });
+        let t = &self.tasks[task_id];
+        out.push(Action::TaskEnded {
+            task: task_id.to_string(),
+            agent: t.agent.clone(),
+            outcome: label.clone(),
+            duration_ms: t.started_at.map(|s| at.saturating_sub(s)),
+        });
         let agent = self.tasks[task_id].agent.clone();
         let has_command = self.agents.get(&agent).is_some_and(|a| a.has_command);
         if !has_command {
@@ -365,6 +372,72 @@ impl Engine {
             ok,
             summary: format!("task {task_id} {}", outcome.label()),
         });
+    }
+
+    /// A gtmd started: the processes of the one before are gone, whatever
+    /// the journal last said of them. Tasks still running wait for
+    /// [`Engine::on_caught_up`], after the scan has read what they wrote.
+    pub(super) fn on_restarted(&mut self, at: Millis, out: &mut Vec<Action>) {
+        self.catching_up = true;
+        let alive: Vec<TaskId> = self
+            .tasks
+            .values()
+            .filter(|t| t.process_alive)
+            .map(|t| t.id.clone())
+            .collect();
+        for id in &alive {
+            self.mutate_task(id, |t| t.process_alive = false);
+            if self.tasks[id].state == TaskState::Running {
+                self.log_task(id, at, "interrupted: gtmd stopped while it ran".into(), out);
+            }
+        }
+    }
+
+    /// The start-up scan is handled: a task still running from before runs
+    /// again if its agent has a command (tasks are at-least-once; the same
+    /// attempt, as the interruption was not the agent's failure), and is
+    /// handed to its person again (the inbox file rewritten) if not.
+    pub(super) fn on_caught_up(&mut self, at: Millis, out: &mut Vec<Action>) {
+        self.catching_up = false;
+        let running: Vec<TaskId> = self
+            .open_tasks()
+            .filter(|t| t.state == TaskState::Running)
+            .map(|t| t.id.clone())
+            .collect();
+        let (mut rerun, mut resumed) = (Vec::new(), Vec::new());
+        for id in running {
+            let agent = self.tasks[&id].agent.clone();
+            if self.agents.get(&agent).is_some_and(|a| a.has_command) {
+                self.mutate_task(&id, |t| t.state = TaskState::Queued);
+                self.log_task(&id, at, "runs again after a restart".into(), out);
+                rerun.push(id);
+            } else {
+                self.log_task(&id, at, "still in the inbox after a restart".into(), out);
+                out.push(Action::StartTask {
+                    task: self.spec_for(&self.tasks[&id]),
+                });
+                resumed.push(id);
+            }
+        }
+        if !rerun.is_empty() || !resumed.is_empty() {
+            let list = |v: &[TaskId]| {
+                if v.is_empty() {
+                    "none".to_string()
+                } else {
+                    v.join(", ")
+                }
+            };
+            out.push(Action::Notice {
+                level: NoticeLevel::Info,
+                message: format!(
+                    "tasks that were running when gtmd stopped: {} run again ({}); {} still in their inbox ({})",
+                    rerun.len(),
+                    list(&rerun),
+                    resumed.len(),
+                    list(&resumed)
+                ),
+            });
+        }
     }
 
     pub(super) fn on_exit(
@@ -513,8 +586,13 @@ impl Engine {
         self.open.values().map(|id| &self.tasks[id])
     }
 
-    /// One task at a time per agent, oldest first.
+    /// One task at a time per agent, oldest first. Nothing starts while the
+    /// start-up scan is handled: a task that ran when gtmd stopped may have
+    /// ended meanwhile, and only the scan can tell.
     pub(super) fn dispatch(&mut self, at: Millis, out: &mut Vec<Action>) {
+        if self.catching_up {
+            return;
+        }
         let next: Vec<(String, TaskId)> = self
             .queues
             .iter()

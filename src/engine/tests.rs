@@ -896,7 +896,9 @@ fn a_loop_of_hand_offs_stops_and_tells_the_coordinator() {
         },
     ];
     let mut b = Bus::new();
-    b.e.set_playbook(pb);
+    let agents = b.e.agents().clone();
+    let ev = b.e.configure(&pb, agents, 0);
+    b.e.handle(&ev);
     b.plain("a.md");
     // Each receiver answers by writing the other's file, then exits.
     for _ in 0..20 {

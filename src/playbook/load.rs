@@ -249,6 +249,7 @@ impl RawPlaybook {
             default_timeout_secs: self.default_timeout_secs,
             default_retries: self.default_retries,
             decision_rules: self.decision_rules,
+            digest: Default::default(),
         }
     }
 }

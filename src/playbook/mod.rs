@@ -29,6 +29,21 @@ pub struct Playbook {
     /// The guide's "When to Iterate vs. Restart" thresholds (optional section).
     #[serde(default)]
     pub decision_rules: DecisionRules,
+    /// [`Playbook::digest`], computed once: every start and every replay asks.
+    #[serde(skip)]
+    pub(crate) digest: DigestCache,
+}
+
+/// A digest computed on first use. It never takes part in comparisons, and
+/// a clone keeps it (a clone is the same playbook); code that changes a
+/// playbook's fields after asking for its digest must not rely on it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct DigestCache(std::sync::OnceLock<String>);
+
+impl PartialEq for DigestCache {
+    fn eq(&self, _: &DigestCache) -> bool {
+        true
+    }
 }
 
 /// The thresholds of the guide's iterate-vs-restart rule, applied to the
@@ -167,6 +182,20 @@ impl Playbook {
     pub fn default_playbook() -> Playbook {
         parse_playbook(DEFAULT_PLAYBOOK_NAME, DEFAULT_PLAYBOOK)
             .expect("the embedded default playbook is valid (checked by a unit test)")
+    }
+
+    /// A short digest of the whole playbook: tells whether two are the same
+    /// without comparing them field by field (the journal records a
+    /// playbook only when its digest changes).
+    pub fn digest(&self) -> String {
+        self.digest.0.get_or_init(|| self.compute_digest()).clone()
+    }
+
+    fn compute_digest(&self) -> String {
+        let mut hasher = std::io::BufWriter::with_capacity(64 * 1024, blake3::Hasher::new());
+        serde_json::to_writer(&mut hasher, self).expect("a playbook serializes");
+        let hasher = hasher.into_inner().expect("hashing cannot fail");
+        hasher.finalize().to_hex()[..16].to_string()
     }
 
     pub fn phase(&self, number: u8) -> Option<&Phase> {

@@ -64,8 +64,12 @@ impl Project {
     /// `gtmd` with the project's paths, run from the project directory.
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(gtmd_bin());
+        // Every replay in the tests (status, a restarted daemon) must agree
+        // with the daemon's checkpoints, and checkpoints come often.
         c.current_dir(self.root())
             .env("GTMD_LOG", "info,notify=warn")
+            .env("GTMD_STRICT_REPLAY", "1")
+            .env("GTMD_CHECKPOINT_EVERY", "20")
             .stdin(Stdio::null());
         c
     }

@@ -1,0 +1,90 @@
+//! The one path every event takes: journaled (durable) first, then handed to
+//! the engine, then the engine's actions carried out, and the events those
+//! lead to (a task that could not start, a gate's checks) the same way, in
+//! the order the journal gives them.
+//!
+//! Kept apart from the daemon's loop so that the property test of
+//! "replay equals live" drives exactly this code with a journal in memory
+//! and simulated processes: the order it checks is the order the daemon uses.
+
+use crate::engine::{Action, Engine, Event};
+use std::collections::VecDeque;
+
+/// Where events become durable.
+pub trait Journal {
+    fn append(&mut self, events: &[Event]) -> anyhow::Result<()>;
+}
+
+impl Journal for crate::journal::Journal {
+    fn append(&mut self, events: &[Event]) -> anyhow::Result<()> {
+        crate::journal::Journal::append(self, events)
+    }
+}
+
+/// A journal in memory (tests, simulations).
+impl Journal for Vec<Event> {
+    fn append(&mut self, events: &[Event]) -> anyhow::Result<()> {
+        self.extend_from_slice(events);
+        Ok(())
+    }
+}
+
+/// What carries out the engine's actions.
+pub trait Effects {
+    /// Carry out one action; return the events it led to at once (a task
+    /// that could not start).
+    fn execute(&mut self, engine: &Engine, action: Action) -> Vec<Event>;
+    /// Called after all actions of one event: events owed for them (one gate
+    /// evaluation per gate, however many actions asked for it).
+    fn after_event(&mut self, engine: &Engine) -> Vec<Event>;
+}
+
+/// Journal `events` (after any still `pending` from a failed write), then
+/// handle them and what they lead to. On a journal error the events not yet
+/// durable are left in `pending`, in order, to be tried again; nothing was
+/// acted on for them.
+pub fn apply(
+    engine: &mut Engine,
+    journal: &mut impl Journal,
+    pending: &mut Vec<Event>,
+    events: Vec<Event>,
+    fx: &mut impl Effects,
+) -> anyhow::Result<()> {
+    let mut queue: VecDeque<Event> = std::mem::take(pending).into();
+    queue.extend(events);
+    while !queue.is_empty() {
+        let batch: Vec<Event> = queue.drain(..).collect();
+        if let Err(e) = journal.append(&batch) {
+            *pending = batch;
+            return Err(e);
+        }
+        for event in &batch {
+            for action in engine.handle(event) {
+                queue.extend(fx.execute(engine, action));
+            }
+            queue.extend(fx.after_event(engine));
+        }
+    }
+    Ok(())
+}
+
+/// Journal a [`Event::Checkpoint`] of the engine as it is. Only when nothing
+/// is pending: the digest must cover every entry before it.
+pub fn checkpoint(
+    engine: &mut Engine,
+    journal: &mut impl Journal,
+    pending: &[Event],
+    at: crate::engine::Millis,
+) -> anyhow::Result<bool> {
+    if !pending.is_empty() {
+        return Ok(false);
+    }
+    let event = Event::Checkpoint {
+        digest: engine.digest(),
+        scheme: crate::engine::DIGEST_SCHEME.to_string(),
+        at,
+    };
+    journal.append(std::slice::from_ref(&event))?;
+    engine.handle(&event);
+    Ok(true)
+}
