@@ -24,6 +24,7 @@ impl Engine {
         if reopened {
             st.closed_at = None;
             st.closed_by = None;
+            st.withdrawn = false;
             st.opened_at = at;
         }
         st.title = c.title.clone();
@@ -32,6 +33,33 @@ impl Engine {
         st.severity = c.severity.clone();
         st.versions += 1;
         let version = st.versions;
+        let run = self.active_run().map(|r| r.id.clone());
+        let id = self.queue_review(path, c, version, at, out);
+        self.log_run(
+            run,
+            at,
+            format!(
+                "conflict {path} {} (version {version}); review task {id}",
+                if reopened {
+                    "reopened"
+                } else if version == 1 {
+                    "raised"
+                } else {
+                    "changed"
+                }
+            ),
+            out,
+        );
+    }
+
+    fn queue_review(
+        &mut self,
+        path: &str,
+        c: &Conflict,
+        version: u32,
+        at: Millis,
+        out: &mut Vec<Action>,
+    ) -> TaskId {
         let mut details = vec![format!(
             "Read {path}, review both positions, then write a decision in strategy/decisions/ with front matter `resolves: {path}` and `affected: [agents who must change their outputs]`, and the rationale in the text."
         )];
@@ -50,10 +78,10 @@ impl Engine {
         } else {
             c.title.clone()
         };
-        let id = self.new_task(
+        self.new_task(
             NewTask {
                 agent: "coordinator".into(),
-                run: run.clone(),
+                run,
                 phase: None,
                 step: None,
                 kind: TaskKind::ConflictReview {
@@ -72,22 +100,107 @@ impl Engine {
             },
             at,
             out,
+        )
+    }
+
+    /// A conflict whose file is gone (deleted, renamed away, taken by a `git
+    /// checkout`) is withdrawn: closed, saying so, its queued review
+    /// cancelled (a running one finishes). A conflict a decision closed
+    /// stays closed by it: removing a settled conflict's file is tidying up.
+    pub(super) fn on_conflict_file_removed(
+        &mut self,
+        path: &str,
+        at: Millis,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(c) = self.conflicts.get_mut(path) else {
+            return;
+        };
+        if c.closed_at.is_some() {
+            return;
+        }
+        c.closed_at = Some(at);
+        c.closed_by = Some(WITHDRAWN.to_string());
+        c.withdrawn = true;
+        let queued: Vec<TaskId> = self
+            .open_tasks()
+            .filter(|t| t.state != TaskState::Running && self.reviews(t, path))
+            .map(|t| t.id.clone())
+            .collect();
+        for t in &queued {
+            self.end_task(t, Outcome::Cancelled, at, out);
+        }
+        let line = format!(
+            "conflict {path} {WITHDRAWN}{}; it opens again if the file comes back",
+            if queued.is_empty() {
+                String::new()
+            } else {
+                format!(" (review {} cancelled)", queued.join(", "))
+            }
         );
-        self.log_run(
-            run,
-            at,
-            format!(
-                "conflict {path} {} (version {version}); review task {id}",
-                if reopened {
-                    "reopened"
-                } else if version == 1 {
-                    "raised"
-                } else {
-                    "changed"
-                }
-            ),
-            out,
-        );
+        let run = self.active_run().map(|r| r.id.clone());
+        out.push(Action::Notice {
+            level: NoticeLevel::Info,
+            message: line.clone(),
+        });
+        self.log_run(run, at, line, out);
+    }
+
+    /// A withdrawn conflict's file is back with content gtmd has acted on
+    /// before (`git checkout` restoring it, a rename away and back): the same
+    /// version, reviewed already, so it is open again as it was, with no new
+    /// review; unless the withdrawal cancelled that review, which it then gets
+    /// again. If its standing decision was applied meanwhile, it closes by it.
+    /// (New content is a new version: [`Engine::on_conflict`].)
+    pub(super) fn on_conflict_file_back(
+        &mut self,
+        path: &str,
+        content: &FileContent,
+        at: Millis,
+        out: &mut Vec<Action>,
+    ) {
+        let FileContent::Conflict { conflict } = content else {
+            return;
+        };
+        let Some(c) = self.conflicts.get_mut(path).filter(|c| c.withdrawn) else {
+            return;
+        };
+        c.closed_at = None;
+        c.closed_by = None;
+        c.withdrawn = false;
+        c.title = conflict.title.clone();
+        c.raised_by = conflict.raised_by.clone();
+        c.agents = conflict.agents.clone();
+        c.severity = conflict.severity.clone();
+        let version = c.versions;
+        let review_cancelled = self
+            .tasks
+            .values()
+            .filter(|t| self.reviews(t, path))
+            .max_by_key(|t| t.seq)
+            .is_some_and(|t| {
+                t.state
+                    == TaskState::Done {
+                        outcome: Outcome::Cancelled,
+                    }
+            });
+        let run = self.active_run().map(|r| r.id.clone());
+        let line = if review_cancelled {
+            let id = self.queue_review(path, conflict, version, at, out);
+            format!("conflict {path} is back: open again; review task {id}")
+        } else {
+            format!("conflict {path} is back with a content already reviewed: open again, no new review")
+        };
+        out.push(Action::Notice {
+            level: NoticeLevel::Info,
+            message: line.clone(),
+        });
+        self.log_run(run, at, line, out);
+        self.close_if_settled(path, at, out);
+    }
+
+    fn reviews(&self, t: &Task, conflict: &str) -> bool {
+        matches!(&t.kind, TaskKind::ConflictReview { conflict: c } if c == conflict)
     }
 
     /// Each affected agent gets a task to apply the decision; what cannot be
@@ -165,6 +278,23 @@ impl Engine {
                 tasks.push(id);
             }
         }
+        if let Some(c) = known_conflict.and_then(|c| self.conflicts.get_mut(c)) {
+            if !tasks.is_empty() && c.closed_at.is_some() && !c.withdrawn {
+                c.closed_at = None;
+                c.closed_by = None;
+                c.opened_at = at;
+                let line = format!(
+                    "conflict {} reopened: the decision {path} is new or changed; it closes when {} have applied it",
+                    c.path,
+                    d.affected.join(", ")
+                );
+                out.push(Action::Notice {
+                    level: NoticeLevel::Info,
+                    message: line.clone(),
+                });
+                self.log_run(run.clone(), at, line, out);
+            }
+        }
         if !problems.is_empty() {
             self.new_task(
                 NewTask {
@@ -227,21 +357,22 @@ impl Engine {
             .collect()
     }
 
-    /// A conflict closes when every agent its decision affects has completed
-    /// the task of applying it.
-    pub(super) fn maybe_close_conflict(
-        &mut self,
-        decision: &str,
-        at: Millis,
-        out: &mut Vec<Action>,
-    ) {
-        let Some(d) = self.decisions.get(decision) else {
-            return;
-        };
-        let Some(conflict) = d.resolves.clone() else {
-            return;
-        };
-        let all_done = !d.tasks.is_empty()
+    /// The decision a conflict stands by: the latest one written that
+    /// still names it.
+    fn standing_decision(&self, conflict: &str) -> Option<&DecisionState> {
+        self.conflicts
+            .get(conflict)?
+            .decisions
+            .iter()
+            .filter_map(|p| self.decisions.get(p))
+            .filter(|d| d.resolves.as_deref() == Some(conflict))
+            .max_by_key(|d| d.at)
+    }
+
+    /// Every agent the decision affects has completed the task of applying
+    /// its latest version.
+    fn applied(&self, d: &DecisionState) -> bool {
+        !d.tasks.is_empty()
             && d.tasks.iter().all(|t| {
                 self.tasks.get(t).is_some_and(|t| {
                     t.state
@@ -249,29 +380,105 @@ impl Engine {
                             outcome: Outcome::Complete,
                         }
                 })
-            });
-        if !all_done {
+            })
+    }
+
+    /// When a conflict closes:
+    ///
+    /// - when the last affected agent completes the task of applying its
+    ///   standing decision (the latest decision naming it);
+    /// - when the coordinator completes the review of a later version and
+    ///   no review of it is left open, if the standing decision has been
+    ///   applied: a review that writes no new decision (or writes the same
+    ///   one again, which is no new version) upholds the ruling the agents
+    ///   already follow;
+    /// - a new or changed decision gives its affected agents new tasks and
+    ///   opens a closed conflict again until they complete them
+    ///   ([`Engine::on_decision`]). So a review that completes before the
+    ///   coordinator's changed decision lands may close the conflict for a
+    ///   moment; the decision then opens it again.
+    ///
+    /// A withdrawn conflict stays withdrawn whatever its tasks do.
+    pub(super) fn maybe_close_conflict(
+        &mut self,
+        decision: &str,
+        at: Millis,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(conflict) = self
+            .decisions
+            .get(decision)
+            .and_then(|d| d.resolves.clone())
+        else {
+            return;
+        };
+        let standing = self.standing_decision(&conflict);
+        if standing.is_some_and(|d| d.path == decision && self.applied(d)) {
+            self.close(&conflict, decision.to_string(), String::new(), at, out);
+        }
+    }
+
+    /// A review of a conflict ended: see [`Engine::maybe_close_conflict`].
+    pub(super) fn on_review_ended(
+        &mut self,
+        conflict: &str,
+        task_id: &str,
+        at: Millis,
+        out: &mut Vec<Action>,
+    ) {
+        let complete = self.tasks[task_id].state
+            == TaskState::Done {
+                outcome: Outcome::Complete,
+            };
+        if complete {
+            self.close_if_settled(conflict, at, out);
+        }
+    }
+
+    /// Close a conflict whose every version has been reviewed and whose
+    /// standing decision has been applied.
+    fn close_if_settled(&mut self, conflict: &str, at: Millis, out: &mut Vec<Action>) {
+        let reviewing = self.open_tasks().any(|t| self.reviews(t, conflict));
+        if reviewing {
             return;
         }
-        let Some(c) = self.conflicts.get_mut(&conflict) else {
+        let Some(d) = self.standing_decision(conflict).filter(|d| self.applied(d)) else {
+            return;
+        };
+        let decision = d.path.clone();
+        let version = self.conflicts[conflict].versions;
+        self.close(
+            conflict,
+            decision,
+            format!(" (upheld after the review of version {version}; its affected agents had applied it)"),
+            at,
+            out,
+        );
+    }
+
+    fn close(
+        &mut self,
+        conflict: &str,
+        decision: String,
+        why: String,
+        at: Millis,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(c) = self.conflicts.get_mut(conflict) else {
             return;
         };
         if c.closed_at.is_some() {
             return;
         }
         c.closed_at = Some(at);
-        c.closed_by = Some(decision.to_string());
+        c.closed_by = Some(decision.clone());
+        let line = format!("conflict {conflict} closed by {decision}{why}");
         let run = self.active_run().map(|r| r.id.clone());
         out.push(Action::Notice {
             level: NoticeLevel::Info,
-            message: format!("conflict {conflict} closed by {decision}"),
+            message: line.clone(),
         });
-        self.log_run(
-            run,
-            at,
-            format!("conflict {conflict} closed by {decision}"),
-            out,
-        );
+        self.log_run(run, at, line, out);
     }
 
     pub(super) fn log_run(

@@ -345,6 +345,7 @@ impl Engine {
                             }
                         }
                         self.on_output_changed(path, at, &mut out);
+                        self.on_conflict_file_back(path, content, at, &mut out);
                         self.dispatch(at, &mut out);
                         return out;
                     }
@@ -358,6 +359,7 @@ impl Engine {
             }
             Event::FileRemoved { path, .. } => {
                 self.files.remove(path);
+                self.on_conflict_file_removed(path, at, &mut out);
             }
             Event::RunRequested { request, .. } => self.on_request(request, at, &mut out),
             Event::TaskExited { task, exit, .. } => self.on_exit(task, exit, at, &mut out),

@@ -334,11 +334,17 @@ impl Engine {
         }
     }
 
-    /// An agent run ends with its only task; a decision's last apply task
-    /// closes its conflict.
+    /// An agent run ends with its only task; a decision's last apply task,
+    /// or a review upholding an applied decision, closes its conflict.
     pub(super) fn on_task_ended(&mut self, task_id: &str, at: Millis, out: &mut Vec<Action>) {
-        if let TaskKind::ApplyDecision { decision, .. } = self.tasks[task_id].kind.clone() {
-            self.maybe_close_conflict(&decision, at, out);
+        match self.tasks[task_id].kind.clone() {
+            TaskKind::ApplyDecision { decision, .. } => {
+                self.maybe_close_conflict(&decision, at, out)
+            }
+            TaskKind::ConflictReview { conflict } => {
+                self.on_review_ended(&conflict, task_id, at, out)
+            }
+            _ => {}
         }
         let t = &self.tasks[task_id];
         let Some(run) = t.run.clone() else { return };
