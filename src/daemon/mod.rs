@@ -1022,6 +1022,22 @@ impl Daemon {
             .map(|v| shell_words::join(&v));
         match Settings::load(paths, command.as_deref(), self.settings.max_file_size) {
             Ok(s) => {
+                // A run keeps the phases and steps it started with.
+                let problems = self.engine.playbook_change_problems(&s.playbook);
+                if !problems.is_empty() {
+                    let file = s
+                        .paths
+                        .playbook
+                        .as_deref()
+                        .map_or("the playbook".into(), |p| p.display().to_string());
+                    for p in problems {
+                        tracing::error!("reload refused: {file}: {p}");
+                    }
+                    tracing::error!(
+                        "kept the previous playbook and agent definitions: a playbook may not drop, rename or move a phase or step of an active run; reload it once the run has ended (or `gtmd cancel --run`)"
+                    );
+                    return;
+                }
                 self.engine.set_playbook(s.playbook.clone());
                 self.engine.set_agents(s.policies());
                 self.runner.set_agents(s.agents.clone());

@@ -160,7 +160,7 @@ impl Engine {
         let t = &self.tasks[task_id];
         let (run, step) = (t.run.clone(), t.step.clone());
         let missing = match &step {
-            Some(s) => self.missing_outputs(&self.step_def(s).outputs.clone()),
+            Some(s) => self.missing_step_outputs(s),
             None => Vec::new(),
         };
         if missing.is_empty() {
@@ -397,7 +397,7 @@ impl Engine {
         let step = t.step.clone();
         if exit.success() {
             let missing = match &step {
-                Some(s) => self.missing_outputs(&self.step_def(s).outputs.clone()),
+                Some(s) => self.missing_step_outputs(s),
                 None => Vec::new(),
             };
             if missing.is_empty() {
@@ -420,11 +420,19 @@ impl Engine {
 
     // ---- tasks ----
 
-    pub(super) fn step_def(&self, id: &str) -> &Step {
-        self.playbook
-            .step(id)
-            .map(|(_, s)| s)
-            .expect("steps of a run come from the playbook")
+    /// A step of the playbook. `None` only if a playbook without it was
+    /// loaded while one of its tasks was open, which a reload refuses
+    /// ([`Engine::playbook_change_problems`]); its outputs are then unknown.
+    pub(super) fn step_def(&self, id: &str) -> Option<&Step> {
+        self.playbook.step(id).map(|(_, s)| s)
+    }
+
+    /// The outputs of a step that are missing or empty.
+    pub(super) fn missing_step_outputs(&self, step: &str) -> Vec<String> {
+        match self.step_def(step) {
+            Some(s) => self.missing_outputs(&s.outputs),
+            None => Vec::new(),
+        }
     }
 
     pub(super) fn new_task(&mut self, n: NewTask, at: Millis, out: &mut Vec<Action>) -> TaskId {
@@ -551,7 +559,7 @@ impl Engine {
     }
 
     pub(super) fn spec_for(&self, t: &Task) -> TaskSpec {
-        let step = t.step.as_deref().map(|s| self.step_def(s));
+        let step = t.step.as_deref().and_then(|s| self.step_def(s));
         let run = t.run.as_deref().and_then(|r| self.runs.get(r));
         let context = self
             .playbook
