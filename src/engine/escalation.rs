@@ -33,33 +33,6 @@ impl Engine {
         st.severity = c.severity.clone();
         st.versions += 1;
         let version = st.versions;
-        let run = self.active_run().map(|r| r.id.clone());
-        let id = self.queue_review(path, c, version, at, out);
-        self.log_run(
-            run,
-            at,
-            format!(
-                "conflict {path} {} (version {version}); review task {id}",
-                if reopened {
-                    "reopened"
-                } else if version == 1 {
-                    "raised"
-                } else {
-                    "changed"
-                }
-            ),
-            out,
-        );
-    }
-
-    fn queue_review(
-        &mut self,
-        path: &str,
-        c: &Conflict,
-        version: u32,
-        at: Millis,
-        out: &mut Vec<Action>,
-    ) -> TaskId {
         let mut details = vec![format!(
             "Read {path}, review both positions, then write a decision in strategy/decisions/ with front matter `resolves: {path}` and `affected: [agents who must change their outputs]`, and the rationale in the text."
         )];
@@ -78,10 +51,10 @@ impl Engine {
         } else {
             c.title.clone()
         };
-        self.new_task(
+        let id = self.new_task(
             NewTask {
                 agent: "coordinator".into(),
-                run,
+                run: run.clone(),
                 phase: None,
                 step: None,
                 kind: TaskKind::ConflictReview {
@@ -100,7 +73,22 @@ impl Engine {
             },
             at,
             out,
-        )
+        );
+        self.log_run(
+            run,
+            at,
+            format!(
+                "conflict {path} {} (version {version}); review task {id}",
+                if reopened {
+                    "reopened"
+                } else if version == 1 {
+                    "raised"
+                } else {
+                    "changed"
+                }
+            ),
+            out,
+        );
     }
 
     /// A conflict whose file is gone (deleted, renamed away, taken by a `git
@@ -149,8 +137,8 @@ impl Engine {
     /// A withdrawn conflict's file is back with content gtmd has acted on
     /// before (`git checkout` restoring it, a rename away and back): the same
     /// version, reviewed already, so it is open again as it was, with no new
-    /// review; unless the withdrawal cancelled that review, which it then gets
-    /// again. If its standing decision was applied meanwhile, it closes by it.
+    /// review; a review the withdrawal cancelled is queued again (the same
+    /// task). If its standing decision was applied meanwhile, it closes by it.
     /// (New content is a new version: [`Engine::on_conflict`].)
     pub(super) fn on_conflict_file_back(
         &mut self,
@@ -165,32 +153,44 @@ impl Engine {
         let Some(c) = self.conflicts.get_mut(path).filter(|c| c.withdrawn) else {
             return;
         };
-        c.closed_at = None;
-        c.closed_by = None;
-        c.withdrawn = false;
         c.title = conflict.title.clone();
         c.raised_by = conflict.raised_by.clone();
         c.agents = conflict.agents.clone();
         c.severity = conflict.severity.clone();
-        let version = c.versions;
-        let review_cancelled = self
+        // The reviews the withdrawal cancelled are queued again: the same
+        // tasks, so a version still gets exactly one review.
+        let withdrawn_at = c.closed_at.take();
+        c.closed_by = None;
+        c.withdrawn = false;
+        let cancelled: Vec<TaskId> = self
             .tasks
             .values()
-            .filter(|t| self.reviews(t, path))
-            .max_by_key(|t| t.seq)
-            .is_some_and(|t| {
-                t.state
-                    == TaskState::Done {
-                        outcome: Outcome::Cancelled,
-                    }
+            .filter(|t| {
+                self.reviews(t, path)
+                    && t.ended_at == withdrawn_at
+                    && t.state
+                        == TaskState::Done {
+                            outcome: Outcome::Cancelled,
+                        }
+            })
+            .map(|t| t.id.clone())
+            .collect();
+        for id in &cancelled {
+            self.mutate_task(id, |t| {
+                t.state = TaskState::Queued;
+                t.ended_at = None;
             });
+            self.log_task(id, at, format!("queued again: {path} is back"), out);
+        }
+        let line = format!(
+            "conflict {path} is back with content already seen: open again{}",
+            if cancelled.is_empty() {
+                ", no new review".to_string()
+            } else {
+                format!(", its review {} queued again", cancelled.join(", "))
+            }
+        );
         let run = self.active_run().map(|r| r.id.clone());
-        let line = if review_cancelled {
-            let id = self.queue_review(path, conflict, version, at, out);
-            format!("conflict {path} is back: open again; review task {id}")
-        } else {
-            format!("conflict {path} is back with a content already reviewed: open again, no new review")
-        };
         out.push(Action::Notice {
             level: NoticeLevel::Info,
             message: line.clone(),

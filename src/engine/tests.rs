@@ -1004,16 +1004,26 @@ fn a_conflict_whose_file_is_removed_is_withdrawn_and_its_queued_review_cancelled
     assert_ne!(review_of(&b, "conflicts/a.md").id, ra.id);
 
     // Back with the content it had, whose review the withdrawal cancelled:
-    // the same version, open again, and its review given again.
+    // the same version, open again, and the same review queued again (an
+    // editor's unchanged rename-and-write save does just this).
     conflict_version(&mut b, "conflicts/b.md", "b1");
     assert_eq!(
         b.e.open_conflicts(),
         vec!["conflicts/a.md", "conflicts/b.md"]
     );
     let again = review_of(&b, "conflicts/b.md");
-    assert_ne!(again.id, rb.id);
-    assert!(again.is_open());
+    assert_eq!(again.id, rb.id);
+    assert_eq!(again.state, TaskState::Queued);
+    assert_eq!(again.ended_at, None);
     assert_eq!(b.e.conflicts()["conflicts/b.md"].versions, 1);
+    assert_eq!(
+        tasks_of_kind(
+            &b,
+            |k| matches!(k, TaskKind::ConflictReview { conflict } if conflict == "conflicts/b.md")
+        )
+        .len(),
+        1
+    );
 }
 
 #[test]
