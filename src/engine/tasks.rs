@@ -46,6 +46,7 @@ impl Engine {
             );
             return;
         };
+        self.check_phase(path, report, &task_id, at, out);
         self.mutate_task(&task_id, |t| t.last_status = Some(report.status));
         if !self.tasks[&task_id].is_open() {
             // A late report for a task that already ended (its process exit came first).
@@ -79,6 +80,42 @@ impl Engine {
                 self.fail_task(&task_id, reason, at, out);
             }
         }
+    }
+
+    /// A status that names its task by `task_id` takes the task's own phase;
+    /// a `phase` that says otherwise (or is no phase at all) is only worth a
+    /// warning, in the log and the run record, since the file is not lost
+    /// over it. `phase: 0` or none for a task outside a phase is no
+    /// contradiction.
+    fn check_phase(
+        &mut self,
+        path: &str,
+        report: &StatusReport,
+        task_id: &str,
+        at: Millis,
+        out: &mut Vec<Action>,
+    ) {
+        if report.task_id.is_none() {
+            return;
+        }
+        let actual = self.tasks[task_id].phase;
+        let given = match (&report.unknown_phase, report.phase) {
+            (Some(raw), _) => format!("phase {raw}, which is not a phase,"),
+            (None, Some(p)) if actual != Some(p) => format!("phase {p}"),
+            _ => return,
+        };
+        let (is, write) = match actual {
+            Some(p) => (format!("is in phase {p}"), format!("`phase: {p}`")),
+            None => ("is outside any phase".to_string(), "`phase: 0`".to_string()),
+        };
+        let message = format!(
+            "{path}: gives {given} but task {task_id} {is}; the task's own phase counts (write {write} or leave phase out)"
+        );
+        self.log_task(task_id, at, format!("warning: {message}"), out);
+        out.push(Action::Notice {
+            level: NoticeLevel::Warn,
+            message,
+        });
     }
 
     /// A task that a status completed: its files, for `--git`.

@@ -87,6 +87,7 @@ impl Bus {
             blockers: vec!["need budget".into()],
             next: None,
             task_id: task_id.map(String::from),
+            unknown_phase: None,
         };
         self.file(
             &format!("status/{agent}.md"),
@@ -1377,6 +1378,7 @@ fn a_completed_status_asks_for_a_commit_of_its_files_and_nothing_else_does() {
         blockers: vec![],
         next: None,
         task_id: Some(task.clone()),
+        unknown_phase: None,
     };
     let a = b.file(
         "status/demand-generation.md",
@@ -1519,4 +1521,96 @@ fn an_engine_given_a_playbook_without_its_running_step_does_not_panic() {
     let next = b.task_of("messaging-framework");
     b.exit(&next, 0);
     assert_eq!(step_state(&b, "messaging-framework"), StepState::Done);
+}
+
+// ---- status files of tasks outside a phase ----
+
+fn status_with_phase(
+    b: &mut Bus,
+    task_id: &str,
+    phase: Option<u8>,
+    unknown_phase: Option<&str>,
+) -> Vec<Action> {
+    let agent = b.e.task(task_id).unwrap().agent.clone();
+    let report = StatusReport {
+        agent: agent.clone(),
+        phase,
+        task: "review".into(),
+        status: TaskStatus::Complete,
+        outputs: vec![],
+        blockers: vec![],
+        next: None,
+        task_id: Some(task_id.into()),
+        unknown_phase: unknown_phase.map(String::from),
+    };
+    b.file(
+        &format!("status/{agent}.md"),
+        FileContent::Status { report },
+    )
+}
+
+fn warnings(actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Notice {
+                level: NoticeLevel::Warn,
+                message,
+            } => Some(message.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_status_naming_its_task_takes_the_tasks_phase_and_warns_when_it_says_otherwise() {
+    let mut b = Bus::new();
+    b.request(&[2], None, true);
+    let done = TaskState::Done {
+        outcome: Outcome::Complete,
+    };
+
+    // `phase: 0` (read as no phase) for a review outside any phase.
+    conflict(&mut b, "conflicts/a.md");
+    let r = review_of(&b, "conflicts/a.md").id;
+    let out = status_with_phase(&mut b, &r, None, None);
+    assert_eq!(b.e.task(&r).unwrap().state, done);
+    assert!(warnings(&out).is_empty(), "{out:?}");
+
+    // A phase that contradicts the task, or is none: the task completes, with a warning.
+    for (phase, unknown, says) in [
+        (Some(2), None, "gives phase 2 but"),
+        (
+            None,
+            Some("\"banana\""),
+            "gives phase \"banana\", which is not a phase,",
+        ),
+    ] {
+        let path = format!("conflicts/{}.md", b.n);
+        conflict(&mut b, &path);
+        let r = review_of(&b, &path).id;
+        let out = status_with_phase(&mut b, &r, phase, unknown);
+        assert_eq!(b.e.task(&r).unwrap().state, done, "{says}");
+        let w = warnings(&out);
+        assert_eq!(w.len(), 1, "{out:?}");
+        assert!(w[0].contains(says), "{w:?}");
+        assert!(
+            w[0].contains(&format!("task {r} is outside any phase")),
+            "{w:?}"
+        );
+        assert!(w[0].contains("`phase: 0`"), "{w:?}");
+        let log = &b.e.run(&b.run_id()).unwrap().log;
+        assert!(
+            log.iter()
+                .any(|(_, l)| l.contains("warning") && l.contains(&r)),
+            "{log:?}"
+        );
+    }
+
+    // The right phase for a step's task says nothing.
+    let task = b.task_of("campaign-design");
+    b.write_outputs("campaign-design");
+    let out = status_with_phase(&mut b, &task, Some(2), None);
+    assert!(warnings(&out).is_empty(), "{out:?}");
+    assert_eq!(b.e.task(&task).unwrap().state, done);
 }
