@@ -438,14 +438,15 @@ impl Engine {
     /// Close a conflict whose every version has been reviewed and whose
     /// standing decision has been applied.
     fn close_if_settled(&mut self, conflict: &str, at: Millis, out: &mut Vec<Action>) {
-        let reviewing = self.open_tasks().any(|t| self.reviews(t, conflict));
-        if reviewing {
-            return;
-        }
+        // The decision first: most reviews have none yet, and the scan of
+        // open tasks would make a burst of reviews quadratic.
         let Some(d) = self.standing_decision(conflict).filter(|d| self.applied(d)) else {
             return;
         };
         let decision = d.path.clone();
+        if self.open_tasks().any(|t| self.reviews(t, conflict)) {
+            return;
+        }
         let version = self.conflicts[conflict].versions;
         self.close(
             conflict,
