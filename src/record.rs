@@ -156,6 +156,7 @@ pub fn render(engine: &Engine, run: &Run) -> String {
         let _ = writeln!(s, "\n## Conflicts and decisions\n");
         for c in conflicts {
             let state = match (&c.closed_at, &c.closed_by) {
+                (Some(at), Some(by)) if c.withdrawn => format!("{by} ({})", time(*at)),
                 (Some(at), Some(by)) => format!("closed {} by {by}", time(*at)),
                 _ => "open".to_string(),
             };

@@ -364,3 +364,149 @@ fn a_failing_command_is_retried_then_escalated() {
         .unwrap()
         .contains("failed after 3 attempt(s)"));
 }
+
+fn conflict_in(s: &serde_json::Value, path: &str) -> Option<serde_json::Value> {
+    s["conflicts"]
+        .as_array()?
+        .iter()
+        .find(|c| c["path"] == path)
+        .cloned()
+}
+
+#[test]
+fn a_conflict_saved_again_after_it_closed_closes_again_when_the_review_upholds_the_decision() {
+    let p = Project::new();
+    let log = p.root().join("agent.log");
+    fs::write(&log, "").unwrap();
+    let mut daemon = p.serve(
+        &["--agent-command", &agent_cmd()],
+        &[("GTMD_TEST_LOG", log.display().to_string())],
+    );
+    let path = "conflicts/pricing.md";
+    let closed =
+        |s: &serde_json::Value| conflict_in(s, path).is_some_and(|c| !c["closed_at"].is_null());
+    vim_save(
+        &p.path("conflicts"),
+        "pricing.md",
+        "# Pricing\n\nSales wants annual plans only.\n",
+    );
+    wait_for(Duration::from_secs(20), "the conflict to close", || {
+        closed(&p.status_json()).then_some(())
+    });
+    // Saved once more, a line added: a second review, whose coordinator
+    // writes the same decision again (no new decision version).
+    vim_save(
+        &p.path("conflicts"),
+        "pricing.md",
+        "# Pricing\n\nSales wants annual plans only.\nMarketing still wants monthly.\n",
+    );
+    let s = wait_for(
+        Duration::from_secs(20),
+        "the second review to close the conflict again",
+        || {
+            let s = p.status_json();
+            (reviews_of(&s, path) == 2 && closed(&s)).then_some(s)
+        },
+    );
+    let c = conflict_in(&s, path).unwrap();
+    assert_eq!(c["closed_by"], "strategy/decisions/pricing.md");
+    assert_eq!(c["versions"], 2);
+    assert_eq!(
+        tasks_where(&s, |t| t["kind"]["kind"] == "apply-decision").len(),
+        2,
+        "the upheld decision is not applied again"
+    );
+    daemon.signal(libc::SIGTERM);
+    assert!(daemon.wait(Duration::from_secs(10)).status.success());
+}
+
+#[test]
+fn a_removed_conflict_is_withdrawn_and_open_again_when_its_file_comes_back() {
+    let p = Project::new();
+    let mut daemon = p.serve(&[], &[]);
+    // The coordinator has no command: a's review waits in its inbox, b's
+    // is queued behind it.
+    p.write("conflicts/a.md", "# A\n\nOne view.\n");
+    p.sync();
+    p.write("conflicts/b.md", "# B\n\nAnother view.\n");
+    p.sync();
+    fs::remove_file(p.path("conflicts/b.md")).unwrap();
+    let away = p.root().join("a.md.away");
+    fs::rename(p.path("conflicts/a.md"), &away).unwrap();
+    p.sync();
+
+    let s = p.status_json();
+    assert_eq!(s["open_conflicts"], serde_json::json!([]), "{s}");
+    for path in ["conflicts/a.md", "conflicts/b.md"] {
+        let c = conflict_in(&s, path).unwrap();
+        assert_eq!(c["withdrawn"], true, "{c}");
+        assert_eq!(c["closed_by"], "withdrawn: the file was removed", "{c}");
+    }
+    let review = |s: &serde_json::Value, path: &str| {
+        tasks_where(s, |t| t["kind"]["conflict"] == path)
+            .last()
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(
+        review(&s, "conflicts/b.md")["state"]["outcome"]["outcome"],
+        "cancelled"
+    );
+    assert_eq!(review(&s, "conflicts/a.md")["state"]["state"], "running");
+    let text = String::from_utf8(p.run(&["status"]).stdout).unwrap();
+    assert!(text.contains("open conflicts: 0"), "{text}");
+    assert!(text.contains("withdrawn conflicts"), "{text}");
+    assert!(text.contains("conflicts/b.md"), "{text}");
+    let out = String::from_utf8(p.run(&["explain", "conflicts/b.md"]).stdout).unwrap();
+    assert!(out.contains("withdrawn"), "{out}");
+
+    // a renamed back unchanged: open again, reviewed already. b written anew:
+    // a new version and its review.
+    fs::rename(&away, p.path("conflicts/a.md")).unwrap();
+    p.write("conflicts/b.md", "# B\n\nAnother view, and a third.\n");
+    p.sync();
+    let s = p.status_json();
+    assert_eq!(
+        s["open_conflicts"],
+        serde_json::json!(["conflicts/a.md", "conflicts/b.md"]),
+        "{s}"
+    );
+    assert_eq!(reviews_of(&s, "conflicts/a.md"), 1);
+    assert_eq!(reviews_of(&s, "conflicts/b.md"), 2);
+    assert_eq!(
+        conflict_in(&s, "conflicts/a.md").unwrap()["withdrawn"],
+        false
+    );
+    daemon.signal(libc::SIGTERM);
+    assert!(daemon.wait(Duration::from_secs(10)).status.success());
+}
+
+#[test]
+fn a_status_with_phase_0_for_a_conflict_review_is_read_not_refused() {
+    let p = Project::new();
+    let mut daemon = p.serve(&[], &[]);
+    p.write("conflicts/a.md", "# A\n\nOne view.\n");
+    p.sync();
+    let s = p.status_json();
+    let review = tasks_where(&s, |t| t["kind"]["kind"] == "conflict-review")[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    p.write(
+        "status/coordinator.md",
+        &format!(
+            "agent: coordinator\nphase: 0\ntask_id: {review}\ntask: review the conflict\nstatus: blocked\nblockers:\n  - need the Q3 pricing data\n"
+        ),
+    );
+    p.sync();
+    let s = p.status_json();
+    assert_eq!(s["rejected"], serde_json::json!([]), "{s}");
+    let t = tasks_where(&s, |t| t["id"] == review.as_str())[0].clone();
+    assert_eq!(t["state"]["state"], "blocked", "{t}");
+    assert_eq!(
+        t["blockers"],
+        serde_json::json!(["need the Q3 pricing data"])
+    );
+    daemon.signal(libc::SIGTERM);
+    assert!(daemon.wait(Duration::from_secs(10)).status.success());
+}

@@ -373,6 +373,7 @@ impl Sim {
             },
             next: None,
             task_id: with_id.then(|| t.id.clone()),
+            unknown_phase: None,
         };
         files.push((
             format!("status/{}.md", t.agent),

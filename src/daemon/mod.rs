@@ -148,6 +148,24 @@ pub async fn run(
         }
         tracing::error!("{d}");
     }
+    // A playbook changed while gtmd was down may not take a phase or step
+    // from a run in progress: the run goes on with the one it has.
+    let mut settings = settings;
+    let problems = engine.playbook_change_problems(&settings.playbook);
+    if !problems.is_empty() {
+        let file = settings
+            .paths
+            .playbook
+            .as_deref()
+            .map_or("the playbook".into(), |p| p.display().to_string());
+        for p in problems {
+            tracing::error!("{file}: {p}");
+        }
+        tracing::error!(
+            "kept the playbook the active run started with (from the journal); use the new one once the run has ended (or `gtmd cancel --run`), then restart or reload gtmd"
+        );
+        settings.playbook = engine.playbook().clone();
+    }
 
     let strays = crate::runner::kill_strays(&state_dir);
     if strays > 0 {
@@ -938,6 +956,22 @@ impl Daemon {
             .map(|v| shell_words::join(&v));
         match Settings::load(paths, command.as_deref(), self.settings.max_file_size) {
             Ok(s) => {
+                // A run keeps the phases and steps it started with.
+                let problems = self.engine.playbook_change_problems(&s.playbook);
+                if !problems.is_empty() {
+                    let file = s
+                        .paths
+                        .playbook
+                        .as_deref()
+                        .map_or("the playbook".into(), |p| p.display().to_string());
+                    for p in problems {
+                        tracing::error!("reload refused: {file}: {p}");
+                    }
+                    tracing::error!(
+                        "kept the previous playbook and agent definitions: a playbook may not drop, rename or move a phase or step of an active run; reload it once the run has ended (or `gtmd cancel --run`)"
+                    );
+                    return;
+                }
                 self.fx.runner.set_agents(s.agents.clone());
                 self.settings = s;
                 let ev = self.configured_event(now_ms());

@@ -24,6 +24,7 @@ impl Engine {
         if reopened {
             st.closed_at = None;
             st.closed_by = None;
+            st.withdrawn = false;
             st.opened_at = at;
         }
         st.title = c.title.clone();
@@ -88,6 +89,118 @@ impl Engine {
             ),
             out,
         );
+    }
+
+    /// A conflict whose file is gone (deleted, renamed away, taken by a `git
+    /// checkout`) is withdrawn: closed, saying so, its queued review
+    /// cancelled (a running one finishes). A conflict a decision closed
+    /// stays closed by it: removing a settled conflict's file is tidying up.
+    pub(super) fn on_conflict_file_removed(
+        &mut self,
+        path: &str,
+        at: Millis,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(c) = self.conflicts.get_mut(path) else {
+            return;
+        };
+        if c.closed_at.is_some() {
+            return;
+        }
+        c.closed_at = Some(at);
+        c.closed_by = Some(WITHDRAWN.to_string());
+        c.withdrawn = true;
+        let queued: Vec<TaskId> = self
+            .open_tasks()
+            .filter(|t| t.state != TaskState::Running && self.reviews(t, path))
+            .map(|t| t.id.clone())
+            .collect();
+        for t in &queued {
+            self.end_task(t, Outcome::Cancelled, at, out);
+        }
+        let line = format!(
+            "conflict {path} {WITHDRAWN}{}; it opens again if the file comes back",
+            if queued.is_empty() {
+                String::new()
+            } else {
+                format!(" (review {} cancelled)", queued.join(", "))
+            }
+        );
+        let run = self.active_run().map(|r| r.id.clone());
+        out.push(Action::Notice {
+            level: NoticeLevel::Info,
+            message: line.clone(),
+        });
+        self.log_run(run, at, line, out);
+    }
+
+    /// A withdrawn conflict's file is back with content gtmd has acted on
+    /// before (`git checkout` restoring it, a rename away and back): the same
+    /// version, reviewed already, so it is open again as it was, with no new
+    /// review; a review the withdrawal cancelled is queued again (the same
+    /// task). If its standing decision was applied meanwhile, it closes by it.
+    /// (New content is a new version: [`Engine::on_conflict`].)
+    pub(super) fn on_conflict_file_back(
+        &mut self,
+        path: &str,
+        content: &FileContent,
+        at: Millis,
+        out: &mut Vec<Action>,
+    ) {
+        let FileContent::Conflict { conflict } = content else {
+            return;
+        };
+        let Some(c) = self.conflicts.get_mut(path).filter(|c| c.withdrawn) else {
+            return;
+        };
+        c.title = conflict.title.clone();
+        c.raised_by = conflict.raised_by.clone();
+        c.agents = conflict.agents.clone();
+        c.severity = conflict.severity.clone();
+        // The reviews the withdrawal cancelled are queued again: the same
+        // tasks, so a version still gets exactly one review.
+        let withdrawn_at = c.closed_at.take();
+        c.closed_by = None;
+        c.withdrawn = false;
+        let cancelled: Vec<TaskId> = self
+            .tasks
+            .values()
+            .filter(|t| {
+                self.reviews(t, path)
+                    && t.ended_at == withdrawn_at
+                    && t.state
+                        == TaskState::Done {
+                            outcome: Outcome::Cancelled,
+                        }
+            })
+            .map(|t| t.id.clone())
+            .collect();
+        for id in &cancelled {
+            self.mutate_task(id, |t| {
+                t.state = TaskState::Queued;
+                t.ended_at = None;
+            });
+            self.log_task(id, at, format!("queued again: {path} is back"), out);
+        }
+        let line = format!(
+            "conflict {path} is back with content already seen: open again{}",
+            if cancelled.is_empty() {
+                ", no new review".to_string()
+            } else {
+                format!(", its review {} queued again", cancelled.join(", "))
+            }
+        );
+        let run = self.active_run().map(|r| r.id.clone());
+        out.push(Action::Notice {
+            level: NoticeLevel::Info,
+            message: line.clone(),
+        });
+        self.log_run(run, at, line, out);
+        self.close_if_settled(path, at, out);
+    }
+
+    fn reviews(&self, t: &Task, conflict: &str) -> bool {
+        matches!(&t.kind, TaskKind::ConflictReview { conflict: c } if c == conflict)
     }
 
     /// Each affected agent gets a task to apply the decision; what cannot be
@@ -165,6 +278,23 @@ impl Engine {
                 tasks.push(id);
             }
         }
+        if let Some(c) = known_conflict.and_then(|c| self.conflicts.get_mut(c)) {
+            if !tasks.is_empty() && c.closed_at.is_some() && !c.withdrawn {
+                c.closed_at = None;
+                c.closed_by = None;
+                c.opened_at = at;
+                let line = format!(
+                    "conflict {} reopened: the decision {path} is new or changed; it closes when {} have applied it",
+                    c.path,
+                    d.affected.join(", ")
+                );
+                out.push(Action::Notice {
+                    level: NoticeLevel::Info,
+                    message: line.clone(),
+                });
+                self.log_run(run.clone(), at, line, out);
+            }
+        }
         if !problems.is_empty() {
             self.new_task(
                 NewTask {
@@ -227,21 +357,22 @@ impl Engine {
             .collect()
     }
 
-    /// A conflict closes when every agent its decision affects has completed
-    /// the task of applying it.
-    pub(super) fn maybe_close_conflict(
-        &mut self,
-        decision: &str,
-        at: Millis,
-        out: &mut Vec<Action>,
-    ) {
-        let Some(d) = self.decisions.get(decision) else {
-            return;
-        };
-        let Some(conflict) = d.resolves.clone() else {
-            return;
-        };
-        let all_done = !d.tasks.is_empty()
+    /// The decision a conflict stands by: the latest one written that
+    /// still names it.
+    fn standing_decision(&self, conflict: &str) -> Option<&DecisionState> {
+        self.conflicts
+            .get(conflict)?
+            .decisions
+            .iter()
+            .filter_map(|p| self.decisions.get(p))
+            .filter(|d| d.resolves.as_deref() == Some(conflict))
+            .max_by_key(|d| d.at)
+    }
+
+    /// Every agent the decision affects has completed the task of applying
+    /// its latest version.
+    fn applied(&self, d: &DecisionState) -> bool {
+        !d.tasks.is_empty()
             && d.tasks.iter().all(|t| {
                 self.tasks.get(t).is_some_and(|t| {
                     t.state
@@ -249,29 +380,106 @@ impl Engine {
                             outcome: Outcome::Complete,
                         }
                 })
-            });
-        if !all_done {
+            })
+    }
+
+    /// When a conflict closes:
+    ///
+    /// - when the last affected agent completes the task of applying its
+    ///   standing decision (the latest decision naming it);
+    /// - when the coordinator completes the review of a later version and
+    ///   no review of it is left open, if the standing decision has been
+    ///   applied: a review that writes no new decision (or writes the same
+    ///   one again, which is no new version) upholds the ruling the agents
+    ///   already follow;
+    /// - a new or changed decision gives its affected agents new tasks and
+    ///   opens a closed conflict again until they complete them
+    ///   ([`Engine::on_decision`]). So a review that completes before the
+    ///   coordinator's changed decision lands may close the conflict for a
+    ///   moment; the decision then opens it again.
+    ///
+    /// A withdrawn conflict stays withdrawn whatever its tasks do.
+    pub(super) fn maybe_close_conflict(
+        &mut self,
+        decision: &str,
+        at: Millis,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(conflict) = self
+            .decisions
+            .get(decision)
+            .and_then(|d| d.resolves.clone())
+        else {
+            return;
+        };
+        let standing = self.standing_decision(&conflict);
+        if standing.is_some_and(|d| d.path == decision && self.applied(d)) {
+            self.close(&conflict, decision.to_string(), String::new(), at, out);
+        }
+    }
+
+    /// A review of a conflict ended: see [`Engine::maybe_close_conflict`].
+    pub(super) fn on_review_ended(
+        &mut self,
+        conflict: &str,
+        task_id: &str,
+        at: Millis,
+        out: &mut Vec<Action>,
+    ) {
+        let complete = self.tasks[task_id].state
+            == TaskState::Done {
+                outcome: Outcome::Complete,
+            };
+        if complete {
+            self.close_if_settled(conflict, at, out);
+        }
+    }
+
+    /// Close a conflict whose every version has been reviewed and whose
+    /// standing decision has been applied.
+    fn close_if_settled(&mut self, conflict: &str, at: Millis, out: &mut Vec<Action>) {
+        // The decision first: most reviews have none yet, and the scan of
+        // open tasks would make a burst of reviews quadratic.
+        let Some(d) = self.standing_decision(conflict).filter(|d| self.applied(d)) else {
+            return;
+        };
+        let decision = d.path.clone();
+        if self.open_tasks().any(|t| self.reviews(t, conflict)) {
             return;
         }
-        let Some(c) = self.conflicts.get_mut(&conflict) else {
+        let version = self.conflicts[conflict].versions;
+        self.close(
+            conflict,
+            decision,
+            format!(" (upheld after the review of version {version}; its affected agents had applied it)"),
+            at,
+            out,
+        );
+    }
+
+    fn close(
+        &mut self,
+        conflict: &str,
+        decision: String,
+        why: String,
+        at: Millis,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(c) = self.conflicts.get_mut(conflict) else {
             return;
         };
         if c.closed_at.is_some() {
             return;
         }
         c.closed_at = Some(at);
-        c.closed_by = Some(decision.to_string());
+        c.closed_by = Some(decision.clone());
+        let line = format!("conflict {conflict} closed by {decision}{why}");
         let run = self.active_run().map(|r| r.id.clone());
         out.push(Action::Notice {
             level: NoticeLevel::Info,
-            message: format!("conflict {conflict} closed by {decision}"),
+            message: line.clone(),
         });
-        self.log_run(
-            run,
-            at,
-            format!("conflict {conflict} closed by {decision}"),
-            out,
-        );
+        self.log_run(run, at, line, out);
     }
 
     pub(super) fn log_run(

@@ -73,8 +73,7 @@ impl Engine {
                 .map(|s| s.id.clone())
                 .collect();
             for step_id in waiting {
-                let outputs = self.step_def(&step_id).outputs.clone();
-                let missing = self.missing_outputs(&outputs);
+                let missing = self.missing_step_outputs(&step_id);
                 if missing.is_empty() {
                     self.step_done(&id, &step_id, at, out);
                 } else if let Some(s) = self.runs.get_mut(&id).unwrap().steps.get_mut(&step_id) {

@@ -475,6 +475,7 @@ impl Engine {
                             }
                         }
                         self.on_output_changed(path, at, &mut out);
+                        self.on_conflict_file_back(path, content, at, &mut out);
                         self.dispatch(at, &mut out);
                         return out;
                     }
@@ -492,6 +493,7 @@ impl Engine {
             }
             Event::FileRemoved { path, .. } => {
                 self.set_file(path, None);
+                self.on_conflict_file_removed(path, at, &mut out);
             }
             Event::RunRequested { request, .. } => self.on_request(request, at, &mut out),
             Event::TaskExited { task, exit, .. } => self.on_exit(task, exit, at, &mut out),

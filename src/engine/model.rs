@@ -573,8 +573,17 @@ pub struct ConflictState {
     /// Decisions that named this conflict, in order.
     pub decisions: Vec<String>,
     pub closed_at: Option<Millis>,
+    /// The decision that closed it, or why it closed otherwise
+    /// ([`WITHDRAWN`]).
     pub closed_by: Option<String>,
+    /// Closed because its file is gone, not by a decision: it opens again
+    /// when the file comes back.
+    #[serde(default)]
+    pub withdrawn: bool,
 }
+
+/// `closed_by` of a conflict whose file was removed or renamed away.
+pub const WITHDRAWN: &str = "withdrawn: the file was removed";
 
 impl ConflictState {
     /// A conflict first heard of at `at` (by its file, or by a decision naming it).
@@ -590,6 +599,7 @@ impl ConflictState {
             decisions: Vec::new(),
             closed_at: None,
             closed_by: None,
+            withdrawn: false,
         }
     }
 }

@@ -105,6 +105,74 @@ impl Engine {
         Ok(sorted)
     }
 
+    /// What a new playbook would pull from under the work in progress, one
+    /// line per problem: a phase of an active run that it drops or renames; a
+    /// step of such a phase that it drops, moves to another phase, or adds
+    /// (a run's steps are fixed when it starts, and its gates check them);
+    /// the step of an open task that it drops. The daemon refuses such a
+    /// playbook at reload and keeps the old one. Anything else may change
+    /// while a run is active: a step's agent (tasks already given out stay
+    /// with theirs; tasks the step gives later go to the new one), its title,
+    /// inputs, outputs, estimate and dependencies, gates, routes, scenarios,
+    /// and phases and steps no active run uses.
+    pub fn playbook_change_problems(&self, new: &Playbook) -> Vec<String> {
+        let mut problems = Vec::new();
+        for r in self.runs.values().filter(|r| r.is_active()) {
+            for &number in &r.phases {
+                let Some(old) = self.playbook.phase(number) else {
+                    continue;
+                };
+                let Some(phase) = new.phase(number) else {
+                    problems.push(format!(
+                        "run {} has phase {number} {}, which the new playbook drops",
+                        r.id, old.name
+                    ));
+                    continue;
+                };
+                if phase.name != old.name {
+                    problems.push(format!(
+                        "run {} has phase {number} {}, which the new playbook renames to {}",
+                        r.id, old.name, phase.name
+                    ));
+                }
+                for step in r.steps.values().filter(|s| s.phase == number) {
+                    match new.step(&step.id) {
+                        None => problems.push(format!(
+                            "run {} has step {} in phase {number}, which the new playbook drops (or renames)",
+                            r.id, step.id
+                        )),
+                        Some((p, _)) if p.number != number => problems.push(format!(
+                            "run {} has step {} in phase {number}, which the new playbook moves to phase {}",
+                            r.id, step.id, p.number
+                        )),
+                        Some(_) => {}
+                    }
+                }
+                for s in phase.steps.iter().filter(|s| !r.steps.contains_key(&s.id)) {
+                    problems.push(format!(
+                        "run {} is running phase {number} {} without step {}, which the new playbook adds to it",
+                        r.id, old.name, s.id
+                    ));
+                }
+            }
+        }
+        for t in self.open_tasks() {
+            let Some(step) = &t.step else { continue };
+            let in_active_run = t
+                .run
+                .as_ref()
+                .and_then(|r| self.runs.get(r))
+                .is_some_and(|r| r.is_active() && r.steps.contains_key(step));
+            if !in_active_run && new.step(step).is_none() {
+                problems.push(format!(
+                    "open task {} is for step {step}, which the new playbook drops (or renames)",
+                    t.id
+                ));
+            }
+        }
+        problems
+    }
+
     pub(super) fn producing_phase(&self, path: &str) -> Option<u8> {
         self.playbook
             .phases
@@ -186,7 +254,11 @@ impl Engine {
 
     pub(super) fn start_phase(&mut self, run: &str, at: Millis, out: &mut Vec<Action>) {
         let phase = self.runs[run].current_phase().unwrap();
-        let name = self.playbook.phase(phase).unwrap().name.clone();
+        let name = self
+            .playbook
+            .phase(phase)
+            .map(|p| p.name.clone())
+            .unwrap_or_default();
         let r = self.runs.get_mut(run).unwrap();
         r.log.push((at, format!("phase {phase} {name} started")));
         out.push(Action::Notice {
@@ -200,10 +272,14 @@ impl Engine {
         let Some(phase) = self.runs[run].current_phase() else {
             return;
         };
-        let steps = self.playbook.phase(phase).unwrap().steps.clone();
+        // A run's steps are those of its phases when it started; a reload
+        // that changes them is refused, so a step missing here is skipped.
+        let Some(steps) = self.playbook.phase(phase).map(|p| p.steps.clone()) else {
+            return;
+        };
         for step in steps {
             let r = &self.runs[run];
-            if r.steps[&step.id].state != StepState::Waiting {
+            if r.steps.get(&step.id).map(|s| &s.state) != Some(&StepState::Waiting) {
                 continue;
             }
             let ready = step
@@ -275,7 +351,9 @@ impl Engine {
     }
 
     pub(super) fn open_gate(&mut self, run: &str, phase: u8, at: Millis, out: &mut Vec<Action>) {
-        let p = self.playbook.phase(phase).unwrap();
+        let Some(p) = self.playbook.phase(phase) else {
+            return;
+        };
         let path = gate_path(p);
         let boxes = p
             .gate
@@ -327,12 +405,11 @@ impl Engine {
         let changed = g.checks.as_deref() != Some(checks);
         g.checks = Some(checks.to_vec());
         let first = !g.written;
-        if changed || first {
+        if let Some(p) = self.playbook.phase(phase).filter(|_| changed || first) {
             g.written = true;
-            let contents = render_gate(self.playbook.phase(phase).unwrap(), g, run);
             out.push(Action::WriteFile {
                 path: g.path.clone(),
-                contents,
+                contents: render_gate(p, g, run),
             });
         }
         if first {
@@ -403,7 +480,10 @@ impl Engine {
                 // Edited into something that is no gate any more: say so, and
                 // put the gate back as it was (ticks kept) for the coordinator.
                 let phase = g.phase;
-                let contents = render_gate(self.playbook.phase(phase).unwrap(), g, &id);
+                let Some(p) = self.playbook.phase(phase) else {
+                    continue;
+                };
+                let contents = render_gate(p, g, &id);
                 let n = playbook_items.len();
                 self.refuse(
                     Diagnostic::new(

@@ -46,6 +46,7 @@ impl Engine {
             );
             return;
         };
+        self.check_phase(path, report, &task_id, at, out);
         self.mutate_task(&task_id, |t| t.last_status = Some(report.status));
         if !self.tasks[&task_id].is_open() {
             // A late report for a task that already ended (its process exit came first).
@@ -79,6 +80,42 @@ impl Engine {
                 self.fail_task(&task_id, reason, at, out);
             }
         }
+    }
+
+    /// A status that names its task by `task_id` takes the task's own phase;
+    /// a `phase` that says otherwise (or is no phase at all) is only worth a
+    /// warning, in the log and the run record, since the file is not lost
+    /// over it. `phase: 0` or none for a task outside a phase is no
+    /// contradiction.
+    fn check_phase(
+        &mut self,
+        path: &str,
+        report: &StatusReport,
+        task_id: &str,
+        at: Millis,
+        out: &mut Vec<Action>,
+    ) {
+        if report.task_id.is_none() {
+            return;
+        }
+        let actual = self.tasks[task_id].phase;
+        let given = match (&report.unknown_phase, report.phase) {
+            (Some(raw), _) => format!("phase {raw}, which is not a phase,"),
+            (None, Some(p)) if actual != Some(p) => format!("phase {p}"),
+            _ => return,
+        };
+        let (is, write) = match actual {
+            Some(p) => (format!("is in phase {p}"), format!("`phase: {p}`")),
+            None => ("is outside any phase".to_string(), "`phase: 0`".to_string()),
+        };
+        let message = format!(
+            "{path}: gives {given} but task {task_id} {is}; the task's own phase counts (write {write} or leave phase out)"
+        );
+        self.log_task(task_id, at, format!("warning: {message}"), out);
+        out.push(Action::Notice {
+            level: NoticeLevel::Warn,
+            message,
+        });
     }
 
     /// A task that a status completed: its files, for `--git`.
@@ -160,7 +197,7 @@ impl Engine {
         let t = &self.tasks[task_id];
         let (run, step) = (t.run.clone(), t.step.clone());
         let missing = match &step {
-            Some(s) => self.missing_outputs(&self.step_def(s).outputs.clone()),
+            Some(s) => self.missing_step_outputs(s),
             None => Vec::new(),
         };
         if missing.is_empty() {
@@ -341,11 +378,17 @@ impl Engine {
         }
     }
 
-    /// An agent run ends with its only task; a decision's last apply task
-    /// closes its conflict.
+    /// An agent run ends with its only task; a decision's last apply task,
+    /// or a review upholding an applied decision, closes its conflict.
     pub(super) fn on_task_ended(&mut self, task_id: &str, at: Millis, out: &mut Vec<Action>) {
-        if let TaskKind::ApplyDecision { decision, .. } = self.tasks[task_id].kind.clone() {
-            self.maybe_close_conflict(&decision, at, out);
+        match self.tasks[task_id].kind.clone() {
+            TaskKind::ApplyDecision { decision, .. } => {
+                self.maybe_close_conflict(&decision, at, out)
+            }
+            TaskKind::ConflictReview { conflict } => {
+                self.on_review_ended(&conflict, task_id, at, out)
+            }
+            _ => {}
         }
         let t = &self.tasks[task_id];
         let Some(run) = t.run.clone() else { return };
@@ -464,7 +507,7 @@ impl Engine {
         let step = t.step.clone();
         if exit.success() {
             let missing = match &step {
-                Some(s) => self.missing_outputs(&self.step_def(s).outputs.clone()),
+                Some(s) => self.missing_step_outputs(s),
                 None => Vec::new(),
             };
             if missing.is_empty() {
@@ -487,11 +530,19 @@ impl Engine {
 
     // ---- tasks ----
 
-    pub(super) fn step_def(&self, id: &str) -> &Step {
-        self.playbook
-            .step(id)
-            .map(|(_, s)| s)
-            .expect("steps of a run come from the playbook")
+    /// A step of the playbook. `None` only if a playbook without it was
+    /// loaded while one of its tasks was open, which a reload refuses
+    /// ([`Engine::playbook_change_problems`]); its outputs are then unknown.
+    pub(super) fn step_def(&self, id: &str) -> Option<&Step> {
+        self.playbook.step(id).map(|(_, s)| s)
+    }
+
+    /// The outputs of a step that are missing or empty.
+    pub(super) fn missing_step_outputs(&self, step: &str) -> Vec<String> {
+        match self.step_def(step) {
+            Some(s) => self.missing_outputs(&s.outputs),
+            None => Vec::new(),
+        }
     }
 
     pub(super) fn new_task(&mut self, n: NewTask, at: Millis, out: &mut Vec<Action>) -> TaskId {
@@ -623,7 +674,7 @@ impl Engine {
     }
 
     pub(super) fn spec_for(&self, t: &Task) -> TaskSpec {
-        let step = t.step.as_deref().map(|s| self.step_def(s));
+        let step = t.step.as_deref().and_then(|s| self.step_def(s));
         let run = t.run.as_deref().and_then(|r| self.runs.get(r));
         let context = self
             .playbook

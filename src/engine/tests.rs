@@ -87,6 +87,7 @@ impl Bus {
             blockers: vec!["need budget".into()],
             next: None,
             task_id: task_id.map(String::from),
+            unknown_phase: None,
         };
         self.file(
             &format!("status/{agent}.md"),
@@ -808,6 +809,259 @@ fn a_conflict_renamed_away_and_written_back_unchanged_is_not_a_new_version() {
     );
 }
 
+/// The latest review task of a conflict.
+fn review_of(b: &Bus, conflict: &str) -> Task {
+    tasks_of_kind(
+        b,
+        |k| matches!(k, TaskKind::ConflictReview { conflict: c } if c == conflict),
+    )
+    .into_iter()
+    .max_by_key(|t| t.seq)
+    .unwrap_or_else(|| panic!("no review of {conflict}"))
+}
+
+/// Complete every open apply task (each agent runs one at a time).
+fn apply_all(b: &mut Bus) {
+    while let Some(t) = b
+        .e
+        .tasks()
+        .values()
+        .find(|t| t.state == TaskState::Running && matches!(t.kind, TaskKind::ApplyDecision { .. }))
+        .cloned()
+    {
+        b.exit(&t.id, 0);
+    }
+}
+
+fn closed_by(b: &Bus, conflict: &str) -> Option<String> {
+    b.e.conflicts()[conflict].closed_by.clone()
+}
+
+/// A conflict decided and applied, then saved again with new content.
+fn decided_applied_and_saved_again(b: &mut Bus) {
+    conflict(b, "conflicts/scoring.md");
+    decision(
+        b,
+        "strategy/decisions/scoring.md",
+        Some("conflicts/scoring.md"),
+        &["demand-generation", "pipeline-manager"],
+        &[],
+    );
+    let r1 = review_of(b, "conflicts/scoring.md").id;
+    b.exit(&r1, 0);
+    apply_all(b);
+    assert_eq!(
+        closed_by(b, "conflicts/scoring.md").as_deref(),
+        Some("strategy/decisions/scoring.md")
+    );
+    conflict(b, "conflicts/scoring.md");
+    assert_eq!(b.e.open_conflicts(), vec!["conflicts/scoring.md"]);
+    assert_ne!(
+        review_of(b, "conflicts/scoring.md").id,
+        r1,
+        "a second review"
+    );
+}
+
+#[test]
+fn a_conflict_saved_again_closes_when_the_review_upholds_the_applied_decision() {
+    let mut b = Bus::new();
+    decided_applied_and_saved_again(&mut b);
+    let r2 = review_of(&b, "conflicts/scoring.md");
+    // The coordinator writes the same decision again (no new version reaches
+    // the engine) and completes the review.
+    b.exit(&r2.id, 0);
+    assert!(b.e.open_conflicts().is_empty(), "{:?}", b.e.conflicts());
+    assert_eq!(
+        closed_by(&b, "conflicts/scoring.md").as_deref(),
+        Some("strategy/decisions/scoring.md")
+    );
+    assert_eq!(
+        tasks_of_kind(&b, |k| matches!(k, TaskKind::ApplyDecision { .. })).len(),
+        2,
+        "an upheld decision is not applied again"
+    );
+}
+
+#[test]
+fn a_changed_decision_reopens_its_conflict_until_the_agents_apply_it_again() {
+    let mut b = Bus::new();
+    decided_applied_and_saved_again(&mut b);
+    let r2 = review_of(&b, "conflicts/scoring.md").id;
+    // The review's status lands before its changed decision: the standing
+    // decision was applied, so the conflict closes...
+    b.exit(&r2, 0);
+    assert!(b.e.open_conflicts().is_empty());
+    // ...and the changed decision opens it again for its agents.
+    decision(
+        &mut b,
+        "strategy/decisions/scoring.md",
+        Some("conflicts/scoring.md"),
+        &["demand-generation"],
+        &[],
+    );
+    assert_eq!(b.e.open_conflicts(), vec!["conflicts/scoring.md"]);
+    let applies = tasks_of_kind(&b, |k| matches!(k, TaskKind::ApplyDecision { .. }));
+    assert_eq!(applies.len(), 3, "one new apply task");
+    apply_all(&mut b);
+    assert!(b.e.open_conflicts().is_empty());
+}
+
+#[test]
+fn a_review_does_not_close_a_conflict_before_its_changed_decision_is_applied() {
+    let mut b = Bus::new();
+    decided_applied_and_saved_again(&mut b);
+    decision(
+        &mut b,
+        "strategy/decisions/scoring.md",
+        Some("conflicts/scoring.md"),
+        &["pipeline-manager"],
+        &[],
+    );
+    let r2 = review_of(&b, "conflicts/scoring.md").id;
+    b.exit(&r2, 0);
+    assert_eq!(
+        b.e.open_conflicts(),
+        vec!["conflicts/scoring.md"],
+        "pipeline-manager has not applied the changed decision yet"
+    );
+    apply_all(&mut b);
+    assert!(b.e.open_conflicts().is_empty());
+
+    // A review with no decision ever written leaves its conflict open.
+    conflict(&mut b, "conflicts/other.md");
+    let r = review_of(&b, "conflicts/other.md").id;
+    b.exit(&r, 0);
+    assert_eq!(b.e.open_conflicts(), vec!["conflicts/other.md"]);
+}
+
+fn conflict_version(b: &mut Bus, path: &str, hash: &str) -> Vec<Action> {
+    let at = b.at();
+    b.send(Event::FileChanged {
+        path: path.into(),
+        hash: hash.into(),
+        size: 10,
+        mtime_ns: 0,
+        at,
+        content: FileContent::Conflict {
+            conflict: crate::protocol::escalation::Conflict {
+                title: format!("{path} at {hash}"),
+                ..Default::default()
+            },
+        },
+    })
+}
+
+fn remove(b: &mut Bus, path: &str) -> Vec<Action> {
+    let at = b.at();
+    b.send(Event::FileRemoved {
+        path: path.into(),
+        at,
+    })
+}
+
+#[test]
+fn a_conflict_whose_file_is_removed_is_withdrawn_and_its_queued_review_cancelled() {
+    let mut b = Bus::new();
+    conflict_version(&mut b, "conflicts/a.md", "a1");
+    conflict_version(&mut b, "conflicts/b.md", "b1");
+    let (ra, rb) = (
+        review_of(&b, "conflicts/a.md"),
+        review_of(&b, "conflicts/b.md"),
+    );
+    assert_eq!(ra.state, TaskState::Running);
+    assert_eq!(
+        rb.state,
+        TaskState::Queued,
+        "one coordinator task at a time"
+    );
+
+    let out = remove(&mut b, "conflicts/b.md");
+    let c = &b.e.conflicts()["conflicts/b.md"];
+    assert!(c.withdrawn && c.closed_at.is_some(), "{c:?}");
+    assert_eq!(c.closed_by.as_deref(), Some(WITHDRAWN));
+    assert_eq!(b.e.open_conflicts(), vec!["conflicts/a.md"]);
+    assert_eq!(
+        b.e.task(&rb.id).unwrap().state,
+        TaskState::Done {
+            outcome: Outcome::Cancelled
+        }
+    );
+    assert!(
+        out.iter().any(|a| matches!(a, Action::Notice { message, .. } if message.contains("conflicts/b.md withdrawn"))),
+        "{out:?}"
+    );
+
+    // A running review is left to finish.
+    remove(&mut b, "conflicts/a.md");
+    assert!(b.e.open_conflicts().is_empty());
+    assert_eq!(b.e.task(&ra.id).unwrap().state, TaskState::Running);
+
+    // Back with new content: a new version, reviewed.
+    conflict_version(&mut b, "conflicts/a.md", "a2");
+    assert_eq!(b.e.open_conflicts(), vec!["conflicts/a.md"]);
+    assert!(!b.e.conflicts()["conflicts/a.md"].withdrawn);
+    assert_eq!(b.e.conflicts()["conflicts/a.md"].versions, 2);
+    assert_ne!(review_of(&b, "conflicts/a.md").id, ra.id);
+
+    // Back with the content it had, whose review the withdrawal cancelled:
+    // the same version, open again, and the same review queued again (an
+    // editor's unchanged rename-and-write save does just this).
+    conflict_version(&mut b, "conflicts/b.md", "b1");
+    assert_eq!(
+        b.e.open_conflicts(),
+        vec!["conflicts/a.md", "conflicts/b.md"]
+    );
+    let again = review_of(&b, "conflicts/b.md");
+    assert_eq!(again.id, rb.id);
+    assert_eq!(again.state, TaskState::Queued);
+    assert_eq!(again.ended_at, None);
+    assert_eq!(b.e.conflicts()["conflicts/b.md"].versions, 1);
+    assert_eq!(
+        tasks_of_kind(
+            &b,
+            |k| matches!(k, TaskKind::ConflictReview { conflict } if conflict == "conflicts/b.md")
+        )
+        .len(),
+        1
+    );
+}
+
+#[test]
+fn a_reviewed_conflict_renamed_away_and_back_is_open_again_without_a_new_review() {
+    let mut b = Bus::new();
+    conflict_version(&mut b, "conflicts/a.md", "a1");
+    let r = review_of(&b, "conflicts/a.md").id;
+    b.exit(&r, 0);
+    remove(&mut b, "conflicts/a.md");
+    assert!(b.e.open_conflicts().is_empty());
+    conflict_version(&mut b, "conflicts/a.md", "a1");
+    assert_eq!(b.e.open_conflicts(), vec!["conflicts/a.md"]);
+    let c = &b.e.conflicts()["conflicts/a.md"];
+    assert!(!c.withdrawn && c.closed_by.is_none(), "{c:?}");
+    assert_eq!(review_of(&b, "conflicts/a.md").id, r, "no new review");
+
+    // A conflict a decision closed stays closed by it when its file goes
+    // and comes back.
+    decision(
+        &mut b,
+        "strategy/decisions/a.md",
+        Some("conflicts/a.md"),
+        &["pipeline-manager"],
+        &[],
+    );
+    apply_all(&mut b);
+    assert_eq!(
+        closed_by(&b, "conflicts/a.md").as_deref(),
+        Some("strategy/decisions/a.md")
+    );
+    remove(&mut b, "conflicts/a.md");
+    conflict_version(&mut b, "conflicts/a.md", "a1");
+    let c = &b.e.conflicts()["conflicts/a.md"];
+    assert!(!c.withdrawn, "{c:?}");
+    assert_eq!(c.closed_by.as_deref(), Some("strategy/decisions/a.md"));
+}
+
 #[test]
 fn a_decision_naming_an_unknown_agent_or_conflict_tells_the_coordinator() {
     let mut b = Bus::new();
@@ -1126,6 +1380,7 @@ fn a_completed_status_asks_for_a_commit_of_its_files_and_nothing_else_does() {
         blockers: vec![],
         next: None,
         task_id: Some(task.clone()),
+        unknown_phase: None,
     };
     let a = b.file(
         "status/demand-generation.md",
@@ -1155,4 +1410,216 @@ fn a_completed_status_asks_for_a_commit_of_its_files_and_nothing_else_does() {
     b.write_outputs("enablement-kit");
     let a = b.exit(&b.task_of("enablement-kit"), 0);
     assert!(!a.iter().any(|a| matches!(a, Action::Commit { .. })));
+}
+
+// ---- reloading the playbook ----
+
+/// The default playbook, changed by `f`.
+fn playbook_with(f: impl FnOnce(&mut Playbook)) -> Playbook {
+    let mut pb = Playbook::default_playbook();
+    f(&mut pb);
+    pb
+}
+
+fn phase_mut(pb: &mut Playbook, n: u8) -> &mut crate::playbook::Phase {
+    pb.phases.iter_mut().find(|p| p.number == n).unwrap()
+}
+
+#[test]
+fn a_playbook_that_drops_renames_or_moves_what_an_active_run_uses_is_named() {
+    let mut b = Bus::new();
+    b.request(&[1, 2], None, false);
+    let run = b.run_id();
+    let problems = |b: &Bus, pb: Playbook| b.e.playbook_change_problems(&pb);
+
+    let p = problems(&b, playbook_with(|pb| pb.phases.truncate(1)));
+    assert_eq!(
+        p,
+        vec![format!(
+            "run {run} has phase 2 pipeline-building, which the new playbook drops"
+        )]
+    );
+    let p = problems(
+        &b,
+        playbook_with(|pb| phase_mut(pb, 1).name = "foundation".into()),
+    );
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].contains("renames to foundation"), "{p:?}");
+    let p = problems(
+        &b,
+        playbook_with(|pb| phase_mut(pb, 1).steps[0].id = "strategy".into()),
+    );
+    assert!(
+        p.iter()
+            .any(|l| l.contains("gtm-strategy") && l.contains("drops")),
+        "{p:?}"
+    );
+    let p = problems(
+        &b,
+        playbook_with(|pb| {
+            let s = phase_mut(pb, 2).steps.remove(0);
+            phase_mut(pb, 3).steps.push(s);
+        }),
+    );
+    assert!(
+        p.iter()
+            .any(|l| l.contains("campaign-design") && l.contains("moves to phase 3")),
+        "{p:?}"
+    );
+    let p = problems(
+        &b,
+        playbook_with(|pb| {
+            let mut s = phase_mut(pb, 2).steps[0].clone();
+            s.id = "webinars".into();
+            phase_mut(pb, 2).steps.push(s);
+        }),
+    );
+    assert!(
+        p.iter()
+            .any(|l| l.contains("webinars") && l.contains("adds")),
+        "{p:?}"
+    );
+
+    // Accepted: a step given to another agent, a changed title, and phases
+    // the run does not use.
+    let fine = playbook_with(|pb| {
+        phase_mut(pb, 2).steps[0].agent = "growth-analyst".into();
+        phase_mut(pb, 1).steps[0].title = "Strategy, take two".into();
+        pb.phases.truncate(2);
+    });
+    assert_eq!(problems(&b, fine), Vec::<String>::new());
+
+    // Once the run has ended, anything goes.
+    let at = b.at();
+    b.send(Event::CancelRequested {
+        target: CancelTarget::Run { run },
+        reason: None,
+        at,
+    });
+    assert!(problems(&b, playbook_with(|pb| pb.phases.truncate(1))).is_empty());
+}
+
+/// Give the engine another playbook, unchecked, as a journaled configuration.
+fn swap_playbook(b: &mut Bus, pb: Playbook) {
+    let agents = b.e.agents().clone();
+    let ev = b.e.configure(&pb, agents, 0);
+    b.e.handle(&ev);
+}
+
+#[test]
+fn an_engine_given_a_playbook_without_its_running_step_does_not_panic() {
+    let mut b = Bus::new();
+    b.request(&[1], None, false);
+    let task = b.task_of("gtm-strategy");
+    // What a reload used to do: swap the playbook under the run.
+    swap_playbook(&mut b, playbook_with(|pb| {
+        phase_mut(pb, 1).steps.retain(|s| s.id != "gtm-strategy");
+        for s in &mut phase_mut(pb, 1).steps {
+            s.depends_on.clear();
+        }
+    }));
+    b.status("coordinator", Some(&task), TaskStatus::Complete);
+    b.exit(&task, 0);
+    assert_eq!(step_state(&b, "gtm-strategy"), StepState::Done);
+    // The next step still starts, and ends, even with its phase gone.
+    assert!(matches!(
+        step_state(&b, "messaging-framework"),
+        StepState::Active { .. }
+    ));
+    swap_playbook(&mut b, playbook_with(|pb| pb.phases.clear()));
+    let next = b.task_of("messaging-framework");
+    b.exit(&next, 0);
+    assert_eq!(step_state(&b, "messaging-framework"), StepState::Done);
+}
+
+// ---- status files of tasks outside a phase ----
+
+fn status_with_phase(
+    b: &mut Bus,
+    task_id: &str,
+    phase: Option<u8>,
+    unknown_phase: Option<&str>,
+) -> Vec<Action> {
+    let agent = b.e.task(task_id).unwrap().agent.clone();
+    let report = StatusReport {
+        agent: agent.clone(),
+        phase,
+        task: "review".into(),
+        status: TaskStatus::Complete,
+        outputs: vec![],
+        blockers: vec![],
+        next: None,
+        task_id: Some(task_id.into()),
+        unknown_phase: unknown_phase.map(String::from),
+    };
+    b.file(
+        &format!("status/{agent}.md"),
+        FileContent::Status { report },
+    )
+}
+
+fn warnings(actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Notice {
+                level: NoticeLevel::Warn,
+                message,
+            } => Some(message.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_status_naming_its_task_takes_the_tasks_phase_and_warns_when_it_says_otherwise() {
+    let mut b = Bus::new();
+    b.request(&[2], None, true);
+    let done = TaskState::Done {
+        outcome: Outcome::Complete,
+    };
+
+    // `phase: 0` (read as no phase) for a review outside any phase.
+    conflict(&mut b, "conflicts/a.md");
+    let r = review_of(&b, "conflicts/a.md").id;
+    let out = status_with_phase(&mut b, &r, None, None);
+    assert_eq!(b.e.task(&r).unwrap().state, done);
+    assert!(warnings(&out).is_empty(), "{out:?}");
+
+    // A phase that contradicts the task, or is none: the task completes, with a warning.
+    for (phase, unknown, says) in [
+        (Some(2), None, "gives phase 2 but"),
+        (
+            None,
+            Some("\"banana\""),
+            "gives phase \"banana\", which is not a phase,",
+        ),
+    ] {
+        let path = format!("conflicts/{}.md", b.n);
+        conflict(&mut b, &path);
+        let r = review_of(&b, &path).id;
+        let out = status_with_phase(&mut b, &r, phase, unknown);
+        assert_eq!(b.e.task(&r).unwrap().state, done, "{says}");
+        let w = warnings(&out);
+        assert_eq!(w.len(), 1, "{out:?}");
+        assert!(w[0].contains(says), "{w:?}");
+        assert!(
+            w[0].contains(&format!("task {r} is outside any phase")),
+            "{w:?}"
+        );
+        assert!(w[0].contains("`phase: 0`"), "{w:?}");
+        let log = &b.e.run(&b.run_id()).unwrap().log;
+        assert!(
+            log.iter()
+                .any(|(_, l)| l.contains("warning") && l.contains(&r)),
+            "{log:?}"
+        );
+    }
+
+    // The right phase for a step's task says nothing.
+    let task = b.task_of("campaign-design");
+    b.write_outputs("campaign-design");
+    let out = status_with_phase(&mut b, &task, Some(2), None);
+    assert!(warnings(&out).is_empty(), "{out:?}");
+    assert_eq!(b.e.task(&task).unwrap().state, done);
 }

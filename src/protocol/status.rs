@@ -77,6 +77,11 @@ pub struct StatusReport {
     pub blockers: Vec<String>,
     pub next: Option<String>,
     pub task_id: Option<String>,
+    /// A `phase` that is none of the phases (`9`, `banana`), kept as written
+    /// when `task_id` names the task: the task's own phase counts, and the
+    /// engine warns. Without a task_id such a file is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unknown_phase: Option<String>,
 }
 
 const FIELDS: &str = "agent, phase, task, status, outputs, blockers, next";
@@ -222,21 +227,16 @@ pub fn parse_status(path: &str, text: &str) -> Result<StatusReport, Diagnostic> 
         }
     };
 
-    // phase
-    let phase = match get(&["phase"]) {
-        None | Some((_, Value::Null)) => None,
-        Some((key, v)) => match scalar(v).as_deref().and_then(parse_phase) {
-            Some(p) => Some(p),
-            None => {
-                return Err(err(
-                    key,
-                    format!(
-                        "phase {} is not a phase: expected 1-4 or one of {}",
-                        shown(v),
-                        PHASES.join(", ")
-                    ),
-                ))
-            }
+    // phase: judged once task_id is known.
+    let (phase, bad_phase) = match get(&["phase"]) {
+        None | Some((_, Value::Null)) => (None, None),
+        Some((key, v)) => match scalar(v) {
+            Some(raw) if is_no_phase(&raw) => (None, None),
+            Some(raw) => match parse_phase(&raw) {
+                Some(p) => (Some(p), None),
+                None => (None, Some((key, v))),
+            },
+            None => (None, Some((key, v))),
         },
     };
 
@@ -366,6 +366,21 @@ pub fn parse_status(path: &str, text: &str) -> Result<StatusReport, Diagnostic> 
         },
     };
 
+    let unknown_phase = match (bad_phase, &task_id) {
+        (None, _) => None,
+        (Some((_, v)), Some(_)) => Some(shown(v)),
+        (Some((key, v)), None) => {
+            return Err(err(
+                key,
+                format!(
+                    "phase {} is not a phase: expected 1-4 or one of {}, or 0 or none for a task outside a phase (with a task_id, the task's own phase counts)",
+                    shown(v),
+                    PHASES.join(", ")
+                ),
+            ))
+        }
+    };
+
     Ok(StatusReport {
         agent,
         phase,
@@ -375,7 +390,15 @@ pub fn parse_status(path: &str, text: &str) -> Result<StatusReport, Diagnostic> 
         blockers,
         next,
         task_id,
+        unknown_phase,
     })
+}
+
+/// A phase that says "outside any phase", as agents write it for a conflict
+/// review or a decision task: `0`, `none`, `null`, `-`, empty.
+fn is_no_phase(s: &str) -> bool {
+    let l = s.trim().to_ascii_lowercase();
+    is_none_word(&l) || matches!(l.as_str(), "0" | "null" | "~")
 }
 
 fn not_a_mapping(path: &str, line: usize) -> Diagnostic {
@@ -514,6 +537,7 @@ next: LinkedIn Ads campaign design
             blockers: vec![],
             next: Some("LinkedIn Ads campaign design".into()),
             task_id: None,
+            unknown_phase: None,
         }
     }
 
@@ -703,6 +727,40 @@ next: LinkedIn Ads campaign design
         assert!(parse_status("s", &with("phase", "launch")).is_err());
         assert!(parse_status("s", &with("phase", "2.5")).is_err());
         assert_eq!(parse_phase("Phase 2: Pipeline Building"), Some(2));
+    }
+
+    #[test]
+    fn a_task_outside_a_phase_may_say_phase_0_or_none() {
+        for v in [
+            "0", "\"0\"", "none", "None", "null", "\"null\"", "~", "\"-\"", "\"\"", "n/a",
+        ] {
+            let r = parse_status("s", &with("phase", v)).unwrap_or_else(|e| panic!("{v}: {e}"));
+            assert_eq!((r.phase, r.unknown_phase), (None, None), "{v}");
+        }
+        let r = parse_status("s", &GUIDE_EXAMPLE.replace("phase: 2\n", "")).unwrap();
+        assert_eq!(r.phase, None);
+    }
+
+    #[test]
+    fn an_unknown_phase_with_a_task_id_is_kept_for_a_warning_not_refused() {
+        for (v, shown) in [("9", "9"), ("banana", "\"banana\""), ("[1, 2]", "(a list)")] {
+            let text = format!("{}\ntask_id: t0004-conflict-review\n", with("phase", v));
+            let r = parse_status("status/coordinator.md", &text).unwrap();
+            assert_eq!(r.phase, None, "{v}");
+            assert_eq!(r.unknown_phase.as_deref(), Some(shown), "{v}");
+            assert_eq!(r.outputs.len(), 2, "nothing else of the file is lost");
+        }
+        // Without a task_id nothing says which task it is about.
+        let err = parse_status("status/coordinator.md", &with("phase", "banana")).unwrap_err();
+        assert!(
+            err.message.contains("phase \"banana\" is not a phase"),
+            "{err}"
+        );
+        assert!(
+            err.message.contains("0 or none for a task outside a phase"),
+            "{err}"
+        );
+        assert!(err.message.contains("task_id"), "{err}");
     }
 
     #[test]
