@@ -8,6 +8,7 @@
 
 pub mod agents;
 pub mod background;
+pub mod bounds;
 pub mod check;
 pub mod cli;
 pub mod commit_msg;

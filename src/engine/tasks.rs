@@ -22,7 +22,7 @@ impl Engine {
                 return;
             }
             let what = match &report.task_id {
-                Some(id) => format!("task_id {id} is not a task gtmd gave out"),
+                Some(id) => format!("task_id {} is not a task gtmd gave out", clip(id)),
                 None => format!(
                     "no open task of {}{} to match",
                     report.agent,
@@ -65,7 +65,7 @@ impl Engine {
                 let blockers = if report.blockers.is_empty() {
                     "no blockers given".to_string()
                 } else {
-                    report.blockers.join("; ")
+                    some_of(&report.blockers, "; ")
                 };
                 self.log_task(&task_id, at, format!("blocked: {blockers}"), out);
                 self.escalate(&task_id, format!("is blocked: {blockers}"), at, out);
@@ -74,7 +74,7 @@ impl Engine {
                 let reason = if report.blockers.is_empty() {
                     "reported failed".to_string()
                 } else {
-                    format!("reported failed: {}", report.blockers.join("; "))
+                    format!("reported failed: {}", some_of(&report.blockers, "; "))
                 };
                 self.fail_task(&task_id, reason, at, out);
             }
@@ -115,10 +115,11 @@ impl Engine {
                 Some((_, s)) => s.action.clone(),
                 None => crate::commit_msg::default_action(&t.agent).to_string(),
             },
+            // A commit message is an argument of `git`: bounded like a task text.
             message_task: if report.task.trim().is_empty() {
                 t.text.clone()
             } else {
-                report.task.clone()
+                clip(&report.task).into_owned()
             },
             paths,
             branch: phase.map(|p| format!("gtm/phase-{}-{}", p.number, p.name)),

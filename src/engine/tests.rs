@@ -846,6 +846,55 @@ fn a_decision_naming_an_unknown_agent_or_conflict_tells_the_coordinator() {
 }
 
 #[test]
+fn texts_built_from_a_huge_decision_stay_small() {
+    let mut b = Bus::new();
+    conflict(&mut b, "conflicts/a.md");
+    // 10,000 names, two of them agents: ten thousand problems.
+    let names: Vec<String> = (0..10_000).map(|i| format!("ghost-{i}")).collect();
+    let text = format!(
+        "---\nresolves: conflicts/a.md\naffected: [demand-gen, pipeline-manager, {}]\n---\n# Big\n",
+        names.join(", ")
+    );
+    let d =
+        crate::protocol::escalation::parse_decision("strategy/decisions/big.md", &text).unwrap();
+    assert_eq!(d.problems.len(), 10_000);
+    let start = b.file(
+        "strategy/decisions/big.md",
+        FileContent::Decision { decision: d },
+    );
+    let problem = &tasks_of_kind(&b, |k| matches!(k, TaskKind::DecisionProblem { .. }))[0];
+    assert!(problem.text.len() < 8 * 1024, "{}", problem.text.len());
+    assert!(problem.text.contains("\"ghost-0\" is not an agent"));
+    assert!(problem.text.ends_with("and 9980 more"), "{}", problem.text);
+    assert_eq!(
+        started(&start).len(),
+        2,
+        "both apply tasks (the coordinator is still on its review)"
+    );
+
+    // A 100 KB `resolves:` path: named, shortened, in the task and the log.
+    let long = format!("conflicts/{}.md", "x".repeat(100_000));
+    decision(
+        &mut b,
+        "strategy/decisions/long.md",
+        Some(&long),
+        &["pipeline-manager"],
+        &[],
+    );
+    let problem = &tasks_of_kind(&b, |k| matches!(k, TaskKind::DecisionProblem { .. }))[1];
+    assert!(problem.text.len() < 2 * 1024, "{}", problem.text.len());
+    assert!(problem.text.contains("conflicts/xxx"));
+    assert!(problem.text.contains("more chars)"));
+    assert_eq!(
+        b.e.decisions()["strategy/decisions/long.md"]
+            .resolves
+            .as_deref(),
+        Some(long.as_str()),
+        "the engine keeps the whole path"
+    );
+}
+
+#[test]
 fn each_hand_off_route_gives_its_receiver_a_task() {
     for (path, to) in [
         ("demand-gen/lead-scoring.md", "pipeline-manager"),
