@@ -136,3 +136,123 @@ fn huge_decisions_still_start_their_tasks() {
         "{task}"
     );
 }
+
+/// Counts, with inotify, the renames onto one name in a directory: how often
+/// gtmd replaced that file (it writes a temporary file and renames it).
+struct Renames {
+    fd: i32,
+    name: Vec<u8>,
+    count: usize,
+}
+
+impl Renames {
+    fn watch(dir: &std::path::Path, name: &str) -> Renames {
+        use std::os::unix::ffi::OsStrExt;
+        // SAFETY: plain system calls; the descriptor is closed on drop.
+        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        assert!(fd >= 0, "inotify_init1");
+        let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();
+        let wd = unsafe { libc::inotify_add_watch(fd, c.as_ptr(), libc::IN_MOVED_TO) };
+        assert!(wd >= 0, "inotify_add_watch {}", dir.display());
+        Renames {
+            fd,
+            name: name.as_bytes().to_vec(),
+            count: 0,
+        }
+    }
+
+    /// Count what has arrived so far (call it often: the kernel's queue is
+    /// finite, and an overflow fails the test rather than undercounting).
+    fn poll(&mut self) -> usize {
+        let head = std::mem::size_of::<libc::inotify_event>();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            // SAFETY: reading into a buffer we own, of the length given.
+            let n = unsafe { libc::read(self.fd, buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                return self.count;
+            }
+            let mut off = 0;
+            while off < n as usize {
+                // SAFETY: the kernel wrote whole events; unaligned read of one.
+                let ev: libc::inotify_event =
+                    unsafe { std::ptr::read_unaligned(buf.as_ptr().add(off).cast()) };
+                assert!(ev.mask & libc::IN_Q_OVERFLOW == 0, "inotify queue overflow");
+                let name = &buf[off + head..off + head + ev.len as usize];
+                let name = name.split(|b| *b == 0).next().unwrap_or_default();
+                if name == self.name.as_slice() {
+                    self.count += 1;
+                }
+                off += head + ev.len as usize;
+            }
+        }
+    }
+}
+
+impl Drop for Renames {
+    fn drop(&mut self) {
+        // SAFETY: our own descriptor, closed once.
+        unsafe {
+            libc::close(self.fd);
+        }
+    }
+}
+
+#[test]
+fn a_burst_of_conflict_reviews_rewrites_the_run_record_a_few_times_a_second() {
+    let p = Project::new();
+    let cmd = fixture("burst-agent.sh").display().to_string();
+    let _daemon = p.serve(&["--agent-command", &cmd], &[]);
+    let _run = p.spawn(&["team", "run", "--phases", "1", "--config", "CONFIG.md"]);
+    let run = wait_for(Duration::from_secs(60), "phase 1's second step", || {
+        let s = p.status_json();
+        let second = s["tasks"]
+            .as_array()?
+            .iter()
+            .any(|t| t["step"] == "messaging-framework" && t["state"]["state"] == "running");
+        second.then(|| s["active_run"].as_str().unwrap().to_string())
+    });
+    let record = format!("runs/{run}.md");
+    let mut renames = Renames::watch(&p.path("runs"), &format!("{run}.md"));
+    let started = std::time::Instant::now();
+    const N: usize = 500;
+    for i in 0..N {
+        p.write(
+            &format!("conflicts/c{i:03}.md"),
+            &format!("# Conflict {i}\n"),
+        );
+    }
+    wait_for(Duration::from_secs(180), "every review to run", || {
+        renames.poll();
+        let log = fs::read_to_string(p.root().join("reviews.log")).unwrap_or_default();
+        (log.lines().count() >= N).then_some(())
+    });
+    // Every review has ended once the record says so: the last change is
+    // written without any event after it.
+    wait_for(
+        Duration::from_secs(30),
+        "the record to show every review complete",
+        || {
+            renames.poll();
+            let text = p.read(&record);
+            let done = text
+                .lines()
+                .filter(|l| l.contains("-conflict-review |") && l.ends_with("| complete |"))
+                .count();
+            (done == N).then_some(())
+        },
+    );
+    let elapsed = started.elapsed();
+    let n = renames.poll();
+    // Rewritten per change, a review (start, end) costs at least one rewrite.
+    assert!(
+        n < N / 2,
+        "{n} rewrites of the record for {N} reviews in {elapsed:?}"
+    );
+    let allowed = elapsed.as_millis() as usize / 250 + 10;
+    assert!(
+        n <= allowed,
+        "{n} rewrites in {elapsed:?}: more than one per 250 ms"
+    );
+    fs::write(p.root().join("release"), "").unwrap();
+}

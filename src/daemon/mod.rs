@@ -60,6 +60,9 @@ const COOKIE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a finished foreground run waits for agent processes to exit by
 /// themselves before stopping them.
 const FINISH_GRACE: Duration = Duration::from_secs(10);
+/// A run record changed by a burst of events is rewritten at most this often
+/// (at once when its run has ended, and at shutdown).
+const RECORD_EVERY: Duration = Duration::from_millis(250);
 /// Prefix of the cookie files gtmd writes for its own ordering.
 pub const COOKIE_PREFIX: &str = ".gtmd-cookie-";
 /// Prefix of the cookie files `gtmd sync` writes.
@@ -166,6 +169,8 @@ pub async fn run(
         retries: Vec::new(),
         unjournaled: Vec::new(),
         dirty_runs: BTreeSet::new(),
+        records_written: None,
+        records_due: None,
         gate_evals: BTreeSet::new(),
         batch: Vec::new(),
         batch_index: HashMap::new(),
@@ -211,7 +216,11 @@ struct Daemon {
     retries: Vec<(Instant, TaskId)>,
     /// Events observed but not yet durable (the journal could not be written).
     unjournaled: Vec<Event>,
+    /// Runs whose record needs rewriting, when the records were last
+    /// written, and when the next rewrite is due (see [`RECORD_EVERY`]).
     dirty_runs: BTreeSet<String>,
+    records_written: Option<Instant>,
+    records_due: Option<Instant>,
     gate_evals: BTreeSet<(String, u8)>,
     /// Events observed in this turn of the loop, applied together.
     batch: Vec<Event>,
@@ -751,6 +760,7 @@ impl Daemon {
             retry,
             journal_retry,
             self.rescan_at,
+            self.records_due,
             self.budget_deadline(),
         ]
         .into_iter()
@@ -935,16 +945,7 @@ impl Daemon {
         self.flush();
         self.maybe_compact();
         self.report_status();
-        for run in std::mem::take(&mut self.dirty_runs) {
-            if let Some(r) = self.engine.run(&run) {
-                let text = record::render(&self.engine, r);
-                let path = self.ingest.root().join(record::record_path(&run));
-                // Rebuilt from the journal at any time: no fsync on this path.
-                if let Err(e) = crate::runner::write_replaceable(&path, text.as_bytes()) {
-                    tracing::error!(file = %path.display(), "cannot write the run record: {e:#}");
-                }
-            }
-        }
+        self.write_records(false);
         let Some((req, run)) = self.follow.clone() else {
             return;
         };
@@ -971,6 +972,38 @@ impl Daemon {
                     run: Some(run),
                     reason: format!("the run cannot go on: {why}"),
                 });
+            }
+        }
+    }
+
+    /// Rewrite the records of the runs that changed. A record is rendered
+    /// whole, so during a burst (thousands of conflict reviews) it is written
+    /// at most every [`RECORD_EVERY`]; at once when a run has ended, and
+    /// with `now` (shutdown).
+    fn write_records(&mut self, now: bool) {
+        if self.dirty_runs.is_empty() {
+            return;
+        }
+        let at = Instant::now();
+        let due = self.records_written.map_or(at, |t| t + RECORD_EVERY);
+        let ended = self
+            .dirty_runs
+            .iter()
+            .any(|r| self.engine.run(r).is_some_and(|r| !r.is_active()));
+        if !now && !ended && due > at {
+            self.records_due = Some(due);
+            return;
+        }
+        self.records_due = None;
+        self.records_written = Some(at);
+        for run in std::mem::take(&mut self.dirty_runs) {
+            if let Some(r) = self.engine.run(&run) {
+                let text = record::render(&self.engine, r);
+                let path = self.ingest.root().join(record::record_path(&run));
+                // Rebuilt from the journal at any time: no fsync on this path.
+                if let Err(e) = crate::runner::write_replaceable(&path, text.as_bytes()) {
+                    tracing::error!(file = %path.display(), "cannot write the run record: {e:#}");
+                }
             }
         }
     }
@@ -1047,6 +1080,7 @@ impl Daemon {
         control: Option<&mut mpsc::UnboundedReceiver<Control>>,
         grace: Duration,
     ) {
+        self.write_records(true);
         self.stop_tasks(exit_rx, control, grace).await;
         self.cleanup_cookies();
     }

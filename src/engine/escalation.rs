@@ -283,7 +283,7 @@ impl Engine {
         out: &mut Vec<Action>,
     ) {
         if let Some(r) = run.and_then(|r| self.runs.get_mut(&r)) {
-            r.log.push((at, line));
+            r.note(at, line);
             out.push(Action::RecordChanged { run: r.id.clone() });
         }
     }

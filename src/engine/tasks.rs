@@ -329,7 +329,7 @@ impl Engine {
         if let Some(run) = t.run.clone() {
             let line = format!("{} {}: {}", t.id, t.agent, what);
             if let Some(r) = self.runs.get_mut(&run) {
-                r.log.push((at, line));
+                r.note(at, line);
                 out.push(Action::RecordChanged { run });
             }
         }
