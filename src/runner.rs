@@ -292,6 +292,24 @@ impl Runner {
         }
     }
 
+    /// The task has ended and its process is gone: its prompt and context
+    /// files go. Kept while the runner still knows a process (or a wait for
+    /// a slot) of the task, which may yet read them.
+    pub fn drop_task_files(&self, task: &str) {
+        if self.running.contains_key(task) || self.queue.iter().any(|p| p.spec.id == task) {
+            tracing::debug!(task, "task files kept: its process is still known");
+            return;
+        }
+        let files = self.task_files(task);
+        for path in [files.prompt, files.context] {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!(file = %path.display(), "cannot remove a task file: {e}"),
+            }
+        }
+    }
+
     fn spawn(
         &mut self,
         spec: &TaskSpec,

@@ -256,3 +256,52 @@ fn a_burst_of_conflict_reviews_rewrites_the_run_record_a_few_times_a_second() {
     );
     fs::write(p.root().join("release"), "").unwrap();
 }
+
+/// Files under `STATE/tasks/` (gtmd's own temporary files aside).
+fn task_files(p: &Project) -> Vec<String> {
+    fs::read_dir(p.ws().join(".gtmd/tasks"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .filter(|n| !n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_files_of_ended_tasks_are_removed_once_their_process_is_gone() {
+    let p = Project::new();
+    let cmd = fixture("report-then-linger.sh").display().to_string();
+    let _daemon = p.serve(&["--agent-command", &cmd], &[]);
+    p.write("conflicts/linger.md", "# Waits after its status\n");
+    for i in 0..5 {
+        p.write(&format!("conflicts/quick-{i}.md"), "# Quick\n");
+    }
+    // The lingering review is complete by its status, its process still runs.
+    let lingering = wait_for(
+        Duration::from_secs(60),
+        "the lingering review's status",
+        || {
+            let s = p.status_json();
+            s["tasks"].as_array()?.iter().find_map(|t| {
+                (t["trigger"] == "conflict: conflicts/linger.md" && t["state"]["state"] == "done")
+                    .then(|| t["id"].as_str().unwrap().to_string())
+            })
+        },
+    );
+    let prompt = p.ws().join(format!(".gtmd/tasks/{lingering}.md"));
+    assert!(
+        prompt.exists(),
+        "the prompt of a running process was removed"
+    );
+    fs::write(p.root().join("release"), "").unwrap();
+    wait_for(Duration::from_secs(60), "every review to end", || {
+        let s = p.status_json();
+        let tasks = s["tasks"].as_array()?;
+        (tasks.len() == 6 && tasks.iter().all(|t| t["state"]["state"] == "done")).then_some(())
+    });
+    wait_for(Duration::from_secs(10), "STATE/tasks/ to be empty", || {
+        task_files(&p).is_empty().then_some(())
+    });
+}

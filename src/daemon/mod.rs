@@ -873,6 +873,7 @@ impl Daemon {
             Action::StartTask { task } => self.start_task(&task),
             Action::StopTask { task } => self.runner.stop(&task),
             Action::CloseInbox { agent, task } => self.runner.close_inbox(&agent, &task),
+            Action::DropTaskFiles { task } => self.runner.drop_task_files(&task),
             Action::ScheduleRetry { task, delay_ms } => self
                 .retries
                 .push((Instant::now() + Duration::from_millis(delay_ms), task)),

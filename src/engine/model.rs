@@ -210,6 +210,11 @@ pub enum Action {
         agent: String,
         task: TaskId,
     },
+    /// The task has ended and no process of it is alive: what gtmd wrote
+    /// for it under the state directory (prompt, context list) can go.
+    DropTaskFiles {
+        task: TaskId,
+    },
     /// Call back with [`Event::RetryDue`] after the delay.
     ScheduleRetry {
         task: TaskId,

@@ -314,6 +314,12 @@ impl Engine {
                 task: task_id.to_string(),
             });
         }
+        // A process still running may read its prompt: the files go at its exit.
+        if !self.tasks[task_id].process_alive {
+            out.push(Action::DropTaskFiles {
+                task: task_id.to_string(),
+            });
+        }
         self.log_task(task_id, at, label, out);
         self.on_task_ended(task_id, at, out);
     }
@@ -382,6 +388,13 @@ impl Engine {
             return;
         }
         let t = &self.tasks[task_id];
+        if !t.is_open() {
+            // Ended earlier (its status came first): now nothing reads its files.
+            out.push(Action::DropTaskFiles {
+                task: task_id.to_string(),
+            });
+            return;
+        }
         if t.state != TaskState::Running {
             return;
         }

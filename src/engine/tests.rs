@@ -895,6 +895,36 @@ fn texts_built_from_a_huge_decision_stay_small() {
 }
 
 #[test]
+fn a_tasks_files_go_once_it_has_ended_and_no_process_of_it_runs() {
+    let drops = |a: &[Action], id: &str| {
+        a.iter()
+            .filter(|x| matches!(x, Action::DropTaskFiles { task } if task == id))
+            .count()
+    };
+    let mut b = Bus::new();
+    // Completed by its status while its process goes on: the files stay
+    // until the exit.
+    let first = started(&conflict(&mut b, "conflicts/a.md"))[0].clone();
+    let queued = conflict(&mut b, "conflicts/b.md");
+    let second = b.e.tasks().keys().find(|k| **k != first).unwrap().clone();
+    assert_eq!(drops(&queued, &second), 0);
+    let a = b.status("coordinator", Some(&first), TaskStatus::Complete);
+    assert!(!b.e.task(&first).unwrap().is_open());
+    assert_eq!(
+        drops(&a, &first),
+        0,
+        "its process may still read its prompt"
+    );
+    assert_eq!(drops(&b.exit(&first, 0), &first), 1);
+    // Ended by its exit.
+    assert_eq!(drops(&b.exit(&second, 0), &second), 1);
+    // Failed with a retry to come: not ended, the files stay.
+    let third = started(&conflict(&mut b, "conflicts/c.md"))[0].clone();
+    assert_eq!(drops(&b.exit(&third, 3), &third), 0);
+    assert_eq!(b.e.task(&third).unwrap().state, TaskState::RetryWait);
+}
+
+#[test]
 fn each_hand_off_route_gives_its_receiver_a_task() {
     for (path, to) in [
         ("demand-gen/lead-scoring.md", "pipeline-manager"),
