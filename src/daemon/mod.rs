@@ -20,7 +20,7 @@ use crate::engine::{
     Action, Engine, Event, ExitOutcome, FileEntry, Millis, NoticeLevel, RunRequest, TaskId,
 };
 use crate::gate_checks::run_gate_checks;
-use crate::journal::{Journal, StateLock};
+use crate::journal::{Journal, StateLock, WorkspaceLock};
 use crate::protocol::FileKind;
 use crate::record;
 use crate::runner::{write_atomic, Runner, TaskExit};
@@ -119,6 +119,7 @@ pub async fn run(
     }
     let state_dir = settings.paths.state_dir.clone();
     let _lock = StateLock::acquire(&state_dir)?;
+    let _workspace_lock = WorkspaceLock::acquire(&workspace, &state_dir)?;
     let (journal, recovered) = Journal::open(&state_dir)?;
     let replayed = recovered.events.len();
     let from_snapshot = recovered.snapshot.is_some();
