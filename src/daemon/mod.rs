@@ -1111,11 +1111,21 @@ impl Daemon {
         let deadline = Instant::now() + FINISH_GRACE;
         while self.runner.running_count() > 0 {
             match tokio::time::timeout_at(deadline.into(), exit_rx.recv()).await {
-                Ok(Some(exit)) => self.runner.reaped(&exit.task),
+                Ok(Some(exit)) => self.reaped_unjournaled(&exit.task),
                 _ => break,
             }
         }
         self.shutdown(exit_rx, None, Duration::ZERO).await;
+    }
+
+    /// A process ended while gtmd stops, its exit not journaled: if its task
+    /// has ended (its status came first), nothing reads the task's files any
+    /// more. A task still open keeps them for the next start.
+    fn reaped_unjournaled(&mut self, task: &str) {
+        self.runner.reaped(task);
+        if self.engine.task(task).is_some_and(|t| !t.is_open()) {
+            self.runner.drop_task_files(task);
+        }
     }
 
     fn cleanup_cookies(&mut self) {
