@@ -317,6 +317,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Status { json } => {
             let settings = load_settings(&common)?;
+            let settings = served(&settings).unwrap_or(settings);
             crate::status::print(&settings, json)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -351,6 +352,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Explain { path } => {
             let settings = load_settings(&common)?;
+            let settings = served(&settings).unwrap_or(settings);
             print!("{}", crate::status::explain(&settings, &path)?);
             Ok(ExitCode::SUCCESS)
         }
@@ -414,14 +416,14 @@ fn parse_budget(s: &str) -> Result<u64, String> {
 /// run, through a request file on the bus, and wait until the journal says
 /// it is done. With no daemon there is nothing running to stop.
 fn cancel(settings: &Settings, target: CancelTarget, timeout: Duration) -> Result<ExitCode> {
-    let paths = &settings.paths;
-    if !crate::journal::StateLock::is_held(&paths.state_dir) {
+    let Some(settings) = &served(settings) else {
         eprintln!(
             "gtmd: no daemon is serving {}; nothing is running there to cancel (a foreground run stops with Ctrl-C)",
-            paths.workspace.display()
+            settings.paths.workspace.display()
         );
         return Ok(ExitCode::from(1));
-    }
+    };
+    let paths = &settings.paths;
     let open = |engine: &Engine| -> Option<bool> {
         match &target {
             CancelTarget::Task { task } => engine.tasks().get(task).map(|t| t.is_open()),
@@ -551,7 +553,7 @@ fn options(common: &Common, poll: Option<Duration>, mode: Mode, progress: bool) 
 /// `git`: commit each completed task's files (`--git`); a daemon serving the
 /// workspace commits only if it was started with `--git` itself.
 fn submit(common: &Common, settings: Settings, request: RunRequest, git: bool) -> Result<ExitCode> {
-    if crate::journal::StateLock::is_held(&settings.paths.state_dir) {
+    if let Some(settings) = served(&settings) {
         if git {
             eprintln!("note: --git: the gtmd serving this workspace commits only if it was started with `gtmd run --git`");
         }
@@ -657,6 +659,15 @@ fn follow_daemon(settings: &Settings, request: &RunRequest) -> Result<ExitCode> 
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// The settings of the gtmd serving the workspace, if one does: its state
+/// directory (its journal) may not be ours when it runs with `--state-dir`.
+fn served(settings: &Settings) -> Option<Settings> {
+    let state_dir = crate::journal::serving(&settings.paths.workspace, &settings.paths.state_dir)?;
+    let mut served = settings.clone();
+    served.paths.state_dir = state_dir;
+    Some(served)
 }
 
 /// Build the runtime (after any fork), wire signals, run the daemon.

@@ -23,6 +23,9 @@ use std::path::{Path, PathBuf};
 pub const JOURNAL_FILE: &str = "journal.jsonl";
 pub const SNAPSHOT_FILE: &str = "snapshot.json";
 pub const LOCK_FILE: &str = "gtmd.lock";
+/// The workspace's own lock, at its root: a dot-file, so the watcher and the
+/// scans never take it for a bus file.
+pub const WORKSPACE_LOCK_FILE: &str = ".gtmd.lock";
 
 /// The journal of a generation: `journal.jsonl` before the first compaction.
 fn journal_path(state_dir: &Path, generation: u64) -> PathBuf {
@@ -312,6 +315,93 @@ impl StateLock {
     }
 }
 
+/// An exclusive lock that says "a gtmd serves this workspace", taken besides
+/// the state directory's: two gtmd with different `--state-dir` on one
+/// workspace would each act on every file. It is a file at the workspace
+/// root rather than a lock on the directory itself, because flock on NFS
+/// (emulated with byte-range locks) needs a file open for writing; the file
+/// also tells others which gtmd holds it: its pid, then its state directory,
+/// one a line. It is never removed: unlinking a lock file races with a gtmd
+/// that has just opened it.
+pub struct WorkspaceLock {
+    _file: File,
+}
+
+/// The gtmd holding a workspace's lock, as far as its lock file says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub pid: Option<u32>,
+    pub state_dir: Option<PathBuf>,
+}
+
+impl WorkspaceLock {
+    /// Take the lock for a gtmd keeping its state in `state_dir`, or say
+    /// which gtmd holds it.
+    pub fn acquire(workspace: &Path, state_dir: &Path) -> Result<WorkspaceLock> {
+        let path = workspace.join(WORKSPACE_LOCK_FILE);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| {
+                format!(
+                    "cannot open the workspace lock {}; gtmd needs to write in the workspace",
+                    path.display()
+                )
+            })?;
+        // SAFETY: flock on a valid, owned descriptor.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let holder = read_holder(&path);
+            anyhow::bail!(
+                "another gtmd (pid {}) already serves this workspace {} with the state directory {} (lock {}); one workspace has one gtmd, whatever its --state-dir: stop it first, or use `gtmd team run` / `gtmd agent run` to talk to it",
+                holder.pid.map_or("unknown".into(), |p| p.to_string()),
+                workspace.display(),
+                holder
+                    .state_dir
+                    .map_or("unknown".into(), |d| d.display().to_string()),
+                path.display()
+            );
+        }
+        file.set_len(0)?;
+        write!(file, "{}\n{}\n", std::process::id(), state_dir.display())?;
+        Ok(WorkspaceLock { _file: file })
+    }
+
+    /// The gtmd holding the lock of this workspace, if a live one does.
+    pub fn holder(workspace: &Path) -> Option<Holder> {
+        let path = workspace.join(WORKSPACE_LOCK_FILE);
+        let file = File::open(&path).ok()?;
+        // SAFETY: as above; a shared probe released when `file` drops.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+        (rc != 0).then(|| read_holder(&path))
+    }
+}
+
+fn read_holder(path: &Path) -> Holder {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let (pid, dir) = text.split_once('\n').unwrap_or((&text, ""));
+    let dir = dir.strip_suffix('\n').unwrap_or(dir);
+    Holder {
+        pid: pid.trim().parse().ok(),
+        state_dir: (!dir.is_empty()).then(|| PathBuf::from(dir)),
+    }
+}
+
+/// The state directory of the gtmd serving `workspace`, if one does: ours
+/// when its lock is held, else the one named by the gtmd holding the
+/// workspace's lock. Clients read that gtmd's journal to follow it.
+pub fn serving(workspace: &Path, state_dir: &Path) -> Option<PathBuf> {
+    if StateLock::is_held(state_dir) {
+        return Some(state_dir.to_path_buf());
+    }
+    let holder = WorkspaceLock::holder(workspace)?;
+    // Unknown only in the instant between its lock and its write.
+    Some(holder.state_dir.unwrap_or_else(|| state_dir.to_path_buf()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,6 +419,31 @@ mod tests {
                 conflict: Default::default(),
             },
         }
+    }
+
+    #[test]
+    fn a_workspace_has_one_gtmd_whatever_its_state_directory() {
+        let ws = tempfile::tempdir().unwrap();
+        let (a, b) = (ws.path().join(".gtmd"), Path::new("/elsewhere/state"));
+        assert_eq!(WorkspaceLock::holder(ws.path()), None);
+        assert_eq!(serving(ws.path(), b), None);
+        let lock = WorkspaceLock::acquire(ws.path(), &a).unwrap();
+        let held = WorkspaceLock::holder(ws.path()).unwrap();
+        assert_eq!(held.pid, Some(std::process::id()));
+        assert_eq!(held.state_dir.as_deref(), Some(a.as_path()));
+        // flock locks belong to the open file: a second open in this very
+        // process is refused as another gtmd's would be.
+        let err = format!("{:#}", WorkspaceLock::acquire(ws.path(), b).err().unwrap());
+        assert!(
+            err.contains(&format!("another gtmd (pid {})", std::process::id()))
+                && err.contains(&a.display().to_string()),
+            "{err}"
+        );
+        // A client with another state directory finds the one in use.
+        assert_eq!(serving(ws.path(), b), Some(a.clone()));
+        drop(lock);
+        assert_eq!(WorkspaceLock::holder(ws.path()), None);
+        WorkspaceLock::acquire(ws.path(), b).unwrap();
     }
 
     #[test]

@@ -9,6 +9,7 @@
 pub mod agents;
 pub mod apply;
 pub mod background;
+pub mod bounds;
 pub mod check;
 pub mod cli;
 pub mod commit_msg;

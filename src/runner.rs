@@ -34,6 +34,18 @@ pub const STRAY_MARK: &str = "GTMD_STATE_DIR";
 pub const KILL_GRACE: Duration = Duration::from_secs(3);
 /// Default cap of one task's log file (`--max-task-log`).
 pub const DEFAULT_MAX_TASK_LOG: u64 = 10 * 1024 * 1024;
+/// Longest value gtmd passes as one argument or environment variable (the
+/// task text, the trigger, the context list, ...). Longer ones are cut with
+/// a note naming the file that holds them whole: Linux refuses a single
+/// string over 128 KiB, and argv plus environment over about 2 MiB (E2BIG).
+pub const MAX_VALUE: usize = 16 * 1024;
+/// Longest argument once its placeholders are filled in (MAX_ARG_STRLEN is
+/// 128 KiB with its NUL).
+const MAX_ARG: usize = 128 * 1024 - 1;
+/// What gtmd puts in argv and the environment in all, leaving room under
+/// ARG_MAX for the environment the agent inherits.
+const MAX_TOTAL: usize = 1024 * 1024;
+
 /// Environment variables meant for gtmd alone, never passed to agents (an
 /// agent writing to the notify socket would speak for gtmd; its output is a
 /// log file, not the journal).
@@ -88,8 +100,18 @@ pub struct Runner {
 struct Pending {
     spec: TaskSpec,
     template: Vec<String>,
-    prompt_file: PathBuf,
+    files: TaskFiles,
     timeout: Duration,
+}
+
+/// What gtmd writes for a command task under `STATE/tasks/`: everything an
+/// argument or environment value may only hold a part of.
+#[derive(Debug, Clone)]
+pub struct TaskFiles {
+    /// The whole prompt: role, task text, details, inputs, outputs, context.
+    pub prompt: PathBuf,
+    /// Every context file (learnings), one workspace path a line.
+    pub context: PathBuf,
 }
 
 struct RunningChild {
@@ -165,18 +187,19 @@ impl Runner {
     pub fn start(&mut self, spec: &TaskSpec) -> Result<(), String> {
         let agent = self.agents.get(&spec.agent).cloned();
         let prompt = render_prompt(spec, agent.as_ref());
-        let prompt_file = self
-            .write_prompt(spec, &prompt)
-            .map_err(|e| format!("{e:#}"))?;
         let template = self
             .command_override
             .clone()
             .or_else(|| agent.as_ref().and_then(|a| a.command.clone()));
         match template {
+            // The inbox file is the prompt: nothing under STATE/tasks/.
             None => self
                 .write_inbox(spec, &prompt)
                 .map_err(|e| format!("{e:#}")),
             Some(template) => {
+                let files = self
+                    .write_task_files(spec, &prompt)
+                    .map_err(|e| format!("{e:#}"))?;
                 let timeout = agent
                     .as_ref()
                     .and_then(|a| a.timeout_secs)
@@ -195,12 +218,12 @@ impl Runner {
                     self.queue.push_back(Pending {
                         spec: spec.clone(),
                         template,
-                        prompt_file,
+                        files,
                         timeout,
                     });
                     return Ok(());
                 }
-                self.spawn(spec, &template, &prompt_file, timeout)
+                self.spawn(spec, &template, &files, timeout)
                     .map_err(|e| format!("{e:#}"))
             }
         }
@@ -213,7 +236,7 @@ impl Runner {
             let Some(p) = self.queue.pop_front() else {
                 break;
             };
-            if let Err(e) = self.spawn(&p.spec, &p.template, &p.prompt_file, p.timeout) {
+            if let Err(e) = self.spawn(&p.spec, &p.template, &p.files, p.timeout) {
                 tracing::warn!(task = %p.spec.id, "task could not start: {e:#}");
                 let _ = self.exits.send(TaskExit {
                     task: p.spec.id.clone(),
@@ -225,14 +248,25 @@ impl Runner {
         }
     }
 
-    fn write_prompt(&self, spec: &TaskSpec, prompt: &str) -> Result<PathBuf> {
+    fn task_files(&self, task: &str) -> TaskFiles {
         let dir = self.state_dir.join("tasks");
-        fs::create_dir_all(&dir)?;
-        let path = dir.join(format!("{}.md", spec.id));
-        // Not fsynced: after a crash the task is started again and its prompt
+        TaskFiles {
+            prompt: dir.join(format!("{task}.md")),
+            context: dir.join(format!("{task}.context")),
+        }
+    }
+
+    fn write_task_files(&self, spec: &TaskSpec, prompt: &str) -> Result<TaskFiles> {
+        let files = self.task_files(&spec.id);
+        // Not fsynced: after a crash the task is started again and its files
         // rewritten from the journal; the fsync would delay every start.
-        write_replaceable(&path, prompt.as_bytes())?;
-        Ok(path)
+        write_replaceable(&files.prompt, prompt.as_bytes())?;
+        let mut context = spec.context.join("\n");
+        if !context.is_empty() {
+            context.push('\n');
+        }
+        write_replaceable(&files.context, context.as_bytes())?;
+        Ok(files)
     }
 
     fn inbox_path(&self, agent: &str, task: &str) -> PathBuf {
@@ -258,14 +292,34 @@ impl Runner {
         }
     }
 
+    /// The task has ended and its process is gone: its prompt and context
+    /// files go. Kept while the runner still knows a process (or a wait for
+    /// a slot) of the task, which may yet read them.
+    pub fn drop_task_files(&self, task: &str) {
+        if self.running.contains_key(task) || self.queue.iter().any(|p| p.spec.id == task) {
+            tracing::debug!(task, "task files kept: its process is still known");
+            return;
+        }
+        let files = self.task_files(task);
+        for path in [files.prompt, files.context] {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!(file = %path.display(), "cannot remove a task file: {e}"),
+            }
+        }
+    }
+
     fn spawn(
         &mut self,
         spec: &TaskSpec,
         template: &[String],
-        prompt_file: &Path,
+        files: &TaskFiles,
         timeout: Duration,
     ) -> Result<()> {
-        let argv = expand_argv(template, spec, &self.workspace, prompt_file);
+        let argv = expand_argv(template, &placeholders(spec, &self.workspace, files));
+        let env = task_env(spec, &self.workspace, files);
+        check_arg_sizes(&argv, &env)?;
         let (program, args) = argv.split_first().context("the agent command is empty")?;
         let log_dir = self.state_dir.join("logs");
         fs::create_dir_all(&log_dir)?;
@@ -299,7 +353,7 @@ impl Runner {
         for k in SUPERVISOR_ENV {
             cmd.env_remove(k);
         }
-        for (k, v) in task_env(spec, &self.workspace) {
+        for (k, v) in env {
             cmd.env(k, v);
         }
         // Marks the process as ours, so a gtmd restarted after a SIGKILL can
@@ -473,25 +527,88 @@ async fn stop_group(pgid: i32, child: &mut tokio::process::Child) {
     }
 }
 
-/// Substitute the contract's placeholders inside each argument. One pass, so
-/// text that a placeholder brings in is never expanded again.
-pub fn expand_argv(
-    template: &[String],
+/// The contract's placeholders and their values, each at most
+/// [`MAX_VALUE`] bytes (the prompt file holds the task text whole).
+pub fn placeholders(
     spec: &TaskSpec,
     workspace: &Path,
-    prompt_file: &Path,
-) -> Vec<String> {
-    let phase = spec.phase.map(|p| p.to_string()).unwrap_or_default();
-    let values: [(&str, String); 8] = [
-        ("agent", spec.agent.clone()),
-        ("task", spec.text.clone()),
-        ("task_id", spec.id.clone()),
-        ("phase", phase),
-        ("step", spec.step.clone().unwrap_or_default()),
+    files: &TaskFiles,
+) -> Vec<(&'static str, String)> {
+    let cut = |s: &str| bounded(s, files).into_owned();
+    vec![
+        ("agent", cut(&spec.agent)),
+        ("task", cut(&spec.text)),
+        ("task_id", cut(&spec.id)),
+        (
+            "phase",
+            spec.phase.map(|p| p.to_string()).unwrap_or_default(),
+        ),
+        ("step", cut(spec.step.as_deref().unwrap_or_default())),
         ("workspace", workspace.display().to_string()),
-        ("prompt_file", prompt_file.display().to_string()),
-        ("trigger", spec.trigger.clone()),
-    ];
+        ("prompt_file", files.prompt.display().to_string()),
+        ("trigger", cut(&spec.trigger)),
+    ]
+}
+
+/// A value from files for argv or the environment: at most [`MAX_VALUE`]
+/// bytes, the cut saying where the whole text is.
+fn bounded<'a>(s: &'a str, files: &TaskFiles) -> std::borrow::Cow<'a, str> {
+    crate::bounds::truncate(
+        s,
+        MAX_VALUE,
+        &format!(" … [truncated; full text in {}]", files.prompt.display()),
+    )
+}
+
+/// A list, one item a line, in at most [`MAX_VALUE`] bytes: whole lines
+/// only, then how many more there are and the file that lists them all.
+fn bounded_lines(items: &[String], file: &Path) -> String {
+    let whole = items.join("\n");
+    if whole.len() <= MAX_VALUE {
+        return whole;
+    }
+    let mut out = String::new();
+    for (i, item) in items.iter().enumerate() {
+        let note = format!(
+            "… [{} more; full list in {}]",
+            items.len() - i,
+            file.display()
+        );
+        if out.len() + item.len() + 1 + note.len() > MAX_VALUE {
+            out.push_str(&note);
+            return crate::bounds::truncate(&out, MAX_VALUE, "").into_owned();
+        }
+        out.push_str(item);
+        out.push('\n');
+    }
+    whole
+}
+
+/// Refuse to start a process the kernel would refuse (E2BIG) with a message
+/// that says why: a template repeating `{task}` many times, say.
+fn check_arg_sizes(argv: &[String], env: &[(&str, String)]) -> Result<()> {
+    if let Some(a) = argv.iter().find(|a| a.len() > MAX_ARG) {
+        anyhow::bail!(
+            "an argument of the agent command is {} bytes once its placeholders are filled in, over Linux's limit of 128 KiB per argument; give the agent {{prompt_file}} instead of repeating {{task}} or {{trigger}}",
+            a.len()
+        );
+    }
+    let total: usize = argv.iter().map(|a| a.len() + 1).sum::<usize>()
+        + env
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 2)
+            .sum::<usize>();
+    if total > MAX_TOTAL {
+        anyhow::bail!(
+            "the agent command's arguments and environment are {total} bytes once its placeholders are filled in, over gtmd's limit of {MAX_TOTAL}; give the agent {{prompt_file}} instead of repeating {{task}} or {{trigger}}"
+        );
+    }
+    Ok(())
+}
+
+/// Substitute the placeholders inside each argument. One pass, so text that
+/// a placeholder brings in is never expanded again.
+pub fn expand_argv(template: &[String], values: &[(&str, String)]) -> Vec<String> {
     template
         .iter()
         .map(|arg| {
@@ -500,7 +617,7 @@ pub fn expand_argv(
             'scan: while let Some(open) = rest.find('{') {
                 out.push_str(&rest[..open]);
                 let after = &rest[open + 1..];
-                for (name, value) in &values {
+                for (name, value) in values {
                     if let Some(tail) = after.strip_prefix(name).and_then(|t| t.strip_prefix('}')) {
                         out.push_str(value);
                         rest = tail;
@@ -516,21 +633,30 @@ pub fn expand_argv(
         .collect()
 }
 
-/// The contract's environment for an agent process.
-pub fn task_env(spec: &TaskSpec, workspace: &Path) -> Vec<(&'static str, String)> {
+/// The contract's environment for an agent process, each value at most
+/// [`MAX_VALUE`] bytes; the files named by `GTMD_PROMPT_FILE` and
+/// `GTMD_CONTEXT_FILE` hold what was cut.
+pub fn task_env(
+    spec: &TaskSpec,
+    workspace: &Path,
+    files: &TaskFiles,
+) -> Vec<(&'static str, String)> {
+    let cut = |s: &str| bounded(s, files).into_owned();
     vec![
-        ("GTMD_AGENT", spec.agent.clone()),
-        ("GTMD_TASK", spec.text.clone()),
-        ("GTMD_TASK_ID", spec.id.clone()),
+        ("GTMD_AGENT", cut(&spec.agent)),
+        ("GTMD_TASK", cut(&spec.text)),
+        ("GTMD_TASK_ID", cut(&spec.id)),
         (
             "GTMD_PHASE",
             spec.phase.map(|p| p.to_string()).unwrap_or_default(),
         ),
-        ("GTMD_STEP", spec.step.clone().unwrap_or_default()),
+        ("GTMD_STEP", cut(spec.step.as_deref().unwrap_or_default())),
         ("GTMD_WORKSPACE", workspace.display().to_string()),
-        ("GTMD_TRIGGER", spec.trigger.clone()),
-        ("GTMD_OUTPUTS", spec.outputs.join("\n")),
-        ("GTMD_CONTEXT", spec.context.join("\n")),
+        ("GTMD_TRIGGER", cut(&spec.trigger)),
+        ("GTMD_OUTPUTS", bounded_lines(&spec.outputs, &files.prompt)),
+        ("GTMD_CONTEXT", bounded_lines(&spec.context, &files.context)),
+        ("GTMD_PROMPT_FILE", files.prompt.display().to_string()),
+        ("GTMD_CONTEXT_FILE", files.context.display().to_string()),
     ]
 }
 
@@ -695,6 +821,95 @@ mod tests {
         let log = fs::OpenOptions::new().append(true).open(&path).unwrap();
         copy_capped(&b"more"[..], log, 100).unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), text);
+    }
+
+    fn spec(text: &str, context: Vec<String>) -> TaskSpec {
+        TaskSpec {
+            id: "t0001-conflict-review".into(),
+            agent: "coordinator".into(),
+            run: None,
+            phase: None,
+            phase_name: None,
+            step: None,
+            text: text.into(),
+            trigger: "conflict: conflicts/x.md".into(),
+            inputs: vec![],
+            outputs: vec![],
+            details: vec![],
+            context,
+            attempt: 1,
+            business_context: String::new(),
+        }
+    }
+
+    fn files() -> TaskFiles {
+        TaskFiles {
+            prompt: "/state/tasks/t0001-conflict-review.md".into(),
+            context: "/state/tasks/t0001-conflict-review.context".into(),
+        }
+    }
+
+    #[test]
+    fn argv_and_environment_values_are_bounded_and_name_the_file_with_the_rest() {
+        let context: Vec<String> = (0..10_000)
+            .map(|i| format!("learnings/lesson-{i:05}.md"))
+            .collect();
+        let text = "é".repeat(1_000_000);
+        let s = spec(&text, context.clone());
+        let env = task_env(&s, Path::new("/ws"), &files());
+        let get = |k: &str| env.iter().find(|(n, _)| *n == k).unwrap().1.clone();
+        let task = get("GTMD_TASK");
+        assert!(task.len() <= MAX_VALUE, "{}", task.len());
+        assert!(
+            task.ends_with(" … [truncated; full text in /state/tasks/t0001-conflict-review.md]")
+        );
+        let listed = get("GTMD_CONTEXT");
+        assert!(listed.len() <= MAX_VALUE, "{}", listed.len());
+        let lines: Vec<&str> = listed.lines().collect();
+        let (note, paths) = lines.split_last().unwrap();
+        assert_eq!(paths, &context[..paths.len()], "whole lines, in order");
+        assert_eq!(
+            *note,
+            format!(
+                "… [{} more; full list in /state/tasks/t0001-conflict-review.context]",
+                10_000 - paths.len()
+            )
+        );
+        assert_eq!(
+            get("GTMD_CONTEXT_FILE"),
+            "/state/tasks/t0001-conflict-review.context"
+        );
+        let total: usize = env.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+        assert!(total < 12 * MAX_VALUE, "{total}");
+
+        let argv = expand_argv(
+            &["agent".into(), "{task}".into(), "--why={trigger}".into()],
+            &placeholders(&s, Path::new("/ws"), &files()),
+        );
+        assert_eq!(argv[1], task);
+        assert_eq!(argv[2], "--why=conflict: conflicts/x.md");
+        check_arg_sizes(&argv, &env).unwrap();
+
+        // Small values pass unchanged.
+        let s = spec(
+            "Review it",
+            vec!["learnings/a.md".into(), "learnings/b.md".into()],
+        );
+        let env = task_env(&s, Path::new("/ws"), &files());
+        assert!(env.contains(&("GTMD_TASK", "Review it".into())));
+        assert!(env.contains(&("GTMD_CONTEXT", "learnings/a.md\nlearnings/b.md".into())));
+    }
+
+    #[test]
+    fn a_template_that_would_overflow_argv_is_refused_saying_why() {
+        let s = spec(&"x".repeat(100_000), vec![]);
+        let values = placeholders(&s, Path::new("/ws"), &files());
+        let argv = expand_argv(&["agent".into(), "{task}".repeat(9)], &values);
+        let err = check_arg_sizes(&argv, &[]).unwrap_err().to_string();
+        assert!(err.contains("{prompt_file}"), "{err}");
+        let argv = expand_argv(&vec!["{task}".to_string(); 80], &values);
+        let err = check_arg_sizes(&argv, &[]).unwrap_err().to_string();
+        assert!(err.contains("arguments and environment"), "{err}");
     }
 
     #[test]

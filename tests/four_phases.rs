@@ -182,6 +182,16 @@ fn four_phases_run_in_the_guide_order_with_gates_between() {
         !record.contains("missing-outputs"),
         "an output was taken as missing: {record}"
     );
+    // Every task has ended and its process is gone: none of the files
+    // written for them is left (the last ones' processes ended after the run).
+    let left: Vec<String> = std::fs::read_dir(p.ws().join(".gtmd/tasks"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left in STATE/tasks/: {left:?}");
     // No agent left behind: every start has an end.
     let starts = lines.iter().filter(|l| l.kind == "start").count();
     let ends = lines.iter().filter(|l| l.kind == "end").count();

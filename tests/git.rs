@@ -26,8 +26,12 @@ fn check_commit_msg_accepts_the_convention_and_explains_refusals() {
 
 /// Phase 4 alone (forced, no earlier phases), with the scripted agent; the
 /// growth analyst writes `unit_economics` as analytics/unit-economics.md.
+/// Returns the prompt of the strategy-refinement task, as the agent kept it
+/// (gtmd removes a task's prompt once the task has ended).
 fn run_analysis(p: &Project, unit_economics: &str) -> String {
     let log = p.root().join("agent.log");
+    let prompts = p.root().join("prompts");
+    std::fs::create_dir_all(&prompts).unwrap();
     std::fs::write(&log, "").unwrap();
     let agent = format!(
         "{} {{agent}} {{task_id}} {{phase}} {{step}}",
@@ -36,6 +40,7 @@ fn run_analysis(p: &Project, unit_economics: &str) -> String {
     let mut c = p.cmd();
     c.env("GTMD_TEST_LOG", &log)
         .env("GTMD_TEST_UNIT_ECONOMICS", unit_economics)
+        .env("GTMD_TEST_KEEP_PROMPTS", &prompts)
         .args([
             "team",
             "run",
@@ -58,7 +63,7 @@ fn run_analysis(p: &Project, unit_economics: &str) -> String {
         "team run failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let prompt = find_file(&p.ws().join(".gtmd/tasks"), "-strategy-refinement.md")
+    let prompt = find_file(&prompts, "-strategy-refinement.md")
         .expect("a prompt file for the strategy-refinement task");
     std::fs::read_to_string(prompt).unwrap()
 }

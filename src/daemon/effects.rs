@@ -40,6 +40,7 @@ impl crate::apply::Effects for Effects {
             Action::StartTask { task } => return self.start_task(engine, &task),
             Action::StopTask { task } => self.runner.stop(&task),
             Action::CloseInbox { agent, task } => self.runner.close_inbox(&agent, &task),
+            Action::DropTaskFiles { task } => self.runner.drop_task_files(&task),
             Action::ScheduleRetry { task, delay_ms } => self
                 .retries
                 .push((Instant::now() + Duration::from_millis(delay_ms), task)),

@@ -18,7 +18,7 @@ mod supervise;
 
 use crate::config::Settings;
 use crate::engine::{Engine, Event, FileEntry, Millis, RunRequest, TaskId};
-use crate::journal::{Journal, StateLock};
+use crate::journal::{Journal, StateLock, WorkspaceLock};
 use crate::protocol::FileKind;
 use crate::record;
 use crate::runner::{Runner, TaskExit};
@@ -71,6 +71,9 @@ const COOKIE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a finished foreground run waits for agent processes to exit by
 /// themselves before stopping them.
 const FINISH_GRACE: Duration = Duration::from_secs(10);
+/// A run record changed by a burst of events is rewritten at most this often
+/// (at once when its run has ended, and at shutdown).
+const RECORD_EVERY: Duration = Duration::from_millis(250);
 /// Prefix of the cookie files gtmd writes for its own ordering.
 pub const COOKIE_PREFIX: &str = ".gtmd-cookie-";
 /// Prefix of the cookie files `gtmd sync` writes.
@@ -127,6 +130,7 @@ pub async fn run(
     }
     let state_dir = settings.paths.state_dir.clone();
     let _lock = StateLock::acquire(&state_dir)?;
+    let _workspace_lock = WorkspaceLock::acquire(&workspace, &state_dir)?;
     let (journal, recovered) = Journal::open(&state_dir)?;
     let replayed = recovered.events.len();
     let from_snapshot = recovered.snapshot.is_some();
@@ -213,6 +217,8 @@ pub async fn run(
         parked: HashMap::new(),
         cookie_seq: 0,
         unjournaled: Vec::new(),
+        records_written: None,
+        records_due: None,
         batch: Vec::new(),
         batch_index: HashMap::new(),
         last_progress: String::new(),
@@ -251,6 +257,10 @@ struct Daemon {
     cookie_seq: u64,
     /// Events observed but not yet durable (the journal could not be written).
     unjournaled: Vec<Event>,
+    /// When the run records were last written, and when the next rewrite
+    /// is due (see [`RECORD_EVERY`]).
+    records_written: Option<Instant>,
+    records_due: Option<Instant>,
     /// Events observed in this turn of the loop, applied together.
     batch: Vec<Event>,
     /// The file versions `batch` will give the engine (None: removed), so a
@@ -782,6 +792,7 @@ impl Daemon {
             retry,
             journal_retry,
             self.rescan_at,
+            self.records_due,
             self.budget_deadline(),
         ]
         .into_iter()
@@ -863,16 +874,7 @@ impl Daemon {
         self.maybe_compact();
         self.maybe_checkpoint();
         self.report_status();
-        for run in std::mem::take(&mut self.fx.dirty_runs) {
-            if let Some(r) = self.engine.run(&run) {
-                let text = record::render(&self.engine, r);
-                let path = self.fx.ingest.root().join(record::record_path(&run));
-                // Rebuilt from the journal at any time: no fsync on this path.
-                if let Err(e) = crate::runner::write_replaceable(&path, text.as_bytes()) {
-                    tracing::error!(file = %path.display(), "cannot write the run record: {e:#}");
-                }
-            }
-        }
+        self.write_records(false);
         let Some((req, run)) = self.fx.follow.clone() else {
             return;
         };
@@ -899,6 +901,39 @@ impl Daemon {
                     run: Some(run),
                     reason: format!("the run cannot go on: {why}"),
                 });
+            }
+        }
+    }
+
+    /// Rewrite the records of the runs that changed. A record is rendered
+    /// whole, so during a burst (thousands of conflict reviews) it is written
+    /// at most every [`RECORD_EVERY`]; at once when a run has ended, and
+    /// with `now` (shutdown).
+    fn write_records(&mut self, now: bool) {
+        if self.fx.dirty_runs.is_empty() {
+            return;
+        }
+        let at = Instant::now();
+        let due = self.records_written.map_or(at, |t| t + RECORD_EVERY);
+        let ended = self
+            .fx
+            .dirty_runs
+            .iter()
+            .any(|r| self.engine.run(r).is_some_and(|r| !r.is_active()));
+        if !now && !ended && due > at {
+            self.records_due = Some(due);
+            return;
+        }
+        self.records_due = None;
+        self.records_written = Some(at);
+        for run in std::mem::take(&mut self.fx.dirty_runs) {
+            if let Some(r) = self.engine.run(&run) {
+                let text = record::render(&self.engine, r);
+                let path = self.fx.ingest.root().join(record::record_path(&run));
+                // Rebuilt from the journal at any time: no fsync on this path.
+                if let Err(e) = crate::runner::write_replaceable(&path, text.as_bytes()) {
+                    tracing::error!(file = %path.display(), "cannot write the run record: {e:#}");
+                }
             }
         }
     }
@@ -997,6 +1032,7 @@ impl Daemon {
         control: Option<&mut mpsc::UnboundedReceiver<Control>>,
         grace: Duration,
     ) {
+        self.write_records(true);
         self.stop_tasks(exit_rx, control, grace).await;
         self.cleanup_cookies();
         self.checkpoint();
@@ -1026,11 +1062,21 @@ impl Daemon {
         let deadline = Instant::now() + FINISH_GRACE;
         while self.fx.runner.running_count() > 0 {
             match tokio::time::timeout_at(deadline.into(), exit_rx.recv()).await {
-                Ok(Some(exit)) => self.fx.runner.reaped(&exit.task),
+                Ok(Some(exit)) => self.reaped_unjournaled(&exit.task),
                 _ => break,
             }
         }
         self.shutdown(exit_rx, None, Duration::ZERO).await;
+    }
+
+    /// A process ended while gtmd stops, its exit not journaled: if its task
+    /// has ended (its status came first), nothing reads the task's files any
+    /// more. A task still open keeps them for the next start.
+    fn reaped_unjournaled(&mut self, task: &str) {
+        self.fx.runner.reaped(task);
+        if self.engine.task(task).is_some_and(|t| !t.is_open()) {
+            self.fx.runner.drop_task_files(task);
+        }
     }
 
     fn cleanup_cookies(&mut self) {

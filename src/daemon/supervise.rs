@@ -182,7 +182,7 @@ impl Daemon {
             let deadline = Instant::now() + REAP_WAIT;
             while self.fx.runner.running_count() > 0 {
                 match tokio::time::timeout_at(deadline.into(), exit_rx.recv()).await {
-                    Ok(Some(exit)) => self.fx.runner.reaped(&exit.task),
+                    Ok(Some(exit)) => self.reaped_unjournaled(&exit.task),
                     _ => break,
                 }
             }
@@ -194,7 +194,7 @@ impl Daemon {
     /// scan sees its status and outputs, or the task runs again.
     fn ended_while_stopping(&mut self, exit: TaskExit) {
         tracing::info!(task = %exit.task, "task process ended while stopping: {}", exit.exit.describe());
-        self.fx.runner.reaped(&exit.task);
+        self.reaped_unjournaled(&exit.task);
     }
 }
 

@@ -40,16 +40,16 @@ impl Engine {
             details.push(format!("Agents named: {}", c.agents.join(", ")));
         }
         if !c.files.is_empty() {
-            details.push(format!("Files named: {}", c.files.join(", ")));
+            details.push(format!("Files named: {}", some_of(&c.files, ", ")));
         }
         if let Some(sev) = &c.severity {
-            details.push(format!("Severity: {sev}"));
+            details.push(format!("Severity: {}", clip(sev)));
         }
         let run = self.active_run().map(|r| r.id.clone());
         let title = if c.title.is_empty() {
             path.to_string()
         } else {
-            c.title.clone()
+            clip(&c.title).into_owned()
         };
         let id = self.new_task(
             NewTask {
@@ -222,8 +222,9 @@ impl Engine {
             .filter(|c| self.conflicts.contains_key(*c) || self.files.contains_key(*c));
         if let (Some(c), None) = (&conflict, known_conflict) {
             problems.push(format!(
-                "it resolves {c}, which is no conflict gtmd has seen (open conflicts: {})",
-                self.open_conflicts().join(", ")
+                "it resolves {}, which is no conflict gtmd has seen (open conflicts: {})",
+                clip(c),
+                some_of(&self.open_conflicts(), ", ")
             ));
         }
         let run = self.active_run().map(|r| r.id.clone());
@@ -251,7 +252,7 @@ impl Engine {
             let title = if d.title.is_empty() {
                 path.to_string()
             } else {
-                d.title.clone()
+                clip(&d.title).into_owned()
             };
             for agent in &d.affected {
                 let id = self.new_task(
@@ -307,7 +308,7 @@ impl Engine {
                     },
                     text: format!(
                         "The decision {path} could not be fully read: {}",
-                        problems.join("; ")
+                        some_of(&problems, "; ")
                     ),
                     trigger: format!("decision: {path}"),
                     details: vec![
@@ -325,7 +326,7 @@ impl Engine {
                 "decision {path}{}{}",
                 conflict
                     .as_ref()
-                    .map(|c| format!(" on {c}"))
+                    .map(|c| format!(" on {}", clip(c)))
                     .unwrap_or_default(),
                 if tasks.is_empty() {
                     String::new()
@@ -490,7 +491,7 @@ impl Engine {
         out: &mut Vec<Action>,
     ) {
         if let Some(r) = run.and_then(|r| self.runs.get_mut(&r)) {
-            r.log.push((at, line));
+            r.note(at, line);
             out.push(Action::RecordChanged { run: r.id.clone() });
         }
     }

@@ -50,7 +50,7 @@ impl Engine {
         for id in ids {
             let r = self.runs.get_mut(&id).unwrap();
             r.refused.insert(d.path.clone(), d.clone());
-            r.log.push((at, format!("refused {}", d)));
+            r.note(at, format!("refused {}", d));
             out.push(Action::RecordChanged { run: id });
         }
         out.push(Action::Refused { diagnostic: d });

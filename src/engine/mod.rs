@@ -28,6 +28,23 @@ use std::collections::{BTreeMap, BTreeSet};
 /// another route...) before gtmd stops following it.
 pub const MAX_ROUTE_DEPTH: u32 = 4;
 
+/// Texts the engine builds from what files say (task texts, run log lines)
+/// name at most this many items of a list ("and N more" for the rest)...
+pub const TEXT_MAX_ITEMS: usize = 20;
+/// ...and clip each title, path or name from a file to this many chars. The
+/// file keeps the whole; a task text stays small enough for argv.
+pub const TEXT_MAX_CHARS: usize = 300;
+
+/// A list from a file, for a task text or a log line.
+fn some_of(items: &[String], sep: &str) -> String {
+    crate::bounds::some_of(items, TEXT_MAX_ITEMS, TEXT_MAX_CHARS, sep)
+}
+
+/// A title, path or name from a file, for a task text or a log line.
+fn clip(s: &str) -> std::borrow::Cow<'_, str> {
+    crate::bounds::clip(s, TEXT_MAX_CHARS)
+}
+
 #[derive(Debug, Clone)]
 pub struct Engine {
     playbook: Playbook,

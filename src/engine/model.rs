@@ -249,6 +249,11 @@ pub enum Action {
         agent: String,
         task: TaskId,
     },
+    /// The task has ended and no process of it is alive: what gtmd wrote
+    /// for it under the state directory (prompt, context list) can go.
+    DropTaskFiles {
+        task: TaskId,
+    },
     /// Call back with [`Event::RetryDue`] after the delay.
     ScheduleRetry {
         task: TaskId,
@@ -518,11 +523,36 @@ pub struct Run {
     pub gates: BTreeMap<u8, GateState>,
     /// Files refused while the run was active (path → latest message).
     pub refused: BTreeMap<String, Diagnostic>,
-    /// Human-readable history for the run record.
+    /// Human-readable history for the run record: the latest lines (see
+    /// [`Run::note`]).
     pub log: Vec<(Millis, String)>,
+    /// Lines dropped from the front of `log`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub log_dropped: u64,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// A run keeps at least this many of its latest history lines (and at most
+/// twice as many): a run of thousands of conflict reviews would otherwise
+/// grow by a few lines per event for as long as it lasts. The run record
+/// shows fewer; every event behind them is in the journal.
+pub const RUN_LOG_KEEP: usize = 1000;
+
 impl Run {
+    /// Add a line to the run's history.
+    pub fn note(&mut self, at: Millis, line: String) {
+        if self.log.len() >= 2 * RUN_LOG_KEEP {
+            // Dropped in chunks, so a line costs O(1) amortised.
+            let n = self.log.len() - RUN_LOG_KEEP;
+            self.log.drain(..n);
+            self.log_dropped += n as u64;
+        }
+        self.log.push((at, line));
+    }
+
     pub fn is_active(&self) -> bool {
         self.state == RunState::Running
     }

@@ -224,6 +224,7 @@ impl Engine {
                 gates: BTreeMap::new(),
                 refused: BTreeMap::new(),
                 log: vec![(at, format!("run started: {what}"))],
+                log_dropped: 0,
             },
         );
         out.push(Action::Notice {
@@ -260,7 +261,7 @@ impl Engine {
             .map(|p| p.name.clone())
             .unwrap_or_default();
         let r = self.runs.get_mut(run).unwrap();
-        r.log.push((at, format!("phase {phase} {name} started")));
+        r.note(at, format!("phase {phase} {name} started"));
         out.push(Action::Notice {
             level: NoticeLevel::Info,
             message: format!("run {run}: phase {phase} {name} started"),
@@ -331,7 +332,7 @@ impl Engine {
         s.state = StepState::Done;
         s.done_at = Some(at);
         let phase = s.phase;
-        r.log.push((at, format!("step {step} done")));
+        r.note(at, format!("step {step} done"));
         out.push(Action::RecordChanged {
             run: run.to_string(),
         });
@@ -374,8 +375,7 @@ impl Engine {
                 passed_at: None,
             },
         );
-        r.log
-            .push((at, format!("phase {phase} done; gate {path} opened")));
+        r.note(at, format!("phase {phase} done; gate {path} opened"));
         out.push(Action::EvaluateGate {
             run: run.to_string(),
             phase,
@@ -542,7 +542,7 @@ impl Engine {
             return;
         }
         g.passed_at = Some(at);
-        r.log.push((at, format!("gate of phase {phase} passed")));
+        r.note(at, format!("gate of phase {phase} passed"));
         out.push(Action::RecordChanged {
             run: run.to_string(),
         });
@@ -567,7 +567,7 @@ impl Engine {
         } else {
             r.state = RunState::Passed;
             r.ended_at = Some(at);
-            r.log.push((at, "run complete".into()));
+            r.note(at, "run complete".into());
             out.push(Action::RunFinished {
                 run: run.to_string(),
                 ok: true,
@@ -588,7 +588,7 @@ impl Engine {
             if let Some(t) = self.tasks.get(task).filter(|t| t.is_open()) {
                 if let Some(run) = t.run.clone() {
                     if let Some(r) = self.runs.get_mut(&run) {
-                        r.log.push((at, format!("task {task} cancelled{why}")));
+                        r.note(at, format!("task {task} cancelled{why}"));
                     }
                 }
             }
@@ -599,7 +599,7 @@ impl Engine {
                 if r.is_active() {
                     r.state = RunState::Cancelled;
                     r.ended_at = Some(at);
-                    r.log.push((at, format!("run cancelled{why}")));
+                    r.note(at, format!("run cancelled{why}"));
                     out.push(Action::RecordChanged { run: run.clone() });
                     out.push(Action::RunFinished {
                         run: run.clone(),

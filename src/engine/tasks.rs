@@ -22,7 +22,7 @@ impl Engine {
                 return;
             }
             let what = match &report.task_id {
-                Some(id) => format!("task_id {id} is not a task gtmd gave out"),
+                Some(id) => format!("task_id {} is not a task gtmd gave out", clip(id)),
                 None => format!(
                     "no open task of {}{} to match",
                     report.agent,
@@ -66,7 +66,7 @@ impl Engine {
                 let blockers = if report.blockers.is_empty() {
                     "no blockers given".to_string()
                 } else {
-                    report.blockers.join("; ")
+                    some_of(&report.blockers, "; ")
                 };
                 self.log_task(&task_id, at, format!("blocked: {blockers}"), out);
                 self.escalate(&task_id, format!("is blocked: {blockers}"), at, out);
@@ -75,7 +75,7 @@ impl Engine {
                 let reason = if report.blockers.is_empty() {
                     "reported failed".to_string()
                 } else {
-                    format!("reported failed: {}", report.blockers.join("; "))
+                    format!("reported failed: {}", some_of(&report.blockers, "; "))
                 };
                 self.fail_task(&task_id, reason, at, out);
             }
@@ -152,10 +152,11 @@ impl Engine {
                 Some((_, s)) => s.action.clone(),
                 None => crate::commit_msg::default_action(&t.agent).to_string(),
             },
+            // A commit message is an argument of `git`: bounded like a task text.
             message_task: if report.task.trim().is_empty() {
                 t.text.clone()
             } else {
-                report.task.clone()
+                clip(&report.task).into_owned()
             },
             paths,
             branch: phase.map(|p| format!("gtm/phase-{}-{}", p.number, p.name)),
@@ -357,6 +358,12 @@ impl Engine {
                 task: task_id.to_string(),
             });
         }
+        // A process still running may read its prompt: the files go at its exit.
+        if !self.tasks[task_id].process_alive {
+            out.push(Action::DropTaskFiles {
+                task: task_id.to_string(),
+            });
+        }
         self.log_task(task_id, at, label, out);
         self.on_task_ended(task_id, at, out);
     }
@@ -372,7 +379,7 @@ impl Engine {
         if let Some(run) = t.run.clone() {
             let line = format!("{} {}: {}", t.id, t.agent, what);
             if let Some(r) = self.runs.get_mut(&run) {
-                r.log.push((at, line));
+                r.note(at, line);
                 out.push(Action::RecordChanged { run });
             }
         }
@@ -497,6 +504,13 @@ impl Engine {
             return;
         }
         let t = &self.tasks[task_id];
+        if !t.is_open() {
+            // Ended earlier (its status came first): now nothing reads its files.
+            out.push(Action::DropTaskFiles {
+                task: task_id.to_string(),
+            });
+            return;
+        }
         if t.state != TaskState::Running {
             return;
         }

@@ -1100,6 +1100,85 @@ fn a_decision_naming_an_unknown_agent_or_conflict_tells_the_coordinator() {
 }
 
 #[test]
+fn texts_built_from_a_huge_decision_stay_small() {
+    let mut b = Bus::new();
+    conflict(&mut b, "conflicts/a.md");
+    // 10,000 names, two of them agents: ten thousand problems.
+    let names: Vec<String> = (0..10_000).map(|i| format!("ghost-{i}")).collect();
+    let text = format!(
+        "---\nresolves: conflicts/a.md\naffected: [demand-gen, pipeline-manager, {}]\n---\n# Big\n",
+        names.join(", ")
+    );
+    let d =
+        crate::protocol::escalation::parse_decision("strategy/decisions/big.md", &text).unwrap();
+    assert_eq!(d.problems.len(), 10_000);
+    let start = b.file(
+        "strategy/decisions/big.md",
+        FileContent::Decision { decision: d },
+    );
+    let problem = &tasks_of_kind(&b, |k| matches!(k, TaskKind::DecisionProblem { .. }))[0];
+    assert!(problem.text.len() < 8 * 1024, "{}", problem.text.len());
+    assert!(problem.text.contains("\"ghost-0\" is not an agent"));
+    assert!(problem.text.ends_with("and 9980 more"), "{}", problem.text);
+    assert_eq!(
+        started(&start).len(),
+        2,
+        "both apply tasks (the coordinator is still on its review)"
+    );
+
+    // A 100 KB `resolves:` path: named, shortened, in the task and the log.
+    let long = format!("conflicts/{}.md", "x".repeat(100_000));
+    decision(
+        &mut b,
+        "strategy/decisions/long.md",
+        Some(&long),
+        &["pipeline-manager"],
+        &[],
+    );
+    let problem = &tasks_of_kind(&b, |k| matches!(k, TaskKind::DecisionProblem { .. }))[1];
+    assert!(problem.text.len() < 2 * 1024, "{}", problem.text.len());
+    assert!(problem.text.contains("conflicts/xxx"));
+    assert!(problem.text.contains("more chars)"));
+    assert_eq!(
+        b.e.decisions()["strategy/decisions/long.md"]
+            .resolves
+            .as_deref(),
+        Some(long.as_str()),
+        "the engine keeps the whole path"
+    );
+}
+
+#[test]
+fn a_tasks_files_go_once_it_has_ended_and_no_process_of_it_runs() {
+    let drops = |a: &[Action], id: &str| {
+        a.iter()
+            .filter(|x| matches!(x, Action::DropTaskFiles { task } if task == id))
+            .count()
+    };
+    let mut b = Bus::new();
+    // Completed by its status while its process goes on: the files stay
+    // until the exit.
+    let first = started(&conflict(&mut b, "conflicts/a.md"))[0].clone();
+    let queued = conflict(&mut b, "conflicts/b.md");
+    let second = b.e.tasks().keys().find(|k| **k != first).unwrap().clone();
+    assert_eq!(drops(&queued, &second), 0);
+    let a = b.status("coordinator", Some(&first), TaskStatus::Complete);
+    assert!(!b.e.task(&first).unwrap().is_open());
+    assert_eq!(
+        drops(&a, &first),
+        0,
+        "its process may still read its prompt"
+    );
+    assert_eq!(drops(&b.exit(&first, 0), &first), 1);
+    // Ended by its exit.
+    assert_eq!(drops(&b.exit(&second, 0), &second), 1);
+    // Failed with a retry to come: not ended, the files stay.
+    let third = started(&conflict(&mut b, "conflicts/c.md"))[0].clone();
+    assert_eq!(drops(&b.exit(&third, 3), &third), 0);
+    assert_eq!(b.e.task(&third).unwrap().state, TaskState::RetryWait);
+}
+
+#[test]
 fn each_hand_off_route_gives_its_receiver_a_task() {
     for (path, to) in [
         ("demand-gen/lead-scoring.md", "pipeline-manager"),
@@ -1512,12 +1591,15 @@ fn an_engine_given_a_playbook_without_its_running_step_does_not_panic() {
     b.request(&[1], None, false);
     let task = b.task_of("gtm-strategy");
     // What a reload used to do: swap the playbook under the run.
-    swap_playbook(&mut b, playbook_with(|pb| {
-        phase_mut(pb, 1).steps.retain(|s| s.id != "gtm-strategy");
-        for s in &mut phase_mut(pb, 1).steps {
-            s.depends_on.clear();
-        }
-    }));
+    swap_playbook(
+        &mut b,
+        playbook_with(|pb| {
+            phase_mut(pb, 1).steps.retain(|s| s.id != "gtm-strategy");
+            for s in &mut phase_mut(pb, 1).steps {
+                s.depends_on.clear();
+            }
+        }),
+    );
     b.status("coordinator", Some(&task), TaskStatus::Complete);
     b.exit(&task, 0);
     assert_eq!(step_state(&b, "gtm-strategy"), StepState::Done);
