@@ -316,6 +316,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             submit(&common, settings, request, false)
         }
         Command::Status { json } => {
+            paths_of(&common).require_workspace()?;
             let settings = load_settings(&common)?;
             crate::status::print(&settings, json)?;
             Ok(ExitCode::SUCCESS)
@@ -346,10 +347,19 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Sync { timeout } => {
             let paths = paths_of(&common);
+            paths.require_workspace()?;
+            // As `cancel`: with no daemon nothing would ever answer the cookie.
+            if !crate::journal::StateLock::is_held(&paths.state_dir) {
+                anyhow::bail!(
+                    "no daemon is serving {}; there is nothing to sync with (start one with `gtmd run`)",
+                    paths.workspace.display()
+                );
+            }
             daemon::sync(&paths.workspace, Duration::from_secs(timeout))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Explain { path } => {
+            paths_of(&common).require_workspace()?;
             let settings = load_settings(&common)?;
             print!("{}", crate::status::explain(&settings, &path)?);
             Ok(ExitCode::SUCCESS)

@@ -39,6 +39,23 @@ impl Paths {
             playbook: playbook.map(|p| absolute(&p)),
         }
     }
+
+    /// Commands that read the bus need it to exist: a missing workspace is
+    /// a mistake (a wrong directory, a typo), not an empty history.
+    pub fn require_workspace(&self) -> anyhow::Result<()> {
+        let ws = &self.workspace;
+        match std::fs::metadata(ws) {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => anyhow::bail!(
+                "the workspace {} is not a directory; pass the workspace directory with --workspace",
+                ws.display()
+            ),
+            Err(_) => anyhow::bail!(
+                "the workspace {} does not exist; create it with `gtmd init` (run in the directory that should hold workspace/), or pass --workspace DIR",
+                ws.display()
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
