@@ -6,6 +6,7 @@ use crate::daemon::{self, Control, Mode, Options, Outcome};
 use crate::diagnostic::Diagnostic;
 use crate::engine::{CancelRequest, CancelTarget, Engine, RunKind, RunRequest};
 use crate::protocol::{parse_config, DEFAULT_MAX_PROTOCOL_FILE};
+use crate::{errln, outln};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::io::IsTerminal;
@@ -193,8 +194,11 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match dispatch(cli) {
         Ok(code) => code,
+        // The reader of our output has gone (`gtmd status | head -1`):
+        // nothing is wrong and nothing more can be said, as in ripgrep.
+        Err(e) if crate::output::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("gtmd: {e:#}");
+            errln!("gtmd: {e:#}");
             ExitCode::from(1)
         }
     }
@@ -244,7 +248,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
             Ok(match outcome? {
                 Outcome::Failed { reason, .. } => {
-                    eprintln!("gtmd: {reason}");
+                    errln!("gtmd: {reason}");
                     ExitCode::from(1)
                 }
                 _ => ExitCode::SUCCESS,
@@ -330,13 +334,13 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 config.as_deref(),
             );
             for e in &errors {
-                println!("{e}");
+                outln!("{e}")?;
             }
             if errors.is_empty() {
-                println!("ok: playbook, agents and workspace are valid");
+                outln!("ok: playbook, agents and workspace are valid")?;
                 Ok(ExitCode::SUCCESS)
             } else {
-                eprintln!("gtmd check: {} problem(s)", errors.len());
+                errln!("gtmd check: {} problem(s)", errors.len());
                 Ok(ExitCode::from(1))
             }
         }
@@ -361,7 +365,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Explain { path } => {
             paths_of(&common).require_workspace()?;
             let settings = load_settings(&common)?;
-            print!("{}", crate::status::explain(&settings, &path)?);
+            crate::output::stdout(&crate::status::explain(&settings, &path)?)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Cancel { task, run, timeout } => {
@@ -400,7 +404,7 @@ fn check_commit_msg(common: &Common, file: &std::path::Path) -> Result<ExitCode>
     match crate::commit_msg::check(&text, &actions) {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(why) => {
-            eprintln!("gtmd check-commit-msg: {}: {why}", file.display());
+            errln!("gtmd check-commit-msg: {}: {why}", file.display());
             Ok(ExitCode::from(1))
         }
     }
@@ -426,7 +430,7 @@ fn parse_budget(s: &str) -> Result<u64, String> {
 fn cancel(settings: &Settings, target: CancelTarget, timeout: Duration) -> Result<ExitCode> {
     let paths = &settings.paths;
     if !crate::journal::StateLock::is_held(&paths.state_dir) {
-        eprintln!(
+        errln!(
             "gtmd: no daemon is serving {}; nothing is running there to cancel (a foreground run stops with Ctrl-C)",
             paths.workspace.display()
         );
@@ -444,11 +448,11 @@ fn cancel(settings: &Settings, target: CancelTarget, timeout: Duration) -> Resul
     };
     match open(&replay(settings)?) {
         None => {
-            eprintln!("gtmd: there is no {what} (see `gtmd status`)");
+            errln!("gtmd: there is no {what} (see `gtmd status`)");
             return Ok(ExitCode::from(1));
         }
         Some(false) => {
-            eprintln!("gtmd: {what} has already ended");
+            errln!("gtmd: {what} has already ended");
             return Ok(ExitCode::from(1));
         }
         Some(true) => {}
@@ -465,11 +469,11 @@ fn cancel(settings: &Settings, target: CancelTarget, timeout: Duration) -> Resul
     let deadline = Instant::now() + timeout;
     loop {
         if open(&replay(settings)?) == Some(false) {
-            eprintln!("{what} cancelled");
+            errln!("{what} cancelled");
             return Ok(ExitCode::SUCCESS);
         }
         if Instant::now() > deadline {
-            eprintln!(
+            errln!(
                 "gtmd: the daemon has not handled {} within {} s",
                 path.display(),
                 timeout.as_secs()
@@ -563,7 +567,7 @@ fn options(common: &Common, poll: Option<Duration>, mode: Mode, progress: bool) 
 fn submit(common: &Common, settings: Settings, request: RunRequest, git: bool) -> Result<ExitCode> {
     if crate::journal::StateLock::is_held(&settings.paths.state_dir) {
         if git {
-            eprintln!("note: --git: the gtmd serving this workspace commits only if it was started with `gtmd run --git`");
+            errln!("note: --git: the gtmd serving this workspace commits only if it was started with `gtmd run --git`");
         }
         return follow_daemon(&settings, &request);
     }
@@ -576,18 +580,21 @@ fn submit(common: &Common, settings: Settings, request: RunRequest, git: bool) -
 fn report(outcome: Outcome) -> ExitCode {
     match outcome {
         Outcome::Done { run, summary } => {
-            eprintln!("run {run} complete: {summary}");
+            errln!("run {run} complete: {summary}");
             ExitCode::SUCCESS
         }
         Outcome::Failed { run, reason } => {
             match run {
-                Some(run) => eprintln!("gtmd: run {run}: {reason}"),
-                None => eprintln!("gtmd: run refused: {reason}"),
+                Some(run) => errln!("gtmd: run {run}: {reason}"),
+                None => errln!("gtmd: run refused: {reason}"),
             }
             ExitCode::from(2)
         }
+        // A foreground run whose output pipe closed stopped as on Ctrl-C;
+        // 141 is what a shell reports for a writer ended by SIGPIPE.
+        Outcome::Stopped if crate::output::closed() => ExitCode::from(141),
         Outcome::Stopped => {
-            eprintln!("gtmd: stopped before the run ended");
+            errln!("gtmd: stopped before the run ended");
             ExitCode::from(130)
         }
     }
@@ -602,7 +609,7 @@ fn follow_daemon(settings: &Settings, request: &RunRequest) -> Result<ExitCode> 
         .join(format!("{}.yaml", request.id));
     let text = serde_yaml::to_string(request)?;
     crate::runner::write_atomic(&path, text.as_bytes())?;
-    eprintln!(
+    errln!(
         "request {} handed to the gtmd serving {}",
         request.id,
         settings.paths.workspace.display()
@@ -610,6 +617,11 @@ fn follow_daemon(settings: &Settings, request: &RunRequest) -> Result<ExitCode> 
     let mut last = String::new();
     let started = Instant::now();
     loop {
+        if crate::output::closed() {
+            // Nobody reads the progress any more; the daemon runs the request
+            // all the same.
+            return Ok(ExitCode::SUCCESS);
+        }
         let engine = replay(settings)?;
         if let Some(r) = engine
             .refused_requests()
@@ -624,7 +636,7 @@ fn follow_daemon(settings: &Settings, request: &RunRequest) -> Result<ExitCode> 
         if let Some(run) = engine.runs().values().find(|r| r.request.id == request.id) {
             let line = crate::status::run_line(&engine, run);
             if line != last {
-                eprintln!("{line}");
+                errln!("{line}");
                 last = line;
             }
             if !run.is_active() {
@@ -659,7 +671,7 @@ fn follow_daemon(settings: &Settings, request: &RunRequest) -> Result<ExitCode> 
             );
         }
         if !crate::journal::StateLock::is_held(&settings.paths.state_dir) {
-            eprintln!(
+            errln!(
                 "gtmd: the daemon serving {} has stopped; the run goes on when gtmd starts again",
                 settings.paths.workspace.display()
             );
@@ -746,7 +758,11 @@ fn init_logging(format: LogFormat, default: &str, file: Option<&std::path::Path>
             crate::service::stderr_is_journal(),
         ),
     };
+    // A log line that cannot be written is dropped: by default the
+    // subscriber would report it with eprintln!, which panics when stderr is
+    // a closed pipe (`gtmd run 2>&1 | tee` with tee gone), killing the daemon.
     let builder = tracing_subscriber::fmt()
+        .log_internal_errors(false)
         .with_env_filter(filter)
         .with_writer(writer)
         .with_ansi(terminal && !journald);

@@ -20,6 +20,7 @@ pub mod gate_checks;
 pub mod git;
 pub mod init;
 pub mod journal;
+pub mod output;
 pub mod playbook;
 pub mod protocol;
 pub mod record;

@@ -60,7 +60,7 @@ pub fn print(settings: &Settings, as_json: bool) -> Result<()> {
             "open_conflicts": engine.open_conflicts(),
             "decisions": engine.decisions().values().collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&value)?)?;
         return Ok(());
     }
     let mut s = String::new();
@@ -180,7 +180,7 @@ pub fn print(settings: &Settings, as_json: bool) -> Result<()> {
             let _ = writeln!(s, "  {}", one_line(&d.to_string()));
         }
     }
-    print!("{s}");
+    crate::output::stdout(&s)?;
     Ok(())
 }
 

@@ -56,3 +56,119 @@ fn sync_without_a_daemon_fails_at_once() {
     let _g = p.serve(&[], &[]);
     p.sync();
 }
+
+/// The write end of a pipe whose read end is already closed: every write to
+/// it fails with EPIPE, as once `| head -1` has read its line and exited.
+fn closed_pipe() -> std::process::Stdio {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: pipe2(2) into an array we own; the read end is closed at once
+    // and the write end is owned by the returned Stdio.
+    unsafe {
+        assert_eq!(libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC), 0);
+        libc::close(fds[0]);
+        std::process::Stdio::from(std::os::fd::OwnedFd::from_raw_fd(fds[1]))
+    }
+}
+
+#[test]
+fn output_into_a_closed_pipe_ends_the_command_quietly() {
+    let p = Project::new();
+    p.write("conflicts/x.md", "# x\n");
+    for args in [
+        &["status"][..],
+        &["status", "--json"][..],
+        &["explain", "conflicts/x.md"][..],
+        &["check"][..],
+        &["init", "again"][..],
+    ] {
+        let out = p
+            .cmd()
+            .args(args)
+            .stdout(closed_pipe())
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        assert!(out.stderr.is_empty(), "{args:?}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn a_run_followed_through_a_closed_pipe_ends_quietly() {
+    let p = Project::new();
+    // Handed to a daemon: the follower goes, the daemon keeps the run.
+    {
+        let _daemon = p.serve(&[], &[]);
+        let mut follow = Guard {
+            child: Some(
+                p.cmd()
+                    .args(["agent", "run", "growth-analyst", "--task", "look"])
+                    .stdout(closed_pipe())
+                    .stderr(closed_pipe())
+                    .spawn()
+                    .unwrap(),
+            ),
+        };
+        let out = follow.wait(Duration::from_secs(20));
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        wait_for(
+            Duration::from_secs(20),
+            "the daemon's task for the run",
+            || {
+                let s = p.status_json();
+                s["open_tasks"]
+                    .as_array()?
+                    .iter()
+                    .any(|t| t["agent"] == "growth-analyst" && t["text"] == "look")
+                    .then_some(())
+            },
+        );
+    }
+    // In the foreground: the run stops as on Ctrl-C (141, as after SIGPIPE),
+    // its task left open to resume at the next start.
+    let p = Project::new();
+    let mut fg = Guard {
+        child: Some(
+            p.cmd()
+                .args(["agent", "run", "growth-analyst", "--task", "look"])
+                .stdout(closed_pipe())
+                .stderr(closed_pipe())
+                .spawn()
+                .unwrap(),
+        ),
+    };
+    let out = fg.wait(Duration::from_secs(20));
+    assert_eq!(out.status.code(), Some(141), "{out:?}");
+    let s = p.status_json();
+    assert_eq!(s["daemon_running"], false, "{s:#}");
+    assert_eq!(s["open_tasks"].as_array().unwrap().len(), 1, "{s:#}");
+}
+
+#[test]
+fn the_daemon_logging_into_a_closed_pipe_goes_on() {
+    let p = Project::new();
+    let mut gtmd = Guard {
+        child: Some(
+            p.cmd()
+                .arg("run")
+                .stdout(closed_pipe())
+                .stderr(closed_pipe())
+                .spawn()
+                .unwrap(),
+        ),
+    };
+    wait_for(Duration::from_secs(20), "the daemon to start", || {
+        (p.status_json()["daemon_running"] == true).then_some(())
+    });
+    // Each reaction is logged at info: many writes into the closed pipe.
+    for i in 0..5 {
+        p.write(&format!("conflicts/c{i}.md"), &format!("# conflict {i}\n"));
+        p.sync();
+    }
+    let s = p.status_json();
+    assert_eq!(s["open_tasks"].as_array().unwrap().len(), 5, "{s:#}");
+    gtmd.signal(libc::SIGTERM);
+    let out = gtmd.wait(Duration::from_secs(20));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}
