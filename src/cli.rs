@@ -46,7 +46,8 @@ pub struct Common {
     /// (no shell runs it), e.g. "my-agent --task {task} --id {task_id}".
     #[arg(long, global = true)]
     pub agent_command: Option<String>,
-    /// Largest protocol file (status, conflict, decision, gate) gtmd reads, in bytes.
+    /// Largest file gtmd reads as text, in bytes: protocol files (status,
+    /// conflict, decision, gate, request), CONFIG.md, the playbook, agent files.
     #[arg(long, global = true, default_value_t = DEFAULT_MAX_PROTOCOL_FILE)]
     pub max_file_size: u64,
     /// Log format on stderr.
@@ -274,8 +275,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 _ => anyhow::bail!("give the phases to run: --phases LIST (e.g. all, or pipeline-building,execution) or --phase NAME"),
             };
             let phases = parse_phases(&settings, &list)?;
-            let text = std::fs::read_to_string(&config)
-                .with_context(|| format!("cannot read the config {}", config.display()))?;
+            let text = crate::config::read_config(&config, common.max_file_size)
+                .map_err(|d| anyhow::anyhow!("{d}"))?;
             let parsed = parse_config(&config.display().to_string(), &text)
                 .map_err(|d| anyhow::anyhow!("{d}"))?;
             let request = RunRequest {
@@ -385,10 +386,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
 /// convention, else 1 with what is wrong and what is accepted. Action words:
 /// the guide's, plus those of `--playbook` when given.
 fn check_commit_msg(common: &Common, file: &std::path::Path) -> Result<ExitCode> {
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read the commit message {}", file.display()))?;
+    let bytes = crate::input::read_bounded(file, common.max_file_size)
+        .map_err(|e| anyhow::anyhow!("the commit message {} {e}", file.display()))?;
+    let text = String::from_utf8_lossy(&bytes);
     let playbook = match &common.playbook {
-        Some(p) => crate::playbook::load_playbook(p).map_err(|errors| {
+        Some(p) => crate::playbook::load_playbook(p, common.max_file_size).map_err(|errors| {
             anyhow::anyhow!(
                 "invalid playbook:\n{}",
                 errors

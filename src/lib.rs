@@ -19,6 +19,7 @@ pub mod engine;
 pub mod gate_checks;
 pub mod git;
 pub mod init;
+pub mod input;
 pub mod journal;
 pub mod output;
 pub mod playbook;

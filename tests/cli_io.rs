@@ -172,3 +172,72 @@ fn the_daemon_logging_into_a_closed_pipe_goes_on() {
     let out = gtmd.wait(Duration::from_secs(20));
     assert_eq!(out.status.code(), Some(0), "{out:?}");
 }
+
+fn mkfifo(path: &std::path::Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: mkfifo(3) on a NUL-terminated path the test owns.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
+/// Run gtmd with `args`, which must fail within 10 s (a FIFO nobody writes
+/// would block a plain read for ever; /dev/zero would grow it without end).
+fn fails_at_once(p: &Project, args: &[&str]) -> String {
+    let mut g = p.spawn(args);
+    let out = g.wait(Duration::from_secs(10));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {text}");
+    text
+}
+
+#[test]
+fn a_config_playbook_or_agent_file_that_is_no_regular_file_is_refused_at_once() {
+    let p = Project::new();
+    let fifo = p.root().join("config-fifo");
+    mkfifo(&fifo);
+    let fifo = fifo.to_str().unwrap();
+    for (file, what) in [
+        (fifo, "is a FIFO (named pipe), not a regular file"),
+        ("/dev/zero", "is a character device, not a regular file"),
+        ("agents", "is a directory, not a regular file"),
+    ] {
+        for args in [
+            &["check", "--config", file][..],
+            &["team", "run", "--phases", "all", "--config", file][..],
+            &["status", "--playbook", file][..],
+        ] {
+            let text = fails_at_once(&p, args);
+            assert!(
+                text.contains(&format!("{file}: the ")) && text.contains(what),
+                "{args:?}: {text}"
+            );
+        }
+    }
+    // An agent definition that is a FIFO: named, not waited for.
+    let agent = p.root().join("agents/coordinator.md");
+    std::fs::remove_file(&agent).unwrap();
+    mkfifo(&agent);
+    for args in [&["check"][..], &["status"][..]] {
+        let text = fails_at_once(&p, args);
+        assert!(
+            text.contains("agents/coordinator.md: the agent definition is a FIFO"),
+            "{args:?}: {text}"
+        );
+    }
+}
+
+#[test]
+fn a_config_over_the_size_limit_is_refused() {
+    let p = Project::new();
+    let text = fails_at_once(
+        &p,
+        &["check", "--config", "CONFIG.md", "--max-file-size", "64"],
+    );
+    assert!(
+        text.contains("CONFIG.md: the config is larger than 64 bytes"),
+        "{text}"
+    );
+}

@@ -10,9 +10,9 @@
 use crate::diagnostic::Diagnostic;
 use crate::engine::{CancelRequest, FileContent, FileEntry, RunRequest};
 use crate::gate_checks::WorkspaceView;
+use crate::input::{read_bounded, ReadError};
 use crate::protocol::{self, classify, is_ignored, FileKind};
 use std::fs;
-use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -155,9 +155,14 @@ impl Ingest {
                     content: FileContent::Rejected { diagnostic: d },
                 };
             }
-            let bytes = match read_limited(&path, self.max_protocol_size) {
+            let bytes = match read_bounded(&path, self.max_protocol_size) {
                 Ok(b) => b,
-                Err(_) => return Observed::Missing,
+                // It grew past the limit since the stat above: still being
+                // written; its size is judged once it settles.
+                Err(ReadError::TooLarge { .. }) => return Observed::Settling,
+                // Replaced by a FIFO or the like since the stat: not read.
+                Err(ReadError::NotRegular(_)) => return Observed::Ignored,
+                Err(ReadError::Io(_)) => return Observed::Missing,
             };
             // Empty and just modified: a writer between truncate and write.
             // Not a version yet; it is looked at again once it settles.
@@ -181,6 +186,7 @@ impl Ingest {
             // make an output look missing for ever.
             let (hash, size) = match hash_file(&path) {
                 Ok(h) => h,
+                Err(ReadError::NotRegular(_)) => return Observed::Ignored,
                 Err(_) => return Observed::Missing,
             };
             if let Some(k) = known.filter(|k| k.hash == hash) {
@@ -225,7 +231,7 @@ impl Ingest {
                 return Observed::Unchanged;
             }
             let content = if is_protocol(kind) && size <= self.max_protocol_size {
-                match read_limited(&r, self.max_protocol_size) {
+                match read_bounded(&r, self.max_protocol_size) {
                     Ok(b) => parse(rel, kind, &b),
                     Err(_) => return Observed::Missing,
                 }
@@ -432,18 +438,12 @@ fn parse_request(rel: &str, text: &str) -> Result<FileContent, Diagnostic> {
     })
 }
 
-fn read_limited(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    fs::File::open(path)?
-        .take(limit + 1)
-        .read_to_end(&mut bytes)?;
-    Ok(bytes)
-}
-
-/// Content hash and the number of bytes it covers.
-fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
+/// Content hash and the number of bytes it covers. Only of a regular file:
+/// whatever replaced the file since it was looked at (a FIFO would block
+/// the event loop for ever) is not read.
+fn hash_file(path: &Path) -> Result<(String, u64), ReadError> {
     let mut hasher = blake3::Hasher::new();
-    let mut f = fs::File::open(path)?;
+    let (mut f, _) = crate::input::open_regular(path)?;
     let n = std::io::copy(&mut f, &mut hasher)?;
     Ok((hasher.finalize().to_hex().to_string(), n))
 }
@@ -471,9 +471,9 @@ pub struct DiskView<'a> {
 
 impl WorkspaceView for DiskView<'_> {
     fn read(&self, rel: &str) -> Option<String> {
-        let bytes = read_limited(
+        let bytes = read_bounded(
             &self.ingest.root.join(rel),
-            self.ingest.max_protocol_size * 8,
+            self.ingest.max_protocol_size.saturating_mul(8),
         )
         .ok()?;
         Some(String::from_utf8_lossy(&bytes).into_owned())
