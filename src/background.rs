@@ -80,7 +80,7 @@ pub fn start(pid_file: &Path, log_file: &Path, workspace: &Path) -> Result<Role>
             let _ = ready_read.read_to_string(&mut said);
             if said.starts_with("ready") {
                 let pid = fs::read_to_string(pid_file).unwrap_or_default();
-                eprintln!(
+                crate::errln!(
                     "gtmd: serving {} in the background, pid {} (pid file {}, log {})",
                     workspace.display(),
                     pid.trim(),
@@ -89,13 +89,13 @@ pub fn start(pid_file: &Path, log_file: &Path, workspace: &Path) -> Result<Role>
                 );
                 Ok(Role::Parent(ExitCode::SUCCESS))
             } else if said.trim().is_empty() {
-                eprintln!(
+                crate::errln!(
                     "gtmd: the background gtmd exited before it was ready; see {}",
                     log_file.display()
                 );
                 Ok(Role::Parent(ExitCode::from(1)))
             } else {
-                eprintln!("gtmd: {}", said.trim());
+                crate::errln!("gtmd: {}", said.trim());
                 Ok(Role::Parent(ExitCode::from(1)))
             }
         }
@@ -138,7 +138,7 @@ fn check_pid_file(path: &Path) -> Result<()> {
         );
     }
     if !pid.is_empty() {
-        eprintln!(
+        crate::errln!(
             "gtmd: replacing the stale pid file {} (pid {pid} is no longer running gtmd)",
             path.display()
         );

@@ -38,13 +38,13 @@ pub fn check(
     }
     if let Some(config) = config {
         let name = config.display().to_string();
-        match std::fs::read_to_string(config) {
+        match crate::config::read_config(config, max_file_size) {
             Ok(text) => {
                 if let Err(d) = crate::protocol::parse_config(&name, &text) {
                     errors.push(d);
                 }
             }
-            Err(e) => errors.push(Diagnostic::new(name, None, format!("cannot be read: {e}"))),
+            Err(d) => errors.push(d),
         }
     }
     errors

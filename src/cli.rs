@@ -6,6 +6,7 @@ use crate::daemon::{self, Control, Mode, Options, Outcome};
 use crate::diagnostic::Diagnostic;
 use crate::engine::{CancelRequest, CancelTarget, Engine, RunKind, RunRequest};
 use crate::protocol::{parse_config, DEFAULT_MAX_PROTOCOL_FILE};
+use crate::{errln, outln};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::io::IsTerminal;
@@ -45,7 +46,8 @@ pub struct Common {
     /// (no shell runs it), e.g. "my-agent --task {task} --id {task_id}".
     #[arg(long, global = true)]
     pub agent_command: Option<String>,
-    /// Largest protocol file (status, conflict, decision, gate) gtmd reads, in bytes.
+    /// Largest file gtmd reads as text, in bytes: protocol files (status,
+    /// conflict, decision, gate, request), CONFIG.md, the playbook, agent files.
     #[arg(long, global = true, default_value_t = DEFAULT_MAX_PROTOCOL_FILE)]
     pub max_file_size: u64,
     /// Log format on stderr.
@@ -193,8 +195,11 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match dispatch(cli) {
         Ok(code) => code,
+        // The reader of our output has gone (`gtmd status | head -1`):
+        // nothing is wrong and nothing more can be said, as in ripgrep.
+        Err(e) if crate::output::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("gtmd: {e:#}");
+            errln!("gtmd: {e:#}");
             ExitCode::from(1)
         }
     }
@@ -244,7 +249,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
             Ok(match outcome? {
                 Outcome::Failed { reason, .. } => {
-                    eprintln!("gtmd: {reason}");
+                    errln!("gtmd: {reason}");
                     ExitCode::from(1)
                 }
                 _ => ExitCode::SUCCESS,
@@ -270,8 +275,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 _ => anyhow::bail!("give the phases to run: --phases LIST (e.g. all, or pipeline-building,execution) or --phase NAME"),
             };
             let phases = parse_phases(&settings, &list)?;
-            let text = std::fs::read_to_string(&config)
-                .with_context(|| format!("cannot read the config {}", config.display()))?;
+            let text = crate::config::read_config(&config, common.max_file_size)
+                .map_err(|d| anyhow::anyhow!("{d}"))?;
             let parsed = parse_config(&config.display().to_string(), &text)
                 .map_err(|d| anyhow::anyhow!("{d}"))?;
             let request = RunRequest {
@@ -316,6 +321,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             submit(&common, settings, request, false)
         }
         Command::Status { json } => {
+            paths_of(&common).require_workspace()?;
             let settings = load_settings(&common)?;
             let settings = served(&settings).unwrap_or(settings);
             crate::status::print(&settings, json)?;
@@ -330,13 +336,13 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 config.as_deref(),
             );
             for e in &errors {
-                println!("{e}");
+                outln!("{e}")?;
             }
             if errors.is_empty() {
-                println!("ok: playbook, agents and workspace are valid");
+                outln!("ok: playbook, agents and workspace are valid")?;
                 Ok(ExitCode::SUCCESS)
             } else {
-                eprintln!("gtmd check: {} problem(s)", errors.len());
+                errln!("gtmd check: {} problem(s)", errors.len());
                 Ok(ExitCode::from(1))
             }
         }
@@ -347,13 +353,22 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Sync { timeout } => {
             let paths = paths_of(&common);
+            paths.require_workspace()?;
+            // As `cancel`: with no daemon nothing would ever answer the cookie.
+            if crate::journal::serving(&paths.workspace, &paths.state_dir).is_none() {
+                anyhow::bail!(
+                    "no daemon is serving {}; there is nothing to sync with (start one with `gtmd run`)",
+                    paths.workspace.display()
+                );
+            }
             daemon::sync(&paths.workspace, Duration::from_secs(timeout))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Explain { path } => {
+            paths_of(&common).require_workspace()?;
             let settings = load_settings(&common)?;
             let settings = served(&settings).unwrap_or(settings);
-            print!("{}", crate::status::explain(&settings, &path)?);
+            crate::output::stdout(&crate::status::explain(&settings, &path)?)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Cancel { task, run, timeout } => {
@@ -373,10 +388,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
 /// convention, else 1 with what is wrong and what is accepted. Action words:
 /// the guide's, plus those of `--playbook` when given.
 fn check_commit_msg(common: &Common, file: &std::path::Path) -> Result<ExitCode> {
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read the commit message {}", file.display()))?;
+    let bytes = crate::input::read_bounded(file, common.max_file_size)
+        .map_err(|e| anyhow::anyhow!("the commit message {} {e}", file.display()))?;
+    let text = String::from_utf8_lossy(&bytes);
     let playbook = match &common.playbook {
-        Some(p) => crate::playbook::load_playbook(p).map_err(|errors| {
+        Some(p) => crate::playbook::load_playbook(p, common.max_file_size).map_err(|errors| {
             anyhow::anyhow!(
                 "invalid playbook:\n{}",
                 errors
@@ -392,7 +408,7 @@ fn check_commit_msg(common: &Common, file: &std::path::Path) -> Result<ExitCode>
     match crate::commit_msg::check(&text, &actions) {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(why) => {
-            eprintln!("gtmd check-commit-msg: {}: {why}", file.display());
+            errln!("gtmd check-commit-msg: {}: {why}", file.display());
             Ok(ExitCode::from(1))
         }
     }
@@ -417,7 +433,7 @@ fn parse_budget(s: &str) -> Result<u64, String> {
 /// it is done. With no daemon there is nothing running to stop.
 fn cancel(settings: &Settings, target: CancelTarget, timeout: Duration) -> Result<ExitCode> {
     let Some(settings) = &served(settings) else {
-        eprintln!(
+        errln!(
             "gtmd: no daemon is serving {}; nothing is running there to cancel (a foreground run stops with Ctrl-C)",
             settings.paths.workspace.display()
         );
@@ -436,11 +452,11 @@ fn cancel(settings: &Settings, target: CancelTarget, timeout: Duration) -> Resul
     };
     match open(&crate::replay::load(settings)?) {
         None => {
-            eprintln!("gtmd: there is no {what} (see `gtmd status`)");
+            errln!("gtmd: there is no {what} (see `gtmd status`)");
             return Ok(ExitCode::from(1));
         }
         Some(false) => {
-            eprintln!("gtmd: {what} has already ended");
+            errln!("gtmd: {what} has already ended");
             return Ok(ExitCode::from(1));
         }
         Some(true) => {}
@@ -457,11 +473,11 @@ fn cancel(settings: &Settings, target: CancelTarget, timeout: Duration) -> Resul
     let deadline = Instant::now() + timeout;
     loop {
         if open(&crate::replay::load(settings)?) == Some(false) {
-            eprintln!("{what} cancelled");
+            errln!("{what} cancelled");
             return Ok(ExitCode::SUCCESS);
         }
         if Instant::now() > deadline {
-            eprintln!(
+            errln!(
                 "gtmd: the daemon has not handled {} within {} s",
                 path.display(),
                 timeout.as_secs()
@@ -555,7 +571,7 @@ fn options(common: &Common, poll: Option<Duration>, mode: Mode, progress: bool) 
 fn submit(common: &Common, settings: Settings, request: RunRequest, git: bool) -> Result<ExitCode> {
     if let Some(settings) = served(&settings) {
         if git {
-            eprintln!("note: --git: the gtmd serving this workspace commits only if it was started with `gtmd run --git`");
+            errln!("note: --git: the gtmd serving this workspace commits only if it was started with `gtmd run --git`");
         }
         return follow_daemon(&settings, &request);
     }
@@ -568,18 +584,21 @@ fn submit(common: &Common, settings: Settings, request: RunRequest, git: bool) -
 fn report(outcome: Outcome) -> ExitCode {
     match outcome {
         Outcome::Done { run, summary } => {
-            eprintln!("run {run} complete: {summary}");
+            errln!("run {run} complete: {summary}");
             ExitCode::SUCCESS
         }
         Outcome::Failed { run, reason } => {
             match run {
-                Some(run) => eprintln!("gtmd: run {run}: {reason}"),
-                None => eprintln!("gtmd: run refused: {reason}"),
+                Some(run) => errln!("gtmd: run {run}: {reason}"),
+                None => errln!("gtmd: run refused: {reason}"),
             }
             ExitCode::from(2)
         }
+        // A foreground run whose output pipe closed stopped as on Ctrl-C;
+        // 141 is what a shell reports for a writer ended by SIGPIPE.
+        Outcome::Stopped if crate::output::closed() => ExitCode::from(141),
         Outcome::Stopped => {
-            eprintln!("gtmd: stopped before the run ended");
+            errln!("gtmd: stopped before the run ended");
             ExitCode::from(130)
         }
     }
@@ -594,7 +613,7 @@ fn follow_daemon(settings: &Settings, request: &RunRequest) -> Result<ExitCode> 
         .join(format!("{}.yaml", request.id));
     let text = serde_yaml::to_string(request)?;
     crate::runner::write_atomic(&path, text.as_bytes())?;
-    eprintln!(
+    errln!(
         "request {} handed to the gtmd serving {}",
         request.id,
         settings.paths.workspace.display()
@@ -602,6 +621,11 @@ fn follow_daemon(settings: &Settings, request: &RunRequest) -> Result<ExitCode> 
     let mut last = String::new();
     let started = Instant::now();
     loop {
+        if crate::output::closed() {
+            // Nobody reads the progress any more; the daemon runs the request
+            // all the same.
+            return Ok(ExitCode::SUCCESS);
+        }
         let engine = crate::replay::load(settings)?;
         if let Some(r) = engine
             .refused_requests()
@@ -616,7 +640,7 @@ fn follow_daemon(settings: &Settings, request: &RunRequest) -> Result<ExitCode> 
         if let Some(run) = engine.runs().values().find(|r| r.request.id == request.id) {
             let line = crate::status::run_line(&engine, run);
             if line != last {
-                eprintln!("{line}");
+                errln!("{line}");
                 last = line;
             }
             if !run.is_active() {
@@ -651,7 +675,7 @@ fn follow_daemon(settings: &Settings, request: &RunRequest) -> Result<ExitCode> 
             );
         }
         if !crate::journal::StateLock::is_held(&settings.paths.state_dir) {
-            eprintln!(
+            errln!(
                 "gtmd: the daemon serving {} has stopped; the run goes on when gtmd starts again",
                 settings.paths.workspace.display()
             );
@@ -729,7 +753,11 @@ fn init_logging(format: LogFormat, default: &str, file: Option<&std::path::Path>
             crate::service::stderr_is_journal(),
         ),
     };
+    // A log line that cannot be written is dropped: by default the
+    // subscriber would report it with eprintln!, which panics when stderr is
+    // a closed pipe (`gtmd run 2>&1 | tee` with tee gone), killing the daemon.
     let builder = tracing_subscriber::fmt()
+        .log_internal_errors(false)
         .with_env_filter(filter)
         .with_writer(writer)
         .with_ansi(terminal && !journald);

@@ -39,6 +39,23 @@ impl Paths {
             playbook: playbook.map(|p| absolute(&p)),
         }
     }
+
+    /// Commands that read the bus need it to exist: a missing workspace is
+    /// a mistake (a wrong directory, a typo), not an empty history.
+    pub fn require_workspace(&self) -> anyhow::Result<()> {
+        let ws = &self.workspace;
+        match std::fs::metadata(ws) {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => anyhow::bail!(
+                "the workspace {} is not a directory; pass the workspace directory with --workspace",
+                ws.display()
+            ),
+            Err(_) => anyhow::bail!(
+                "the workspace {} does not exist; create it with `gtmd init` (run in the directory that should hold workspace/), or pass --workspace DIR",
+                ws.display()
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -59,10 +76,12 @@ impl Settings {
     ) -> Result<Settings, Vec<Diagnostic>> {
         let mut errors = Vec::new();
         let playbook = match &paths.playbook {
-            Some(p) => load_playbook(p).map_err(|e| errors.extend(e)).ok(),
+            Some(p) => load_playbook(p, max_file_size)
+                .map_err(|e| errors.extend(e))
+                .ok(),
             None => Some(Playbook::default_playbook()),
         };
-        let agents = load_agents(&paths.agents)
+        let agents = load_agents(&paths.agents, max_file_size)
             .map_err(|e| errors.extend(e))
             .ok();
         let agent_command = match agent_command.map(parse_command) {
@@ -118,6 +137,30 @@ fn parse_command(s: &str) -> Result<Vec<String>, Diagnostic> {
         ));
     }
     Ok(argv)
+}
+
+/// The text of a CONFIG.md (`team run --config`, `check --config`): a
+/// regular UTF-8 file of at most `max_size` bytes, or why not.
+pub fn read_config(path: &std::path::Path, max_size: u64) -> Result<String, Diagnostic> {
+    let name = path.display().to_string();
+    let bytes = crate::input::read_bounded(path, max_size).map_err(|e| {
+        Diagnostic::new(
+            &name,
+            None,
+            format!("the config {e}; give the team's CONFIG.md"),
+        )
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        Diagnostic::new(
+            &name,
+            Some(crate::diagnostic::line_of_offset(
+                &String::from_utf8_lossy(&e.as_bytes()[..valid]),
+                valid,
+            )),
+            "the config is not UTF-8 text; CONFIG.md must be UTF-8 markdown",
+        )
+    })
 }
 
 /// `path` made absolute against the current directory, without resolving links.

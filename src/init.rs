@@ -45,7 +45,7 @@ pub fn init(dir: &Path) -> Result<()> {
     if write_new(&dir.join("CONFIG.md"), CONFIG_TEMPLATE)? {
         written.push("CONFIG.md".into());
     }
-    println!(
+    crate::outln!(
         "initialised {}: workspace/ ({} directories){}",
         dir.display(),
         WORKSPACE_DIRS.len(),
@@ -54,8 +54,8 @@ pub fn init(dir: &Path) -> Result<()> {
         } else {
             format!(", {}", written.join(", "))
         }
-    );
-    println!("next: fill in CONFIG.md, then `gtmd run` and `gtmd team run --phases all --config CONFIG.md`");
+    )?;
+    crate::outln!("next: fill in CONFIG.md, then `gtmd run` and `gtmd team run --phases all --config CONFIG.md`")?;
     Ok(())
 }
 

@@ -5,10 +5,19 @@
 //!
 //! Every function here is a no-op when gtmd is not supervised (no
 //! `NOTIFY_SOCKET`, no readiness pipe), so the daemon calls them unconditionally.
+//!
+//! Notifications are sent without blocking, as sd_notify(3) does: the
+//! socket is a datagram socket with a short queue (`net.unix.max_dgram_qlen`,
+//! often 10), and a blocking send to a manager that reads slowly, or not at
+//! all, would stop the event loop, and shutdown with it. A datagram that
+//! does not fit is dropped and counted; the next status supersedes it.
 
-use sd_notify::NotifyState;
+use std::ffi::OsStr;
 use std::fs::File;
-use std::io::Write;
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixDatagram;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -17,15 +26,62 @@ static LAST_STATUS: Mutex<String> = Mutex::new(String::new());
 /// `--daemon`: the write end of the parent's readiness pipe, until used.
 static READY_PIPE: Mutex<Option<File>> = Mutex::new(None);
 
-fn notify(states: &[NotifyState]) {
-    if let Err(e) = sd_notify::notify(false, states) {
-        tracing::debug!("cannot notify the service manager: {e}");
+/// Notifications dropped because the manager's queue was full.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Send `lines` (each `KEY=value`) as one datagram to `NOTIFY_SOCKET`.
+fn notify(lines: &[&str]) {
+    let Some(addr) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let mut msg = String::new();
+    for l in lines {
+        msg.push_str(l);
+        msg.push('\n');
     }
+    match send_to(&addr, msg.as_bytes()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            let n = DROPPED.fetch_add(1, Ordering::Relaxed) + 1;
+            // Warn at 1, 2, 4, 8... dropped: said, but not once per message.
+            if n.is_power_of_two() {
+                tracing::warn!(
+                    "the service manager is not reading its notify socket; {n} notification(s) dropped so far (gtmd does not wait for it)"
+                );
+            } else {
+                tracing::debug!("notify socket full; {n} notification(s) dropped so far");
+            }
+        }
+        Err(e) => tracing::debug!("cannot notify the service manager: {e}"),
+    }
+}
+
+/// One datagram to the notify socket `addr`, without blocking: a path, or
+/// with a leading `@`, an abstract socket name (as systemd gives it).
+fn send_to(addr: &OsStr, msg: &[u8]) -> io::Result<()> {
+    let sock = UnixDatagram::unbound()?;
+    sock.set_nonblocking(true)?;
+    match addr.as_bytes().strip_prefix(b"@") {
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            let abstract_addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+            sock.connect_addr(&abstract_addr)?;
+        }
+        None => sock.connect(addr)?,
+    }
+    let sent = sock.send(msg)?;
+    if sent != msg.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            "the notification was cut short",
+        ));
+    }
+    Ok(())
 }
 
 /// The start-up scan and catch-up are done: gtmd serves the workspace.
 pub fn ready(status: &str) {
-    notify(&[NotifyState::Ready, NotifyState::Status(status)]);
+    notify(&["READY=1", &format!("STATUS={status}")]);
     *LAST_STATUS.lock().unwrap_or_else(|e| e.into_inner()) = status.to_string();
     if let Some(mut pipe) = READY_PIPE.lock().unwrap_or_else(|e| e.into_inner()).take() {
         let _ = pipe.write_all(b"ready\n");
@@ -36,14 +92,14 @@ pub fn ready(status: &str) {
 pub fn status(text: &str) {
     let mut last = LAST_STATUS.lock().unwrap_or_else(|e| e.into_inner());
     if *last != text {
-        notify(&[NotifyState::Status(text)]);
+        notify(&[&format!("STATUS={text}")]);
         *last = text.to_string();
     }
 }
 
 /// gtmd is stopping (systemd shows "deactivating").
 pub fn stopping(status: &str) {
-    notify(&[NotifyState::Stopping, NotifyState::Status(status)]);
+    notify(&["STOPPING=1", &format!("STATUS={status}")]);
     *LAST_STATUS.lock().unwrap_or_else(|e| e.into_inner()) = status.to_string();
 }
 
@@ -100,7 +156,7 @@ impl Watchdog {
     }
 
     pub fn ping(&self) {
-        notify(&[NotifyState::Watchdog]);
+        notify(&["WATCHDOG=1"]);
     }
 }
 
@@ -146,5 +202,29 @@ mod tests {
         assert_eq!(&buf[..n], b"READY=1\nSTATUS=idle\n");
         let n = sock.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"STATUS=run r1: phase 1\n");
+    }
+
+    #[test]
+    fn abstract_socket_names_are_reached() {
+        use std::os::linux::net::SocketAddrExt;
+        let name = format!("gtmd-test-notify-{}", std::process::id());
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        let sock = UnixDatagram::bind_addr(&addr).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        send_to(OsStr::new(&format!("@{name}")), b"READY=1\n").unwrap();
+        let mut buf = [0u8; 64];
+        let n = sock.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"READY=1\n");
+    }
+
+    #[test]
+    fn a_manager_that_does_not_read_makes_sends_fail_not_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("unread.sock");
+        let _sock = UnixDatagram::bind(&path).unwrap();
+        // The queue holds a few datagrams; a blocking send would hang here.
+        let full = (0..10_000)
+            .find_map(|i| send_to(path.as_os_str(), format!("STATUS={i}\n").as_bytes()).err());
+        assert_eq!(full.map(|e| e.kind()), Some(io::ErrorKind::WouldBlock));
     }
 }

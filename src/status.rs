@@ -45,14 +45,14 @@ pub fn print(settings: &Settings, as_json: bool) -> Result<()> {
     let workspace = settings.paths.workspace.display().to_string();
     if as_json {
         let value = json_status(&engine, &workspace, daemon);
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&value)?)?;
         return Ok(());
     }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    print!("{}", text_status(&engine, &workspace, daemon, now));
+    crate::output::stdout(&text_status(&engine, &workspace, daemon, now))?;
     Ok(())
 }
 

@@ -170,3 +170,41 @@ fn without_a_watchdog_for_this_pid_there_are_no_pings() {
     let out = gtmd.wait(Duration::from_secs(20));
     assert_eq!(out.status.code(), Some(0));
 }
+
+#[test]
+fn a_manager_that_never_reads_its_socket_does_not_stop_gtmd() {
+    let p = Project::new();
+    // Bound, never read: its queue (net.unix.max_dgram_qlen, often 10) fills.
+    let notify = NotifySocket::bind();
+    let mut gtmd = {
+        let mut c = p.cmd();
+        c.env("NOTIFY_SOCKET", &notify.path)
+            .arg("run")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        Guard {
+            child: Some(c.spawn().unwrap()),
+        }
+    };
+    let log = gtmd.tail_stderr();
+    log.wait_for("ready: watching the workspace", 0, Duration::from_secs(20));
+    // Each conflict opens a review task: a new STATUS= every time, far more
+    // than the queue holds. A send that blocked would stop the event loop,
+    // and `sync` would never be answered.
+    for i in 0..30 {
+        p.write(&format!("conflicts/c{i}.md"), &format!("# conflict {i}\n"));
+        let out = p.run(&["sync", "--timeout", "10"]);
+        assert!(
+            out.status.success(),
+            "conflict {i}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            log.text()
+        );
+    }
+    let s = p.status_json();
+    assert_eq!(s["open_tasks"].as_array().unwrap().len(), 30, "{s:#}");
+    log.wait_for("notification(s) dropped so far", 0, Duration::from_secs(5));
+    gtmd.signal(libc::SIGTERM);
+    let out = gtmd.wait(Duration::from_secs(20));
+    assert_eq!(out.status.code(), Some(0), "{}", log.text());
+}

@@ -58,15 +58,16 @@ pub fn parse_agent(path: &str, text: &str) -> Result<AgentDef, Vec<Diagnostic>> 
 
 /// Read every `*.md` file of `dir` (sorted by name; dot-files and other files
 /// ignored), then add the built-in definition of every agent the directory
-/// does not define. A missing directory gives the seven built-ins.
-pub fn load_agents(dir: &Path) -> Result<Agents, Vec<Diagnostic>> {
+/// does not define. A missing directory gives the seven built-ins. Each file
+/// must be a regular file of at most `max_size` bytes.
+pub fn load_agents(dir: &Path, max_size: u64) -> Result<Agents, Vec<Diagnostic>> {
     let mut errors = Vec::new();
     let mut agents = Agents::new();
     // Where each agent was defined: (path, line of `name`).
     let mut defined_at: std::collections::HashMap<String, (String, Option<usize>)> =
         Default::default();
 
-    for (path, text) in read_definitions(dir, &mut errors) {
+    for (path, text) in read_definitions(dir, max_size, &mut errors) {
         let text = match text {
             Ok(text) => text,
             Err(d) => {
@@ -110,6 +111,7 @@ pub fn load_agents(dir: &Path) -> Result<Agents, Vec<Diagnostic>> {
 /// in `dir`, sorted by file name. Problems listing `dir` go to `errors`.
 fn read_definitions(
     dir: &Path,
+    max_size: u64,
     errors: &mut Vec<Diagnostic>,
 ) -> Vec<(String, Result<String, Diagnostic>)> {
     let shown = dir.display().to_string();
@@ -152,7 +154,7 @@ fn read_definitions(
     for name in names {
         let file = dir.join(&name);
         let path = file.display().to_string();
-        let text = match std::fs::read(&file) {
+        let text = match crate::input::read_bounded(&file, max_size) {
             Ok(bytes) => String::from_utf8(bytes).map_err(|e| {
                 let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
                 let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
@@ -162,7 +164,11 @@ fn read_definitions(
                     "not valid UTF-8: an agent definition must be UTF-8 text",
                 )
             }),
-            Err(e) => Err(Diagnostic::new(&path, None, format!("cannot read: {e}"))),
+            Err(e) => Err(Diagnostic::new(
+                &path,
+                None,
+                format!("the agent definition {e}"),
+            )),
         };
         files.push((path, text));
     }
@@ -707,7 +713,7 @@ mod tests {
 
     #[test]
     fn missing_dir_gives_the_builtins() {
-        let agents = load_agents(Path::new("/nonexistent/agents")).unwrap();
+        let agents = load_agents(Path::new("/nonexistent/agents"), 1 << 20).unwrap();
         assert_eq!(agents.len(), 7);
         for name in AGENTS {
             let def = &agents[name];
@@ -726,7 +732,7 @@ mod tests {
         std::fs::write(dir.path().join("notes.txt"), "not an agent").unwrap();
         std::fs::write(dir.path().join(".draft.md"), "not an agent").unwrap();
         std::fs::create_dir(dir.path().join("old.md")).unwrap();
-        let agents = load_agents(dir.path()).unwrap();
+        let agents = load_agents(dir.path(), 1 << 20).unwrap();
         assert_eq!(agents.len(), 7);
         let cs = &agents["customer-success"];
         assert_eq!(
@@ -752,7 +758,7 @@ mod tests {
             "---\ndescription: x\nname: cs\n---\n",
         )
         .unwrap();
-        let errs = load_agents(dir.path()).unwrap_err();
+        let errs = load_agents(dir.path(), 1 << 20).unwrap_err();
         assert_eq!(errs.len(), 1, "{errs:#?}");
         let first = dir.path().join("a.md").display().to_string();
         assert_eq!(errs[0].path, dir.path().join("b.md").display().to_string());
@@ -773,7 +779,7 @@ mod tests {
         )
         .unwrap();
         std::fs::write(dir.path().join("c.md"), b"---\nname: cs\n---\n\xff\n").unwrap();
-        let errs = load_agents(dir.path()).unwrap_err();
+        let errs = load_agents(dir.path(), 1 << 20).unwrap_err();
         let got: Vec<_> = errs
             .iter()
             .map(|d| {

@@ -179,7 +179,13 @@ impl Effects {
             .and_then(|r| engine.run(r))
             .map(|r| r.request.config.targets.clone())
             .unwrap_or_default();
-        let text = std::fs::read_to_string(self.ingest.root().join(&rules.file)).ok();
+        // An agent's output: bounded, and a FIFO put there must not block the loop.
+        let text = crate::input::read_bounded(
+            &self.ingest.root().join(&rules.file),
+            self.ingest.max_protocol_size,
+        )
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok());
         let lines =
             crate::decision_rules::task_details(&rules.file, text.as_deref(), &targets, rules);
         tracing::info!(task = %spec.id, "decision rules: {}", lines[0]);

@@ -10,9 +10,9 @@
 use crate::diagnostic::Diagnostic;
 use crate::engine::{CancelRequest, FileContent, FileEntry, RunRequest};
 use crate::gate_checks::WorkspaceView;
+use crate::input::{read_bounded, ReadError};
 use crate::protocol::{self, classify, is_ignored, FileKind};
 use std::fs;
-use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -113,7 +113,12 @@ impl Ingest {
         let path = self.root.join(rel);
         let meta = match fs::symlink_metadata(&path) {
             Ok(m) => m,
-            Err(_) => return Observed::Missing,
+            Err(_) => {
+                return match self.resolve_lossy(rel) {
+                    Some(real) => self.observe_bad_name(rel, &real, known),
+                    None => Observed::Missing,
+                }
+            }
         };
         if meta.file_type().is_symlink() {
             return self.observe_symlink(rel, &path, &meta, known, &kind);
@@ -122,7 +127,7 @@ impl Ingest {
             return Observed::Dir;
         }
         if !meta.is_file() {
-            return Observed::Ignored; // fifos, sockets, devices
+            return not_regular(rel, &meta, known);
         }
         let size = meta.len();
         let mtime_ns = mtime_ns(&meta);
@@ -155,9 +160,14 @@ impl Ingest {
                     content: FileContent::Rejected { diagnostic: d },
                 };
             }
-            let bytes = match read_limited(&path, self.max_protocol_size) {
+            let bytes = match read_bounded(&path, self.max_protocol_size) {
                 Ok(b) => b,
-                Err(_) => return Observed::Missing,
+                // It grew past the limit since the stat above: still being
+                // written; its size is judged once it settles.
+                Err(ReadError::TooLarge { .. }) => return Observed::Settling,
+                // Replaced by a FIFO or the like since the stat: not read.
+                Err(ReadError::NotRegular(_)) => return Observed::Ignored,
+                Err(ReadError::Io(_)) => return Observed::Missing,
             };
             // Empty and just modified: a writer between truncate and write.
             // Not a version yet; it is looked at again once it settles.
@@ -181,6 +191,7 @@ impl Ingest {
             // make an output look missing for ever.
             let (hash, size) = match hash_file(&path) {
                 Ok(h) => h,
+                Err(ReadError::NotRegular(_)) => return Observed::Ignored,
                 Err(_) => return Observed::Missing,
             };
             if let Some(k) = known.filter(|k| k.hash == hash) {
@@ -210,9 +221,12 @@ impl Ingest {
             .is_ok_and(|r| r.starts_with(&self.canonical_root));
         if inside {
             let r = resolved.unwrap();
-            if r.is_dir() {
+            match fs::metadata(&r) {
                 // Followed directories could loop; the real directory is watched anyway.
-                return Observed::Ignored;
+                Ok(m) if m.is_dir() => return Observed::Ignored,
+                Ok(m) if !m.is_file() => return not_regular(rel, &m, known),
+                Ok(_) => {}
+                Err(_) => return Observed::Missing,
             }
             // Read through the link, as a file of this path.
             let size = fs::metadata(&r).map(|m| m.len()).unwrap_or(0);
@@ -225,7 +239,7 @@ impl Ingest {
                 return Observed::Unchanged;
             }
             let content = if is_protocol(kind) && size <= self.max_protocol_size {
-                match read_limited(&r, self.max_protocol_size) {
+                match read_bounded(&r, self.max_protocol_size) {
                     Ok(b) => parse(rel, kind, &b),
                     Err(_) => return Observed::Missing,
                 }
@@ -261,15 +275,19 @@ impl Ingest {
 
     /// Every file under `dir_rel` ("" for the whole workspace), not following
     /// symlinked directories and not entering ignored ones.
+    ///
+    /// Names that are not UTF-8 are listed lossily decoded (U+FFFD for the
+    /// bytes that are not), as everywhere in gtmd; [`Ingest::observe`] finds
+    /// the real file again.
     pub fn scan(&self, dir_rel: &str) -> Vec<String> {
         let mut out = Vec::new();
-        let mut stack = vec![dir_rel.to_string()];
-        while let Some(d) = stack.pop() {
-            let abs = if d.is_empty() {
-                self.root.clone()
-            } else {
-                self.root.join(&d)
-            };
+        let start = if dir_rel.is_empty() {
+            self.root.clone()
+        } else {
+            self.real_path(dir_rel)
+        };
+        let mut stack = vec![(dir_rel.to_string(), start)];
+        while let Some((d, abs)) = stack.pop() {
             let Ok(entries) = fs::read_dir(&abs) else {
                 continue;
             };
@@ -285,7 +303,7 @@ impl Ingest {
                     continue;
                 }
                 match entry.file_type() {
-                    Ok(t) if t.is_dir() => stack.push(rel),
+                    Ok(t) if t.is_dir() => stack.push((rel, entry.path())),
                     Ok(_) => out.push(rel),
                     Err(_) => {}
                 }
@@ -293,6 +311,114 @@ impl Ingest {
         }
         out.sort();
         out
+    }
+
+    /// The file a workspace-relative name stands for: itself, or for a
+    /// lossily decoded name, the file whose real name decodes to it.
+    fn real_path(&self, rel: &str) -> PathBuf {
+        let direct = self.root.join(rel);
+        if fs::symlink_metadata(&direct).is_ok() {
+            return direct;
+        }
+        self.resolve_lossy(rel).unwrap_or(direct)
+    }
+
+    /// For a name with U+FFFD in it that is not there as written: the file
+    /// whose real (not UTF-8) name decodes to it, component by component.
+    /// Only such names pay for the directory listing.
+    fn resolve_lossy(&self, rel: &str) -> Option<PathBuf> {
+        if !rel.contains(char::REPLACEMENT_CHARACTER) {
+            return None;
+        }
+        let mut path = self.root.clone();
+        for comp in rel.split('/') {
+            let direct = path.join(comp);
+            if !comp.contains(char::REPLACEMENT_CHARACTER) || fs::symlink_metadata(&direct).is_ok()
+            {
+                path = direct;
+                continue;
+            }
+            let real = fs::read_dir(&path)
+                .ok()?
+                .flatten()
+                .map(|e| e.file_name())
+                .find(|n| n.to_str().is_none() && n.to_string_lossy() == comp)?;
+            path.push(real);
+        }
+        Some(path)
+    }
+
+    /// A file whose name is not UTF-8. Under a protocol directory it is
+    /// refused by its lossily decoded name: it cannot be a message (names
+    /// are part of the protocol, and the journal and the agents need text).
+    /// Elsewhere it is no business of gtmd's.
+    fn observe_bad_name(&self, rel: &str, real: &Path, known: Option<&FileEntry>) -> Observed {
+        let Ok(meta) = fs::symlink_metadata(real) else {
+            return Observed::Missing;
+        };
+        if meta.is_dir() {
+            return Observed::Dir;
+        }
+        if !in_protocol_dir(rel) {
+            tracing::debug!(file = %rel, "a file name that is not UTF-8, outside the protocol directories: ignored");
+            return Observed::Ignored;
+        }
+        // Refused once per version, as other refusals: a rescan finds the
+        // same size and mtime and says nothing new.
+        let hash = format!("bad-name:{}:{}", meta.len(), mtime_ns(&meta));
+        if known.is_some_and(|k| k.hash == hash) {
+            return Observed::Unchanged;
+        }
+        let d = Diagnostic::new(
+            rel,
+            None,
+            "the file name is not UTF-8 (shown here with \u{FFFD} for the bytes that are not); files on the bus need UTF-8 names: rename it",
+        );
+        Observed::New {
+            hash,
+            size: meta.len(),
+            mtime_ns: mtime_ns(&meta),
+            content: FileContent::Rejected { diagnostic: d },
+        }
+    }
+}
+
+/// Under a directory whose files are messages to gtmd: anything there that
+/// gtmd cannot read as one is refused by name, never passed over in silence.
+fn in_protocol_dir(rel: &str) -> bool {
+    let mut parts = rel.split('/');
+    match parts.next() {
+        Some("status" | "conflicts" | "requests") => true,
+        Some("strategy") => matches!(parts.next(), Some("decisions" | "gates")),
+        _ => false,
+    }
+}
+
+/// A FIFO, socket or device (or a symlink to one). Under a protocol
+/// directory it is refused by name; reading it could block for ever or
+/// never end, so it is never read. Elsewhere it is ignored.
+fn not_regular(rel: &str, meta: &fs::Metadata, known: Option<&FileEntry>) -> Observed {
+    let what = crate::input::kind_of(meta);
+    if !in_protocol_dir(rel) {
+        tracing::debug!(file = %rel, "{what}, outside the protocol directories: ignored");
+        return Observed::Ignored;
+    }
+    // Its mtime moves when something writes into a FIFO: the inode says
+    // whether it is still the same thing, refused once.
+    let hash = format!("not-regular:{}:{}", meta.dev(), meta.ino());
+    if known.is_some_and(|k| k.hash == hash) {
+        return Observed::Unchanged;
+    }
+    let d = Diagnostic::new(
+        rel,
+        None,
+        format!("is {what}, not a regular file; files on the bus must be regular files (or symlinks to one within the workspace)"),
+    );
+    Observed::New {
+        hash,
+        size: 0,
+        mtime_ns: mtime_ns(meta),
+        content: FileContent::Rejected { diagnostic: d },
     }
 }
 
@@ -432,18 +558,12 @@ fn parse_request(rel: &str, text: &str) -> Result<FileContent, Diagnostic> {
     })
 }
 
-fn read_limited(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    fs::File::open(path)?
-        .take(limit + 1)
-        .read_to_end(&mut bytes)?;
-    Ok(bytes)
-}
-
-/// Content hash and the number of bytes it covers.
-fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
+/// Content hash and the number of bytes it covers. Only of a regular file:
+/// whatever replaced the file since it was looked at (a FIFO would block
+/// the event loop for ever) is not read.
+fn hash_file(path: &Path) -> Result<(String, u64), ReadError> {
     let mut hasher = blake3::Hasher::new();
-    let mut f = fs::File::open(path)?;
+    let (mut f, _) = crate::input::open_regular(path)?;
     let n = std::io::copy(&mut f, &mut hasher)?;
     Ok((hasher.finalize().to_hex().to_string(), n))
 }
@@ -471,9 +591,9 @@ pub struct DiskView<'a> {
 
 impl WorkspaceView for DiskView<'_> {
     fn read(&self, rel: &str) -> Option<String> {
-        let bytes = read_limited(
+        let bytes = read_bounded(
             &self.ingest.root.join(rel),
-            self.ingest.max_protocol_size * 8,
+            self.ingest.max_protocol_size.saturating_mul(8),
         )
         .ok()?;
         Some(String::from_utf8_lossy(&bytes).into_owned())

@@ -368,6 +368,13 @@ impl Daemon {
                 self.finish_foreground(&mut exit_rx).await;
                 return Ok(outcome);
             }
+            if self.options.progress && crate::output::closed() {
+                // Whoever followed this foreground run has gone (`team run |
+                // head`): stop as on Ctrl-C; its tasks resume at the next start.
+                self.shutdown(&mut exit_rx, Some(control), self.options.grace)
+                    .await;
+                return Ok(Outcome::Stopped);
+            }
             let deadline = self.next_deadline();
             tokio::select! {
                 msg = watch_rx.recv() => {
@@ -971,7 +978,7 @@ impl Daemon {
             None => format!("[{}] {:?}", r.id, r.state).to_lowercase(),
         };
         if line != self.last_progress {
-            eprintln!("{line}");
+            crate::errln!("{line}");
             self.last_progress = line;
         }
     }

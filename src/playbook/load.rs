@@ -30,16 +30,12 @@ const FALLBACK_TIMEOUT_SECS: u64 = 3600;
 /// Used when a playbook file does not set `default_retries`.
 const FALLBACK_RETRIES: u32 = 2;
 
-/// Read and validate the playbook at `path`. A read error is one diagnostic.
-pub fn load_playbook(path: &std::path::Path) -> Result<Playbook, Vec<Diagnostic>> {
+/// Read and validate the playbook at `path`, a regular file of at most
+/// `max_size` bytes. A read error is one diagnostic.
+pub fn load_playbook(path: &std::path::Path, max_size: u64) -> Result<Playbook, Vec<Diagnostic>> {
     let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| {
-        vec![Diagnostic::new(
-            &name,
-            None,
-            format!("cannot read playbook: {e}"),
-        )]
-    })?;
+    let bytes = crate::input::read_bounded(path, max_size)
+        .map_err(|e| vec![Diagnostic::new(&name, None, format!("the playbook {e}"))])?;
     let text = String::from_utf8(bytes).map_err(|e| {
         let line = crate::diagnostic::line_of_offset(
             &String::from_utf8_lossy(e.as_bytes()),
@@ -1569,11 +1565,12 @@ scenarios:
 
     #[test]
     fn load_playbook_reports_a_missing_file() {
-        let errs = load_playbook(std::path::Path::new("/nonexistent/playbook.yaml")).unwrap_err();
+        let errs =
+            load_playbook(std::path::Path::new("/nonexistent/playbook.yaml"), 1 << 20).unwrap_err();
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].path, "/nonexistent/playbook.yaml");
         assert!(
-            errs[0].message.starts_with("cannot read playbook:"),
+            errs[0].message.starts_with("the playbook cannot be read:"),
             "{}",
             errs[0]
         );
@@ -1584,7 +1581,7 @@ scenarios:
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("playbook.yaml");
         std::fs::write(&file, SMALL.replace("agent: cs", "agent: ghost")).unwrap();
-        let errs = load_playbook(&file).unwrap_err();
+        let errs = load_playbook(&file, 1 << 20).unwrap_err();
         assert_eq!(errs[0].path, file.display().to_string());
         assert_eq!(errs[0].line, Some(35));
     }
