@@ -1,7 +1,7 @@
-//! Replay equals live: random histories of a team at work (conflicts,
-//! decisions, team runs, statuses, exits before and after their status,
-//! spawn failures, retries, timeouts, cancels, reloads, compactions, and
-//! SIGTERM or SIGKILL followed by a restart) are driven through the same
+//! Replay equals live: random histories of a team at work (conflicts saved
+//! and removed, decisions, team runs, statuses, exits before and after
+//! their status, spawn failures, retries, timeouts, cancels, reloads,
+//! compactions, and SIGTERM or SIGKILL followed by a restart) go through the same
 //! path the daemon uses (`gtmd::apply`: journal, then engine, then
 //! effects), with simulated agent processes and a journal in memory.
 //!
@@ -116,6 +116,8 @@ impl Effects for SimEffects {
 enum Op {
     /// A new version of one of four conflict files.
     Conflict(u8),
+    /// A conflict file is removed (renamed away, `git checkout`).
+    Remove(u8),
     /// The coordinator decides on a conflict; two agents are affected.
     Decide(u8),
     /// `team run` of phase 1, or of all phases.
@@ -155,6 +157,7 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => any::<u8>().prop_map(Op::Conflict),
+        1 => any::<u8>().prop_map(Op::Remove),
         1 => any::<u8>().prop_map(Op::Decide),
         1 => any::<bool>().prop_map(Op::TeamRun),
         6 => (any::<u8>(), 0u8..4, any::<bool>())
@@ -269,6 +272,14 @@ impl Sim {
                     mtime_ns: 0,
                     at,
                     content: content.clone(),
+                });
+            }
+        }
+        for path in self.engine.files().keys() {
+            if !self.disk.contains_key(path) {
+                scan.push(Event::FileRemoved {
+                    path: path.clone(),
+                    at,
                 });
             }
         }
@@ -393,6 +404,13 @@ impl Sim {
                     &format!("conflicts/c{}.md", n % 4),
                     FileContent::Conflict { conflict },
                 );
+            }
+            Op::Remove(n) => {
+                let path = format!("conflicts/c{}.md", n % 4);
+                if self.disk.remove(&path).is_some() {
+                    let at = self.now();
+                    self.apply(vec![Event::FileRemoved { path, at }]);
+                }
             }
             Op::Decide(n) => {
                 let decision = Decision {
@@ -575,6 +593,10 @@ impl Sim {
                 }
             }
             self.checkpoint();
+        }
+        // While gtmd is down a conflict may go (a `git checkout`).
+        if statuses & 0x80 != 0 {
+            self.disk.remove(&format!("conflicts/c{}.md", exits % 4));
         }
         // Whatever still runs is stopped (or died with gtmd).
         self.fx.procs.clear();
