@@ -1,15 +1,17 @@
 //! Replay equals live: random histories of a team at work (conflicts saved
 //! and removed, decisions, team runs, statuses, exits before and after
 //! their status, spawn failures, retries, timeouts, cancels, reloads,
-//! compactions, and SIGTERM or SIGKILL followed by a restart) go through the same
-//! path the daemon uses (`gtmd::apply`: journal, then engine, then
+//! compactions, and SIGTERM or SIGKILL followed by a restart) go through
+//! the path the daemon uses (`gtmd::apply`: journal, then engine, then
 //! effects), with simulated agent processes and a journal in memory.
 //!
-//! After every step the live engine journals a checkpoint; at every restart
-//! and at the end the journal is replayed from scratch, with another
-//! configuration on the command line than the live daemon had, and must
-//! reach the same digest at every checkpoint. After a restart no task is
-//! "running" without a process, and no process runs twice for one task.
+//! Every few steps, and at every start and stop, the live engine journals a
+//! checkpoint; at every restart and at the end the journal is replayed from
+//! scratch, with another configuration on the command line than the live
+//! daemon had, and must reach every checkpoint's digest. After a restart no
+//! task is "running" without a process; no attempt of a task starts twice
+//! in one daemon's life; and at the end every task ends once the agents do
+//! their work (nothing is stranded).
 
 use gtmd::apply::{apply, checkpoint, Effects};
 use gtmd::engine::{
