@@ -1376,6 +1376,65 @@ fn a_gate_file_edited_into_nonsense_is_refused_and_written_back() {
     assert_eq!(b.e.run(&b.run_id()).unwrap().current_phase(), Some(1));
 }
 
+/// Issue 11, item 5: an old copy of a gate file, a content gtmd has seen
+/// before, put back after gtmd wrote the gate, is answered (refused and the
+/// gate written back), not ignored as a version already acted on.
+#[test]
+fn a_gate_file_put_back_with_a_content_seen_before_is_answered_again() {
+    let mut b = Bus::new();
+    let path = "strategy/gates/phase-1-strategy.md";
+    let version = |b: &mut Bus, hash: &str, content: FileContent| {
+        let at = b.at();
+        b.send(Event::FileChanged {
+            path: path.into(),
+            hash: hash.into(),
+            size: 10,
+            mtime_ns: 0,
+            at,
+            content,
+        })
+    };
+    let old = FileContent::Gate {
+        boxes: vec![Checkbox {
+            text: "lgtm".into(),
+            checked: true,
+            line: 1,
+        }],
+    };
+    // A copy from long ago, seen while no gate was open.
+    version(&mut b, "old", old.clone());
+    b.request(&[1, 2], None, false);
+    for s in [
+        "gtm-strategy",
+        "messaging-framework",
+        "analytics-foundation",
+    ] {
+        b.finish_step(s);
+    }
+    b.evaluate(1, true);
+    let p = b.e.playbook().phase(1).unwrap().clone();
+    let boxes = p
+        .gate
+        .checklist
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Checkbox {
+            text: t.clone(),
+            checked: false,
+            line: i + 1,
+        })
+        .collect();
+    version(&mut b, "gtmd-wrote", FileContent::Gate { boxes });
+    assert!(!b.e.rejected().contains_key(path));
+    // The old copy is put back over it.
+    let a = version(&mut b, "old", old);
+    let d = b.e.rejected().get(path).expect("the old copy is refused");
+    assert!(d.message.contains("checklist items"), "{}", d.message);
+    let rewritten = a.iter().any(|a| matches!(a, Action::WriteFile { contents, .. } if contents.contains("- [ ] Budget allocation")));
+    assert!(rewritten, "the gate is written back: {a:?}");
+    assert_eq!(b.e.run(&b.run_id()).unwrap().current_phase(), Some(1));
+}
+
 #[test]
 fn a_cancel_request_file_stops_the_task_and_the_record_says_why() {
     let mut b = Bus::new();
