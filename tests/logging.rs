@@ -101,3 +101,40 @@ fn log_file_and_json_format_with_the_file_rule_and_task_of_a_reaction() {
         .as_str()
         .is_some_and(|t| !t.is_empty()));
 }
+
+/// Issue 10, item 6: the log says when a task ends, once, with its agent,
+/// outcome and duration (it said only when one started).
+#[test]
+fn each_task_end_is_logged_once_with_outcome_and_duration() {
+    use std::os::unix::fs::PermissionsExt;
+    let p = Project::new();
+    let agent = p.root().join("agent.sh");
+    fs::write(
+        &agent,
+        "#!/bin/sh\nprintf 'agent: %s\\ntask_id: %s\\nstatus: complete\\n' \"$GTMD_AGENT\" \"$GTMD_TASK_ID\" > \"status/$GTMD_AGENT.md\"\n",
+    )
+    .unwrap();
+    fs::set_permissions(&agent, fs::Permissions::from_mode(0o755)).unwrap();
+    let cmd = agent.display().to_string();
+    let mut g = p.spawn(&["run", "--agent-command", &cmd]);
+    let tail = g.tail_stderr();
+    tail.wait_for("ready: watching the workspace", 0, Duration::from_secs(20));
+    p.write("conflicts/tone.md", "# Tone of voice\n");
+    tail.wait_for(
+        "task ended task=t0001-conflict-review",
+        0,
+        Duration::from_secs(20),
+    );
+    p.sync();
+    g.signal(libc::SIGTERM);
+    let _ = g.wait(Duration::from_secs(20));
+    let text = tail.text();
+    let ends: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("task ended task=t0001-conflict-review"))
+        .collect();
+    assert_eq!(ends.len(), 1, "{text}");
+    for want in ["agent=coordinator", "outcome=complete", "duration="] {
+        assert!(ends[0].contains(want), "{want} missing: {}", ends[0]);
+    }
+}
