@@ -49,6 +49,18 @@ pub struct Recovered {
     pub events: Vec<Event>,
     /// The journal file the events come from (entry N is its line N).
     pub journal: PathBuf,
+    /// The generation of the snapshot (0: none yet).
+    pub generation: u64,
+}
+
+/// The snapshot of `generation` in `state_dir`, read again: `None` if it is
+/// unreadable or another generation's by now (a compaction came between).
+pub fn reread_snapshot(state_dir: &Path, generation: u64) -> Option<EngineState> {
+    read_snapshot(state_dir)
+        .ok()
+        .flatten()
+        .filter(|s| s.generation == generation)
+        .map(|s| s.state)
 }
 
 fn read_snapshot(state_dir: &Path) -> Result<Option<Snapshot>> {
@@ -126,6 +138,7 @@ impl Journal {
                 snapshot: snapshot.map(|s| s.state),
                 events,
                 journal,
+                generation,
             },
         ))
     }
@@ -229,6 +242,7 @@ pub fn read(state_dir: &Path) -> Result<Recovered> {
         snapshot: snapshot.map(|s| s.state),
         events,
         journal: path,
+        generation,
     })
 }
 

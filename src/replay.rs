@@ -85,6 +85,7 @@ pub fn replay(
     replay_checked(playbook, agents, rec, check)
 }
 
+/// Replay `rec`, comparing the checkpoints `check` says.
 pub fn replay_checked(
     playbook: &Playbook,
     agents: BTreeMap<String, AgentPolicy>,
@@ -97,19 +98,29 @@ pub fn replay_checked(
         Some(state) => Engine::restore(playbook.clone(), agents.clone(), state),
         None => Engine::new(playbook.clone(), agents.clone()),
     };
-    // The snapshot is needed again only for a second pass.
-    let second_pass_state = match (check, last) {
-        (Check::Last, Some(_)) => rec.snapshot.clone(),
-        _ => None,
-    };
-    let first_pass_state = rec.snapshot.take();
-    let (engine, divergence, checkpoints) = run(base(first_pass_state), &rec, |i| match check {
+    let had_snapshot = rec.snapshot.is_some();
+    let (engine, divergence, checkpoints) = run(base(rec.snapshot.take()), &rec, |i| match check {
         Check::All => true,
         Check::Last => Some(i) == last,
     });
     let divergence = match (divergence, check) {
-        // Find where they parted: the first checkpoint that disagrees.
-        (Some(_), Check::Last) => run(base(second_pass_state), &rec, |_| true).1,
+        // Find where they parted: the first checkpoint that disagrees. The
+        // snapshot is read again rather than kept in memory all along for
+        // what should never happen.
+        (Some(at_last), Check::Last) => {
+            let again = if had_snapshot {
+                rec.journal
+                    .parent()
+                    .and_then(|dir| crate::journal::reread_snapshot(dir, rec.generation))
+                    .map(Some)
+            } else {
+                Some(None)
+            };
+            match again {
+                Some(snapshot) => run(base(snapshot), &rec, |_| true).1.or(Some(at_last)),
+                None => Some(at_last),
+            }
+        }
         (d, _) => d,
     };
     Replayed {
@@ -169,4 +180,89 @@ pub fn load(settings: &Settings) -> Result<Engine> {
         eprintln!("gtmd: warning: {d}");
     }
     Ok(replayed.engine)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::FileContent;
+    use crate::journal::Journal;
+
+    fn conflict(i: u64) -> Event {
+        Event::FileChanged {
+            path: format!("conflicts/{i}.md"),
+            hash: format!("h{i}"),
+            size: 1,
+            mtime_ns: 0,
+            at: i,
+            content: FileContent::Conflict {
+                conflict: Default::default(),
+            },
+        }
+    }
+
+    fn checkpoint(digest: String) -> Event {
+        Event::Checkpoint {
+            digest,
+            scheme: DIGEST_SCHEME.into(),
+            at: 0,
+        }
+    }
+
+    /// A journal whose second checkpoint disagrees with what replay gives
+    /// (an event the daemon handled without journaling it): both ways of
+    /// checking name that checkpoint's line and the last one that agreed.
+    #[test]
+    fn a_replay_names_the_checkpoint_where_it_parted_from_the_daemon() {
+        let dir = tempfile::tempdir().unwrap();
+        let pb = Playbook::default_playbook();
+        let (mut journal, _) = Journal::open(dir.path()).unwrap();
+        let mut live = Engine::new(pb.clone(), BTreeMap::new());
+        for i in 0..3 {
+            live.handle(&conflict(i));
+            journal.append(&[conflict(i)]).unwrap();
+        }
+        journal.append(&[checkpoint(live.digest())]).unwrap(); // line 4
+        live.handle(&conflict(3)); // never journaled
+        journal.append(&[conflict(4)]).unwrap();
+        live.handle(&conflict(4));
+        journal.append(&[checkpoint(live.digest())]).unwrap(); // line 6
+        journal.append(&[conflict(5)]).unwrap();
+        live.handle(&conflict(5));
+        journal.append(&[checkpoint(live.digest())]).unwrap(); // line 8
+        drop(journal);
+        for check in [Check::All, Check::Last] {
+            let rec = crate::journal::read(dir.path()).unwrap();
+            let r = replay_checked(&pb, BTreeMap::new(), rec, check);
+            let d = r.divergence.expect("the replay parts from the daemon");
+            assert_eq!((d.entry, d.agreed_until), (6, Some(4)), "{check:?}: {d}");
+            assert!(d.to_string().contains("journal.jsonl:6:"), "{d}");
+        }
+    }
+
+    #[test]
+    fn a_journal_that_agrees_has_no_divergence_and_old_schemes_are_skipped() {
+        let pb = Playbook::default_playbook();
+        let mut live = Engine::new(pb.clone(), BTreeMap::new());
+        let mut events = Vec::new();
+        for i in 0..3 {
+            live.handle(&conflict(i));
+            events.push(conflict(i));
+        }
+        events.push(checkpoint(live.digest()));
+        // A checkpoint of another gtmd version is not compared.
+        events.push(Event::Checkpoint {
+            digest: "from another version".into(),
+            scheme: "gtmd 0.0.1, state digest 0".into(),
+            at: 0,
+        });
+        let rec = Recovered {
+            events,
+            ..Recovered::default()
+        };
+        let r = replay_checked(&pb, BTreeMap::new(), rec, Check::All);
+        assert_eq!(r.divergence, None);
+        assert_eq!(r.checkpoints, 1);
+        assert_eq!(r.engine.digest(), live.digest());
+    }
 }

@@ -282,6 +282,7 @@ pub fn explain(settings: &Settings, path: &str) -> Result<String> {
             snapshot: recovered.snapshot,
             events: Vec::new(),
             journal: recovered.journal,
+            generation: recovered.generation,
         },
     )
     .engine;

@@ -632,6 +632,7 @@ impl Sim {
                 snapshot: self.snapshot.clone(),
                 events: self.journal.clone(),
                 journal: "journal.jsonl".into(),
+                generation: 0,
             },
             check,
         );
