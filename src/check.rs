@@ -2,9 +2,9 @@
 //! `path:line: message`, before anything runs.
 
 use crate::config::{Paths, Settings};
-use crate::daemon::ingest::{Ingest, Observed};
 use crate::diagnostic::Diagnostic;
 use crate::engine::FileContent;
+use crate::ingest::{Ingest, Observed};
 use std::path::Path;
 
 pub fn check(

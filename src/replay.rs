@@ -60,7 +60,7 @@ pub struct Replayed {
 /// Whether a divergence must stop the program (tests) instead of being
 /// reported and survived (production: the replayed state is all there is).
 pub fn strict() -> bool {
-    std::env::var_os("GTMD_STRICT_REPLAY").is_some_and(|v| !v.is_empty() && v != "0")
+    crate::test_hooks::strict_replay()
 }
 
 /// Which checkpoints a replay compares.

@@ -375,7 +375,7 @@ pub fn explain(settings: &Settings, path: &str) -> Result<String> {
             _ => {}
         }
     }
-    let ingest = crate::daemon::ingest::Ingest::new(
+    let ingest = crate::ingest::Ingest::new(
         &settings.paths.workspace,
         &settings.paths.state_dir,
         settings.max_file_size,

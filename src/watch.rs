@@ -55,11 +55,7 @@ pub fn watch(
     let polling = poll.is_some();
     // A testing aid: keep only every Nth event, as a kernel queue overflow
     // would, to exercise the rescan path through the real watcher.
-    let keep_every: u64 = std::env::var("GTMD_DEBUG_DROP_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|n| *n > 1)
-        .unwrap_or(1);
+    let keep_every: u64 = crate::test_hooks::drop_events_every().unwrap_or(1);
     let mut seen = 0u64;
     let handler = move |res: notify::Result<notify::Event>| {
         for msg in convert(res, polling) {

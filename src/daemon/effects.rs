@@ -15,7 +15,7 @@ use crate::runner::{write_atomic, Runner};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use super::ingest::{DiskView, Ingest};
+use crate::ingest::{DiskView, Ingest};
 
 pub(super) struct Effects {
     pub runner: Runner,

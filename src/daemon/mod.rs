@@ -13,71 +13,36 @@
 //! status are always seen before its exit.
 
 mod effects;
-pub mod ingest;
+mod files;
+mod journaling;
+mod report;
 mod supervise;
+mod timers;
 
 use crate::config::Settings;
 use crate::engine::{Engine, Event, FileEntry, Millis, RunRequest, TaskId};
+use crate::ingest::Ingest;
 use crate::journal::{Journal, StateLock, WorkspaceLock};
-use crate::protocol::FileKind;
-use crate::record;
+use crate::protocol::SYNC_PREFIX;
 use crate::runner::{Runner, TaskExit};
-use crate::watch::{self, Change, WatchMsg};
+use crate::watch::{self, WatchMsg};
 use anyhow::{Context, Result};
 use effects::Effects;
-use ingest::{Ingest, Observed};
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::path::{Path, PathBuf};
+use journaling::recover;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use timers::{Due, Timers};
 use tokio::sync::mpsc;
-
-/// A file modified without a close (mmap writers, hard links) is read after
-/// this much quiet.
-const SETTLE: Duration = Duration::from_millis(300);
-/// Journal entries after which the state is snapshotted (GTMD_COMPACT_EVERY
-/// overrides it, for tests).
-fn compact_every() -> u64 {
-    std::env::var("GTMD_COMPACT_EVERY")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(50_000)
-}
-
-/// Journal entries between two checkpoints (GTMD_CHECKPOINT_EVERY
-/// overrides it, for tests). A digest costs a pass over the whole state, so
-/// not per event; a replay then tells within this many entries where it
-/// parted from the daemon.
-fn checkpoint_every() -> u64 {
-    std::env::var("GTMD_CHECKPOINT_EVERY")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(2_000)
-}
 
 /// How often gtmd checks that the workspace directory is still the one it
 /// watches (its own removal event triggers a check at once). Each check is a
 /// wake-up of an idle daemon, so not more often than this.
 const ROOT_CHECK: Duration = Duration::from_secs(5);
-/// Rescans closer together than this count as repeating.
-const RESCAN_WINDOW: Duration = Duration::from_secs(10);
-/// How long a new directory is looked at again, for files written into it
-/// before notify watched it.
-const NEW_DIR_WATCH: Duration = Duration::from_secs(1);
-/// How long an exit waits for its cookie before it is handled anyway.
-const COOKIE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a finished foreground run waits for agent processes to exit by
 /// themselves before stopping them.
 const FINISH_GRACE: Duration = Duration::from_secs(10);
-/// A run record changed by a burst of events is rewritten at most this often
-/// (at once when its run has ended, and at shutdown).
-const RECORD_EVERY: Duration = Duration::from_millis(250);
-/// Prefix of the cookie files gtmd writes for its own ordering.
-pub const COOKIE_PREFIX: &str = ".gtmd-cookie-";
-/// Prefix of the cookie files `gtmd sync` writes.
-pub const SYNC_PREFIX: &str = ".gtmd-sync-";
 
 /// What the daemon is for this time.
 #[derive(Debug, Clone)]
@@ -131,45 +96,7 @@ pub async fn run(
     let state_dir = settings.paths.state_dir.clone();
     let _lock = StateLock::acquire(&state_dir)?;
     let _workspace_lock = WorkspaceLock::acquire(&workspace, &state_dir)?;
-    let (journal, recovered) = Journal::open(&state_dir)?;
-    let replayed = recovered.events.len();
-    let from_snapshot = recovered.snapshot.is_some();
-    let crate::replay::Replayed {
-        engine,
-        divergence,
-        checkpoints,
-    } = crate::replay::replay_with(&settings, recovered);
-    tracing::info!(
-        from_snapshot,
-        checkpoints,
-        workspace = %workspace.display(),
-        journal = %journal.path().display(),
-        "replayed {replayed} journal entries"
-    );
-    if let Some(d) = divergence {
-        if crate::replay::strict() {
-            anyhow::bail!("{d}");
-        }
-        tracing::error!("{d}");
-    }
-    // A playbook changed while gtmd was down may not take a phase or step
-    // from a run in progress: the run goes on with the one it has.
-    let mut settings = settings;
-    let problems = engine.playbook_change_problems(&settings.playbook);
-    if !problems.is_empty() {
-        let file = settings
-            .paths
-            .playbook
-            .as_deref()
-            .map_or("the playbook".into(), |p| p.display().to_string());
-        for p in problems {
-            tracing::error!("{file}: {p}");
-        }
-        tracing::error!(
-            "kept the playbook the active run started with (from the journal); use the new one once the run has ended (or `gtmd cancel --run`), then restart or reload gtmd"
-        );
-        settings.playbook = engine.playbook().clone();
-    }
+    let (journal, engine, settings) = recover(&state_dir, settings)?;
 
     let strays = crate::runner::kill_strays(&state_dir);
     if strays > 0 {
@@ -184,7 +111,7 @@ pub async fn run(
             workspace.display()
         )
     })?;
-    let root_id = dir_id(&workspace);
+    let root_id = files::dir_id(&workspace);
     let (exit_tx, exit_rx) = mpsc::unbounded_channel();
     let mut runner = Runner::new(
         workspace.clone(),
@@ -212,13 +139,12 @@ pub async fn run(
             follow: None,
             outcome: None,
         },
-        settle: BTreeMap::new(),
-        new_dirs: BTreeMap::new(),
+        timers: Timers::default(),
         parked: HashMap::new(),
         cookie_seq: 0,
         unjournaled: Vec::new(),
         records_written: None,
-        records_due: None,
+        feed: None,
         batch: Vec::new(),
         batch_index: HashMap::new(),
         last_progress: String::new(),
@@ -226,18 +152,11 @@ pub async fn run(
         watcher: Some(watcher),
         root_id,
         rescans: VecDeque::new(),
-        rescan_at: None,
         pending_syncs: Vec::new(),
         checkpointed_at: 0,
     };
     d.start()?;
     d.event_loop(watch_rx, exit_rx, &mut control).await
-}
-
-/// Device and inode of a directory: tells a recreated workspace from the old one.
-fn dir_id(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 struct Daemon {
@@ -247,20 +166,18 @@ struct Daemon {
     journal: Journal,
     /// What carries out the engine's actions (runner, gate checks, records).
     fx: Effects,
-    /// Files touched but not yet closed: read at the deadline.
-    settle: BTreeMap<String, Instant>,
-    /// Directories that appeared recently: looked at again at every cookie
-    /// and once more at the deadline.
-    new_dirs: BTreeMap<String, Instant>,
-    /// Exits waiting for their cookie: cookie name → (deadline, event).
-    parked: HashMap<String, (Instant, Event)>,
+    /// Deadlines: files settling, new directories, cookies, retries, the
+    /// next rescan and record rewrite.
+    timers: Timers,
+    /// Exits waiting for their cookie: cookie name → the exit.
+    parked: HashMap<String, Event>,
     cookie_seq: u64,
     /// Events observed but not yet durable (the journal could not be written).
     unjournaled: Vec<Event>,
-    /// When the run records were last written, and when the next rewrite
-    /// is due (see [`RECORD_EVERY`]).
+    /// When the run records were last written (see `report::RECORD_EVERY`).
     records_written: Option<Instant>,
-    records_due: Option<Instant>,
+    /// The feed last written for clients, and when.
+    feed: Option<(crate::feed::Feed, Instant)>,
     /// Events observed in this turn of the loop, applied together.
     batch: Vec<Event>,
     /// The file versions `batch` will give the engine (None: removed), so a
@@ -273,7 +190,6 @@ struct Daemon {
     root_id: Option<(u64, u64)>,
     /// Recent rescans, to back off when they repeat (a recrawl storm).
     rescans: VecDeque<Instant>,
-    rescan_at: Option<Instant>,
     /// `gtmd sync` cookies to answer once the pending rescan has run.
     pending_syncs: Vec<PathBuf>,
     /// Journal entries (of this generation) when the last checkpoint was written.
@@ -323,7 +239,7 @@ impl Daemon {
             .map(|t| t.id.clone())
             .collect();
         for t in waiting {
-            self.fx.retries.push((Instant::now(), t));
+            self.timers.retry(t, Instant::now());
         }
         tracing::info!(
             "start-up scan: {scanned} new file version(s), {interrupted} task(s) taken up again after the stop, in {} ms",
@@ -421,385 +337,14 @@ impl Daemon {
         }
     }
 
-    // ---- files ----
-
-    fn on_path(&mut self, change: Change, abs: &Path) {
-        let Some(rel) = self.fx.ingest.relative(abs) else {
-            if change == Change::Gone && abs == self.fx.ingest.root() {
-                // The workspace itself was deleted or moved away: its watch is
-                // gone with it. The root check watches whatever is there next
-                // (a new directory may even reuse the old inode number).
-                tracing::warn!(workspace = %abs.display(), "the workspace directory was removed");
-                self.watcher = None;
-                self.root_id = None;
-                self.check_root();
-            }
-            return;
-        };
-        let name = rel.rsplit('/').next().unwrap_or(&rel);
-        if !rel.contains('/') && name.starts_with(COOKIE_PREFIX) {
-            if change != Change::Gone {
-                self.release_cookie(&rel);
-            }
-            return;
-        }
-        if !rel.contains('/') && name.starts_with(SYNC_PREFIX) {
-            if change != Change::Gone {
-                // Everything before this point has been read; files still
-                // settling were written before it too. Answer by removing it.
-                self.settle_all();
-                if self.rescan_at.is_some() || self.watcher.is_none() {
-                    // Events may have been lost: answer once the rescan ran.
-                    self.pending_syncs.push(abs.to_path_buf());
-                } else {
-                    let _ = std::fs::remove_file(abs);
-                }
-            }
-            return;
-        }
-        match change {
-            Change::Touched => {
-                if self.fx.ingest.ignored(&rel) {
-                    return;
-                }
-                // A symlink is complete when it is created: no write follows.
-                let is_link =
-                    std::fs::symlink_metadata(abs).is_ok_and(|m| m.file_type().is_symlink());
-                if is_link {
-                    self.settle.remove(&rel);
-                    self.look_at(&rel);
-                } else {
-                    self.settle.insert(rel, Instant::now() + SETTLE);
-                }
-            }
-            Change::Complete => {
-                self.settle.remove(&rel);
-                if matches!(crate::protocol::classify(&rel), FileKind::Status { .. }) {
-                    // Outputs written before this status may sit in a new
-                    // directory notify has not watched yet: find them first.
-                    let dirs: Vec<String> = self.new_dirs.keys().cloned().collect();
-                    for dir in dirs {
-                        self.look_at(&dir);
-                    }
-                }
-                self.look_at(&rel);
-                // A directory moved in: its subdirectories' watches come later.
-                if std::fs::symlink_metadata(abs).is_ok_and(|m| m.is_dir()) {
-                    self.new_dirs.insert(rel, Instant::now() + NEW_DIR_WATCH);
-                }
-            }
-            Change::DirCreated => {
-                self.look_at(&rel);
-                // Files may land in it, or in its subdirectories, before
-                // notify has added their watches: look again at every sync
-                // or exit cookie until the watches surely exist.
-                self.new_dirs.insert(rel, Instant::now() + NEW_DIR_WATCH);
-            }
-            Change::Gone => {
-                self.settle.remove(&rel);
-                self.look_at(&rel);
-            }
-        }
-    }
-
-    /// Look at a path now; what changed joins the batch being collected.
-    fn look_at(&mut self, rel: &str) {
-        self.observe(rel, false);
-    }
-
-    /// The version the engine will know once the collected batch is applied.
-    fn known(&self, rel: &str) -> Option<FileEntry> {
-        match self.batch_index.get(rel) {
-            Some(entry) => entry.clone(),
-            None => self.engine.files().get(rel).cloned(),
-        }
-    }
-
-    fn observe(&mut self, rel: &str, trust_mtime: bool) {
-        let known = self.known(rel);
-        match self.fx.ingest.observe(rel, known.as_ref(), trust_mtime) {
-            Observed::New {
-                hash,
-                size,
-                mtime_ns,
-                content,
-            } => {
-                self.batch_index.insert(
-                    rel.to_string(),
-                    Some(FileEntry {
-                        hash: hash.clone(),
-                        size,
-                        mtime_ns,
-                    }),
-                );
-                self.batch.push(Event::FileChanged {
-                    path: rel.to_string(),
-                    hash,
-                    size,
-                    mtime_ns,
-                    at: now_ms(),
-                    content,
-                });
-            }
-            Observed::Dir => {
-                // A new directory may already hold files (mkdir -p, mv of a folder).
-                for f in self.fx.ingest.scan(rel) {
-                    self.observe(&f, trust_mtime);
-                }
-            }
-            Observed::Missing => {
-                let prefix = format!("{rel}/");
-                let mut gone: Vec<String> = self
-                    .engine
-                    .files()
-                    .range(rel.to_string()..)
-                    .take_while(|(p, _)| p.starts_with(rel))
-                    .filter(|(p, _)| p.as_str() == rel || p.starts_with(&prefix))
-                    .map(|(p, _)| p.clone())
-                    .collect();
-                gone.extend(
-                    self.batch_index
-                        .iter()
-                        .filter(|(p, e)| {
-                            e.is_some() && (p.as_str() == rel || p.starts_with(&prefix))
-                        })
-                        .map(|(p, _)| p.clone()),
-                );
-                gone.sort();
-                gone.dedup();
-                for path in gone {
-                    if self.known(&path).is_some() {
-                        self.batch_index.insert(path.clone(), None);
-                        self.batch.push(Event::FileRemoved { path, at: now_ms() });
-                    }
-                }
-            }
-            Observed::Touched { mtime_ns } => {
-                if let Some(mut entry) = known {
-                    entry.mtime_ns = mtime_ns;
-                    self.batch_index.insert(rel.to_string(), Some(entry));
-                }
-                self.batch.push(Event::FileTouched {
-                    path: rel.to_string(),
-                    mtime_ns,
-                    at: now_ms(),
-                });
-            }
-            Observed::Settling => {
-                self.settle.insert(rel.to_string(), Instant::now() + SETTLE);
-            }
-            Observed::Ignored | Observed::Owned | Observed::Unchanged => {}
-        }
-    }
-
-    /// Compare the whole tree with what the journal knows; act on the difference.
-    fn rescan(&mut self) -> usize {
-        let before = self.batch.len();
-        let on_disk = self.fx.ingest.scan("");
-        for rel in &on_disk {
-            self.observe(rel, true);
-        }
-        let present: BTreeSet<&String> = on_disk.iter().collect();
-        let gone: Vec<String> = self
-            .engine
-            .files()
-            .keys()
-            .filter(|p| !present.contains(p))
-            .cloned()
-            .collect();
-        for path in gone {
-            self.batch_index.insert(path.clone(), None);
-            self.batch.push(Event::FileRemoved { path, at: now_ms() });
-        }
-        let n = self.batch.len() - before;
-        self.flush();
-        n
-    }
-
-    /// Apply the collected batch: one journal write (and fsync) for all of it.
-    fn flush(&mut self) {
-        let events = std::mem::take(&mut self.batch);
-        self.batch_index.clear();
-        if !events.is_empty() || !self.unjournaled.is_empty() {
-            self.apply(events);
-        }
-    }
-
-    /// Rescan soon; when rescans keep coming (a recrawl storm), wait longer
-    /// between them: 1 s, 2 s, 4 s ... up to 30 s.
-    fn request_rescan(&mut self, why: &str) {
-        let now = Instant::now();
-        if let Some(w) = &self.watcher {
-            w.overflowed.store(false, Ordering::Release);
-        }
-        if self.rescan_at.is_some() {
-            // One is already due; it will see this loss too.
-            return;
-        }
-        while self
-            .rescans
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > RESCAN_WINDOW)
-        {
-            self.rescans.pop_front();
-        }
-        self.rescans.push_back(now);
-        let n = self.rescans.len() as u32;
-        let delay = if n <= 3 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs((1u64 << (n - 4).min(5)).min(30))
-        };
-        if let Some(w) = &self.watcher {
-            w.overflowed.store(false, Ordering::Release);
-        }
-        tracing::warn!(
-            "{why}; rescanning the workspace{} (if this repeats, raise fs.inotify.max_queued_events)",
-            if delay.is_zero() {
-                String::new()
-            } else {
-                format!(" in {} s: rescans are repeating", delay.as_secs())
-            }
-        );
-        let at = now + delay;
-        self.rescan_at = Some(self.rescan_at.map_or(at, |d| d.min(at)));
-    }
-
-    /// The workspace directory itself may be deleted and created again: keep
-    /// watching the one that is there now.
-    fn check_root(&mut self) {
-        let root = self.fx.ingest.root().to_path_buf();
-        let id = dir_id(&root);
-        if id.is_none() {
-            if self.watcher.take().is_some() {
-                tracing::warn!(workspace = %root.display(), "the workspace directory is gone; waiting for it to come back");
-                self.root_id = None;
-            }
-            return;
-        }
-        if id == self.root_id && self.watcher.is_some() {
-            return;
-        }
-        match watch::watch(&root, self.options.poll, self.watch_tx.clone()) {
-            Ok(w) => {
-                tracing::warn!(workspace = %root.display(), "the workspace directory was replaced; watching the new one and rescanning");
-                self.watcher = Some(w);
-                self.root_id = id;
-                self.fx.ingest.refresh_root();
-                self.request_rescan("the workspace directory was replaced");
-            }
-            Err(e) => {
-                tracing::warn!(workspace = %root.display(), "cannot watch the workspace yet: {e}")
-            }
-        }
-    }
-
-    // ---- processes ----
-
-    /// An exit is handled after every file event before it: write a cookie
-    /// and handle the exit when the watcher reports the cookie.
-    fn park_exit(&mut self, exit: TaskExit) {
-        self.cookie_seq += 1;
-        let name = format!("{COOKIE_PREFIX}{}-{}", std::process::id(), self.cookie_seq);
-        let event = Event::TaskExited {
-            task: exit.task,
-            exit: exit.exit,
-            at: now_ms(),
-        };
-        let path = self.fx.ingest.root().join(&name);
-        if std::fs::write(&path, b"").is_err() {
-            self.batch.push(event);
-            return;
-        }
-        self.parked
-            .insert(name, (Instant::now() + COOKIE_TIMEOUT, event));
-    }
-
-    /// Keep the journal short: past a number of entries, snapshot the state.
-    fn maybe_compact(&mut self) {
-        if self.journal.entries() < compact_every() || !self.unjournaled.is_empty() {
-            return;
-        }
-        let t = Instant::now();
-        match self.journal.compact(&self.engine.snapshot()) {
-            Ok(()) => {
-                tracing::info!(
-                    "compacted the journal into a snapshot in {} ms",
-                    t.elapsed().as_millis()
-                );
-                // The new generation opens with a checkpoint: the next replay
-                // checks the snapshot itself.
-                self.checkpoint();
-            }
-            Err(e) => tracing::error!("{e:#}"),
-        }
-    }
-
-    /// Journal a digest of the engine for replays to compare against (see
-    /// [`crate::replay`]): at start, after a compaction, at a clean stop,
-    /// and every [`checkpoint_every`] entries.
-    fn checkpoint(&mut self) {
-        match crate::apply::checkpoint(
-            &mut self.engine,
-            &mut self.journal,
-            &self.unjournaled,
-            now_ms(),
-        ) {
-            Ok(true) => self.checkpointed_at = self.journal.entries(),
-            Ok(false) => {}
-            Err(e) => tracing::error!("{e:#}"),
-        }
-    }
-
-    fn maybe_checkpoint(&mut self) {
-        let since = self.journal.entries().saturating_sub(self.checkpointed_at);
-        // A compaction starts the count again.
-        if since >= checkpoint_every() || self.journal.entries() < self.checkpointed_at {
-            self.checkpoint();
-        }
-    }
-
-    /// Read every file still settling now.
-    fn settle_all(&mut self) {
-        for rel in std::mem::take(&mut self.settle).into_keys() {
-            self.look_at(&rel);
-        }
-        // New directories stay on the list until their deadline: notify may
-        // not have watched them yet even when a later event has arrived.
-        let dirs: Vec<String> = self.new_dirs.keys().cloned().collect();
-        for rel in dirs {
-            self.look_at(&rel);
-        }
-    }
-
-    fn release_cookie(&mut self, name: &str) {
-        if let Some((_, event)) = self.parked.remove(name) {
-            self.settle_all();
-            let _ = std::fs::remove_file(self.fx.ingest.root().join(name));
-            self.batch.push(event);
-        }
-    }
-
     // ---- timers ----
 
     fn next_deadline(&self) -> Option<Instant> {
-        let settle = self
-            .settle
-            .values()
-            .chain(self.new_dirs.values())
-            .min()
-            .copied();
-        let cookie = self.parked.values().map(|(d, _)| *d).min();
-        let retry = self.fx.retries.iter().map(|(d, _)| *d).min();
         let journal_retry =
             (!self.unjournaled.is_empty()).then(|| Instant::now() + Duration::from_secs(1));
         [
-            settle,
-            cookie,
-            retry,
+            self.timers.next_deadline(),
             journal_retry,
-            self.rescan_at,
-            self.records_due,
             self.budget_deadline(),
         ]
         .into_iter()
@@ -808,52 +353,26 @@ impl Daemon {
     }
 
     fn fire_timers(&mut self) {
-        let now = Instant::now();
-        if self.rescan_at.is_some_and(|d| d <= now) {
-            self.rescan_at = None;
-            if self.watcher.is_some() {
-                let n = self.rescan();
-                tracing::info!("rescan done: {n} change(s) found");
-                for cookie in std::mem::take(&mut self.pending_syncs) {
-                    let _ = std::fs::remove_file(cookie);
+        for due in self.timers.due(Instant::now()) {
+            match due {
+                Due::Rescan => {
+                    if self.watcher.is_some() {
+                        let n = self.rescan();
+                        tracing::info!("rescan done: {n} change(s) found");
+                        for cookie in std::mem::take(&mut self.pending_syncs) {
+                            let _ = std::fs::remove_file(cookie);
+                        }
+                    }
                 }
+                Due::Settled(rel) | Due::NewDir(rel) => self.look_at(&rel),
+                Due::Cookie(name) => {
+                    tracing::debug!("cookie {name} not seen in time; handling the exit anyway");
+                    self.release_cookie(&name);
+                }
+                Due::Retry(task) => self.batch.push(Event::RetryDue { task, at: now_ms() }),
+                Due::Records => self.write_records(false),
+                Due::Feed => self.publish_feed(false),
             }
-        }
-        let due: Vec<String> = self
-            .settle
-            .iter()
-            .filter(|(_, d)| **d <= now)
-            .map(|(p, _)| p.clone())
-            .collect();
-        for rel in due {
-            self.settle.remove(&rel);
-            self.look_at(&rel);
-        }
-        let due_dirs: Vec<String> = self
-            .new_dirs
-            .iter()
-            .filter(|(_, d)| **d <= now)
-            .map(|(p, _)| p.clone())
-            .collect();
-        for rel in due_dirs {
-            self.new_dirs.remove(&rel);
-            self.look_at(&rel);
-        }
-        let late: Vec<String> = self
-            .parked
-            .iter()
-            .filter(|(_, (d, _))| *d <= now)
-            .map(|(n, _)| n.clone())
-            .collect();
-        for name in late {
-            tracing::debug!("cookie {name} not seen in time; handling the exit anyway");
-            self.release_cookie(&name);
-        }
-        let (due, later): (Vec<_>, Vec<_>) =
-            self.fx.retries.drain(..).partition(|(d, _)| *d <= now);
-        self.fx.retries = later;
-        for (_, task) in due {
-            self.batch.push(Event::RetryDue { task, at: now_ms() });
         }
         self.enforce_run_budgets();
     }
@@ -872,6 +391,9 @@ impl Daemon {
         ) {
             tracing::error!("{e:#}");
         }
+        for (at, task) in self.fx.retries.drain(..) {
+            self.timers.retry(task, at);
+        }
     }
 
     /// After each batch: apply it, rewrite changed run records, report
@@ -882,6 +404,7 @@ impl Daemon {
         self.maybe_checkpoint();
         self.report_status();
         self.write_records(false);
+        self.publish_feed(false);
         let Some((req, run)) = self.fx.follow.clone() else {
             return;
         };
@@ -897,134 +420,12 @@ impl Daemon {
         if self.options.progress {
             self.print_progress(&run);
         }
-        if self.fx.outcome.is_none()
-            && self.parked.is_empty()
-            && self.settle.is_empty()
-            && self.new_dirs.is_empty()
-            && self.unjournaled.is_empty()
-        {
+        if self.fx.outcome.is_none() && self.timers.quiet() && self.unjournaled.is_empty() {
             if let Some(why) = self.engine.stalled(&run) {
                 self.fx.outcome = Some(Outcome::Failed {
                     run: Some(run),
                     reason: format!("the run cannot go on: {why}"),
                 });
-            }
-        }
-    }
-
-    /// Rewrite the records of the runs that changed. A record is rendered
-    /// whole, so during a burst (thousands of conflict reviews) it is written
-    /// at most every [`RECORD_EVERY`]; at once when a run has ended, and
-    /// with `now` (shutdown).
-    fn write_records(&mut self, now: bool) {
-        if self.fx.dirty_runs.is_empty() {
-            return;
-        }
-        let at = Instant::now();
-        let due = self.records_written.map_or(at, |t| t + RECORD_EVERY);
-        let ended = self
-            .fx
-            .dirty_runs
-            .iter()
-            .any(|r| self.engine.run(r).is_some_and(|r| !r.is_active()));
-        if !now && !ended && due > at {
-            self.records_due = Some(due);
-            return;
-        }
-        self.records_due = None;
-        self.records_written = Some(at);
-        for run in std::mem::take(&mut self.fx.dirty_runs) {
-            if let Some(r) = self.engine.run(&run) {
-                let text = record::render(&self.engine, r);
-                let path = self.fx.ingest.root().join(record::record_path(&run));
-                // Rebuilt from the journal at any time: no fsync on this path.
-                if let Err(e) = crate::runner::write_replaceable(&path, text.as_bytes()) {
-                    tracing::error!(file = %path.display(), "cannot write the run record: {e:#}");
-                }
-            }
-        }
-    }
-
-    fn print_progress(&mut self, run: &str) {
-        let Some(r) = self.engine.run(run) else {
-            return;
-        };
-        let line = match r
-            .current_phase()
-            .and_then(|p| self.engine.playbook().phase(p))
-        {
-            Some(p) => {
-                let steps: Vec<_> = r.steps.values().filter(|s| s.phase == p.number).collect();
-                let done = steps
-                    .iter()
-                    .filter(|s| s.state == crate::engine::StepState::Done)
-                    .count();
-                let gate = match r.gates.get(&p.number) {
-                    Some(g) if g.passed_at.is_none() => {
-                        let ticked = g.boxes.iter().filter(|(_, t)| *t).count();
-                        format!(", gate {ticked}/{} ticked", g.boxes.len())
-                    }
-                    _ => String::new(),
-                };
-                format!(
-                    "[{}] phase {}/{} {}: {done}/{} steps done{gate}",
-                    r.id,
-                    r.current + 1,
-                    r.phases.len(),
-                    p.name,
-                    steps.len()
-                )
-            }
-            None => format!("[{}] {:?}", r.id, r.state).to_lowercase(),
-        };
-        if line != self.last_progress {
-            crate::errln!("{line}");
-            self.last_progress = line;
-        }
-    }
-
-    /// The event that gives the engine the current settings' configuration.
-    fn configured_event(&self, at: Millis) -> Event {
-        self.engine
-            .configure(&self.settings.playbook, self.settings.policies(), at)
-    }
-
-    fn reload(&mut self) {
-        let paths = self.settings.paths.clone();
-        let command = self
-            .settings
-            .agent_command
-            .clone()
-            .map(|v| shell_words::join(&v));
-        match Settings::load(paths, command.as_deref(), self.settings.max_file_size) {
-            Ok(s) => {
-                // A run keeps the phases and steps it started with.
-                let problems = self.engine.playbook_change_problems(&s.playbook);
-                if !problems.is_empty() {
-                    let file = s
-                        .paths
-                        .playbook
-                        .as_deref()
-                        .map_or("the playbook".into(), |p| p.display().to_string());
-                    for p in problems {
-                        tracing::error!("reload refused: {file}: {p}");
-                    }
-                    tracing::error!(
-                        "kept the previous playbook and agent definitions: a playbook may not drop, rename or move a phase or step of an active run; reload it once the run has ended (or `gtmd cancel --run`)"
-                    );
-                    return;
-                }
-                self.fx.runner.set_agents(s.agents.clone());
-                self.settings = s;
-                let ev = self.configured_event(now_ms());
-                self.apply(vec![ev]);
-                tracing::info!("reloaded the playbook and agent definitions");
-            }
-            Err(errors) => {
-                for e in errors {
-                    tracing::error!("reload refused: {e}");
-                }
-                tracing::error!("kept the previous playbook and agent definitions");
             }
         }
     }
@@ -1040,6 +441,7 @@ impl Daemon {
         grace: Duration,
     ) {
         self.write_records(true);
+        self.publish_feed(true);
         self.stop_tasks(exit_rx, control, grace).await;
         self.cleanup_cookies();
         self.checkpoint();
@@ -1098,32 +500,4 @@ async fn sleep_until(deadline: Option<Instant>) {
         Some(d) => tokio::time::sleep_until(d.into()).await,
         None => std::future::pending().await,
     }
-}
-
-/// Write a sync cookie and wait until a daemon serving `workspace` has read
-/// every event before it (it removes the cookie), or until `timeout`.
-pub fn sync(workspace: &Path, timeout: Duration) -> Result<()> {
-    let name = format!(
-        "{SYNC_PREFIX}{}-{}",
-        std::process::id(),
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
-    );
-    let path: PathBuf = workspace.join(name);
-    std::fs::write(&path, b"").with_context(|| format!("cannot write {}", path.display()))?;
-    let deadline = Instant::now() + timeout;
-    while path.exists() {
-        if Instant::now() > deadline {
-            let _ = std::fs::remove_file(&path);
-            anyhow::bail!(
-                "no gtmd answered within {} s; is `gtmd run` serving {}?",
-                timeout.as_secs(),
-                workspace.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    Ok(())
 }

@@ -18,4 +18,11 @@ pub use status::{parse_status, StatusReport, TaskStatus};
 
 /// Protocol files larger than this are refused without being parsed.
 pub const DEFAULT_MAX_PROTOCOL_FILE: u64 = 1024 * 1024;
+
+/// Prefix of the cookie files `gtmd sync` drops at the workspace root: the
+/// daemon removes one once it has read every event before it.
+pub const SYNC_PREFIX: &str = ".gtmd-sync-";
+/// Prefix of the cookie files the daemon writes for its own ordering (a
+/// task's exit is handled after every event before it).
+pub const COOKIE_PREFIX: &str = ".gtmd-cookie-";
 pub mod escalation;

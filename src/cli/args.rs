@@ -1,0 +1,196 @@
+//! The command line as clap sees it: every command, flag and default, and
+//! the value parsers that refuse a bad value before anything runs. Nothing
+//! here acts; `super::dispatch` turns what was parsed into typed settings.
+
+use crate::protocol::DEFAULT_MAX_PROTOCOL_FILE;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "gtmd",
+    version,
+    about = "Turns a workspace directory into the message bus of a go-to-market agent team"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Common {
+    /// The workspace directory (the bus).
+    #[arg(long, global = true, env = "GTMD_WORKSPACE_DIR")]
+    pub workspace: Option<PathBuf>,
+    /// The directory of agent definitions (agents/<name>.md).
+    #[arg(long, global = true)]
+    pub agents: Option<PathBuf>,
+    /// Where gtmd keeps its journal and task logs [default: WORKSPACE/.gtmd].
+    #[arg(long, global = true)]
+    pub state_dir: Option<PathBuf>,
+    /// A team's own playbook (YAML) instead of the guide's embedded one.
+    #[arg(long, global = true)]
+    pub playbook: Option<PathBuf>,
+    /// One command for every agent, an argv template split as a shell would
+    /// (no shell runs it), e.g. "my-agent --task {task} --id {task_id}".
+    #[arg(long, global = true)]
+    pub agent_command: Option<String>,
+    /// Largest file gtmd reads as text, in bytes: protocol files (status,
+    /// conflict, decision, gate, request), CONFIG.md, the playbook, agent files.
+    #[arg(long, global = true, default_value_t = DEFAULT_MAX_PROTOCOL_FILE)]
+    pub max_file_size: u64,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// At most N agent processes at once; further tasks wait for a free slot.
+    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_parallel: Option<u32>,
+    /// Cap of each task's log (STATE/logs/<task>.log) in bytes; output past
+    /// it is discarded, with a note in the log.
+    #[arg(long, global = true, value_name = "BYTES", default_value_t = crate::runner::DEFAULT_MAX_TASK_LOG)]
+    pub max_task_log: u64,
+    /// On SIGTERM/SIGINT, how long running tasks may go on before their
+    /// process groups get TERM (then KILL); a second signal stops them at once.
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 10)]
+    pub grace: u64,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// The long-running daemon (foreground unless --daemon).
+    Run {
+        /// Poll the workspace instead of using inotify (network filesystems).
+        /// Optional interval in milliseconds [default: 500].
+        #[arg(long, num_args = 0..=1, default_missing_value = "500", value_name = "MS")]
+        poll: Option<u64>,
+        /// Fork into the background (for servers without systemd); returns
+        /// once the background gtmd is ready, or says why it could not start.
+        #[arg(long, requires = "pid_file")]
+        daemon: bool,
+        /// With --daemon: the pid file, locked while gtmd runs, removed when it stops.
+        #[arg(long, requires = "daemon", value_name = "FILE")]
+        pid_file: Option<PathBuf>,
+        /// Write the log to this file (appending) instead of stderr
+        /// [default with --daemon: STATE_DIR/gtmd.log].
+        #[arg(long, value_name = "FILE")]
+        log_file: Option<PathBuf>,
+        /// Commit each completed task's files on the phase's branch
+        /// (gtm/phase-N-<name>), in the guide's commit convention.
+        #[arg(long)]
+        git: bool,
+    },
+    /// Team runs: phases of the playbook.
+    Team {
+        #[command(subcommand)]
+        command: TeamCommand,
+    },
+    /// Single-agent work.
+    Agent {
+        #[command(subcommand)]
+        command: AgentCommand,
+    },
+    /// The state: runs, phases, steps, gates, tasks, refused files.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate the workspace, the agents and the playbook.
+    Check {
+        /// Also validate this CONFIG.md.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Lay out a new workspace, agents/ and a CONFIG.md template.
+    Init { dir: Option<PathBuf> },
+    /// Return once the daemon has handled every file event before this call.
+    Sync {
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
+    /// What gtmd did with each version of a file, and why.
+    Explain { path: String },
+    /// Stop a task, or a whole run, of the daemon serving the workspace.
+    Cancel {
+        /// The task to stop (its id, as in `gtmd status`).
+        #[arg(required_unless_present = "run", conflicts_with = "run")]
+        task: Option<String>,
+        /// Stop this run and every open task of it.
+        #[arg(long, value_name = "RUN_ID")]
+        run: Option<String>,
+        /// Give up waiting for the daemon after this many seconds.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
+    /// Check a commit message against the guide's convention
+    /// (`[agent] action: brief description`); for a git `commit-msg` hook.
+    CheckCommitMsg {
+        /// The message file (git passes `.git/COMMIT_EDITMSG`).
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TeamCommand {
+    /// Start a run of some phases (the guide's execution modes).
+    Run {
+        /// Phases by name or number, comma-separated, or `all`.
+        #[arg(long, conflicts_with = "phase", value_name = "LIST")]
+        phases: Option<String>,
+        /// One phase, by name or number.
+        #[arg(long)]
+        phase: Option<String>,
+        /// The team's CONFIG.md (business context, budget, targets).
+        #[arg(long)]
+        config: PathBuf,
+        /// new-product-launch, scaling, new-market or quarterly-planning.
+        #[arg(long)]
+        scenario: Option<String>,
+        /// Run even if the phases do not fit the scenario or earlier inputs are missing.
+        #[arg(long)]
+        force: bool,
+        /// Wall-clock budget of the run (seconds, or 90s, 10m, 2h): past it
+        /// the run is cancelled, its tasks stopped.
+        #[arg(long, value_name = "DURATION", value_parser = parse_budget)]
+        run_budget: Option<u64>,
+        /// Commit each completed task's files on the phase's branch
+        /// (gtm/phase-N-<name>), in the guide's commit convention.
+        #[arg(long)]
+        git: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AgentCommand {
+    /// One task for one agent, no phases, no gates.
+    Run {
+        agent: String,
+        #[arg(long)]
+        task: String,
+        /// Wall-clock budget of the run (seconds, or 90s, 10m, 2h).
+        #[arg(long, value_name = "DURATION", value_parser = parse_budget)]
+        run_budget: Option<u64>,
+    },
+}
+
+/// `--run-budget`: seconds, or a duration such as 90s, 10m, 2h.
+fn parse_budget(s: &str) -> Result<u64, String> {
+    let secs = match s.trim().parse::<u64>() {
+        Ok(n) => n,
+        Err(_) => humantime::parse_duration(s.trim())
+            .map_err(|e| format!("{e}; give seconds or a duration such as 90s, 10m, 2h"))?
+            .as_secs(),
+    };
+    if secs == 0 {
+        return Err("a run budget must be at least 1 second".into());
+    }
+    Ok(secs)
+}

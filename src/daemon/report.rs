@@ -1,0 +1,116 @@
+//! What the daemon shows of its work as it goes: each run's record
+//! (`runs/<id>.md`, rewritten at most every [`RECORD_EVERY`]), the feed
+//! clients follow (`STATE/feed.json`, at most every [`FEED_EVERY`]), and the
+//! progress lines of a foreground `team run`.
+
+use super::Daemon;
+use crate::feed::Feed;
+use crate::record;
+use std::time::{Duration, Instant};
+
+/// The feed changes with every task; followers poll it every 200 ms.
+pub(super) const FEED_EVERY: Duration = Duration::from_millis(100);
+
+/// A run record changed by a burst of events is rewritten at most this often
+/// (at once when its run has ended, and at shutdown).
+pub(super) const RECORD_EVERY: Duration = Duration::from_millis(250);
+
+impl Daemon {
+    /// Rewrite the records of the runs that changed. A record is rendered
+    /// whole, so during a burst (thousands of conflict reviews) it is written
+    /// at most every [`RECORD_EVERY`]; at once when a run has ended, and
+    /// with `now` (shutdown).
+    pub(super) fn write_records(&mut self, now: bool) {
+        if self.fx.dirty_runs.is_empty() {
+            return;
+        }
+        let at = Instant::now();
+        let due = self.records_written.map_or(at, |t| t + RECORD_EVERY);
+        let ended = self
+            .fx
+            .dirty_runs
+            .iter()
+            .any(|r| self.engine.run(r).is_some_and(|r| !r.is_active()));
+        if !now && !ended && due > at {
+            self.timers.records(due);
+            return;
+        }
+        self.timers.records_written();
+        self.records_written = Some(at);
+        for run in std::mem::take(&mut self.fx.dirty_runs) {
+            if let Some(r) = self.engine.run(&run) {
+                let text = record::render(&self.engine, r);
+                let path = self.fx.ingest.root().join(record::record_path(&run));
+                // Rebuilt from the journal at any time: no fsync on this path.
+                if let Err(e) = crate::runner::write_replaceable(&path, text.as_bytes()) {
+                    tracing::error!(file = %path.display(), "cannot write the run record: {e:#}");
+                }
+            }
+        }
+    }
+
+    pub(super) fn print_progress(&mut self, run: &str) {
+        let Some(r) = self.engine.run(run) else {
+            return;
+        };
+        let line = match r
+            .current_phase()
+            .and_then(|p| self.engine.playbook().phase(p))
+        {
+            Some(p) => {
+                let steps: Vec<_> = r.steps.values().filter(|s| s.phase == p.number).collect();
+                let done = steps
+                    .iter()
+                    .filter(|s| s.state == crate::engine::StepState::Done)
+                    .count();
+                let gate = match r.gates.get(&p.number) {
+                    Some(g) if g.passed_at.is_none() => {
+                        let ticked = g.boxes.iter().filter(|(_, t)| *t).count();
+                        format!(", gate {ticked}/{} ticked", g.boxes.len())
+                    }
+                    _ => String::new(),
+                };
+                format!(
+                    "[{}] phase {}/{} {}: {done}/{} steps done{gate}",
+                    r.id,
+                    r.current + 1,
+                    r.phases.len(),
+                    p.name,
+                    steps.len()
+                )
+            }
+            None => format!("[{}] {:?}", r.id, r.state).to_lowercase(),
+        };
+        if line != self.last_progress {
+            crate::errln!("{line}");
+            self.last_progress = line;
+        }
+    }
+
+    /// Write the feed if it changed: at once with `now` (shutdown) or when
+    /// the last write is [`FEED_EVERY`] ago, else when that time comes.
+    pub(super) fn publish_feed(&mut self, now: bool) {
+        let feed = Feed::of(&self.engine);
+        if self.feed.as_ref().is_some_and(|(last, _)| *last == feed) {
+            return;
+        }
+        let at = Instant::now();
+        let due = self.feed.as_ref().map_or(at, |(_, t)| *t + FEED_EVERY);
+        if !now && due > at {
+            self.timers.feed(due);
+            return;
+        }
+        self.timers.feed_written();
+        let path = crate::feed::path(&self.settings.paths.state_dir);
+        // Rebuilt from the journal at any time: no fsync on this path.
+        match serde_json::to_vec(&feed) {
+            Ok(bytes) => {
+                if let Err(e) = crate::runner::write_replaceable(&path, &bytes) {
+                    tracing::warn!(file = %path.display(), "cannot write the feed: {e:#}");
+                }
+            }
+            Err(e) => tracing::warn!("cannot serialize the feed: {e}"),
+        }
+        self.feed = Some((feed, at));
+    }
+}
