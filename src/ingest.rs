@@ -139,70 +139,68 @@ impl Ingest {
             }
         }
         if is_protocol(&kind) {
-            if size > self.max_protocol_size {
-                let hash = format!("oversize:{size}:{mtime_ns}");
-                if known.is_some_and(|k| k.hash == hash) {
-                    return Observed::Unchanged;
-                }
-                let d = Diagnostic::new(
-                    rel,
-                    None,
-                    format!(
-                        "the file is {size} bytes; {} files may be at most {} bytes (set --max-file-size to change the limit)",
-                        kind_name(&kind),
-                        self.max_protocol_size
-                    ),
-                );
-                return Observed::New {
-                    hash,
-                    size,
-                    mtime_ns,
-                    content: FileContent::Rejected { diagnostic: d },
-                };
-            }
-            let bytes = match read_bounded(&path, self.max_protocol_size) {
-                Ok(b) => b,
-                // It grew past the limit since the stat above: still being
-                // written; its size is judged once it settles.
-                Err(ReadError::TooLarge { .. }) => return Observed::Settling,
-                // Replaced by a FIFO or the like since the stat: not read.
-                Err(ReadError::NotRegular(_)) => return Observed::Ignored,
-                Err(ReadError::Io(_)) => return Observed::Missing,
-            };
-            // Empty and just modified: a writer between truncate and write.
-            // Not a version yet; it is looked at again once it settles.
-            if bytes.iter().all(|b| b.is_ascii_whitespace()) && modified_within(&meta, RECENT) {
-                return Observed::Settling;
-            }
-            let hash = blake3::hash(&bytes).to_hex().to_string();
-            if let Some(k) = known.filter(|k| k.hash == hash) {
-                return touched_or_unchanged(k, mtime_ns);
-            }
-            let content = parse(rel, &kind, &bytes);
-            Observed::New {
-                hash,
-                size: bytes.len() as u64,
-                mtime_ns,
-                content,
-            }
+            self.observe_protocol(rel, &path, &kind, &meta, known)
         } else {
-            // The size is what was hashed: a writer may have grown the file
-            // since the stat above, and an empty size with a full hash would
-            // make an output look missing for ever.
-            let (hash, size) = match hash_file(&path) {
-                Ok(h) => h,
-                Err(ReadError::NotRegular(_)) => return Observed::Ignored,
-                Err(_) => return Observed::Missing,
-            };
-            if let Some(k) = known.filter(|k| k.hash == hash) {
-                return touched_or_unchanged(k, mtime_ns);
+            observe_plain(&path, mtime_ns, known)
+        }
+    }
+
+    /// A protocol file (status, conflict, decision, gate, request): read
+    /// within the size limit, hashed, parsed.
+    fn observe_protocol(
+        &self,
+        rel: &str,
+        path: &Path,
+        kind: &FileKind,
+        meta: &fs::Metadata,
+        known: Option<&FileEntry>,
+    ) -> Observed {
+        let (size, mtime_ns) = (meta.len(), mtime_ns(meta));
+        if size > self.max_protocol_size {
+            let hash = format!("oversize:{size}:{mtime_ns}");
+            if known.is_some_and(|k| k.hash == hash) {
+                return Observed::Unchanged;
             }
-            Observed::New {
+            let d = Diagnostic::new(
+                rel,
+                None,
+                format!(
+                    "the file is {size} bytes; {} files may be at most {} bytes (set --max-file-size to change the limit)",
+                    kind_name(kind),
+                    self.max_protocol_size
+                ),
+            );
+            return Observed::New {
                 hash,
                 size,
                 mtime_ns,
-                content: FileContent::Plain,
-            }
+                content: FileContent::Rejected { diagnostic: d },
+            };
+        }
+        let bytes = match read_bounded(path, self.max_protocol_size) {
+            Ok(b) => b,
+            // It grew past the limit since the stat above: still being
+            // written; its size is judged once it settles.
+            Err(ReadError::TooLarge { .. }) => return Observed::Settling,
+            // Replaced by a FIFO or the like since the stat: not read.
+            Err(ReadError::NotRegular(_)) => return Observed::Ignored,
+            Err(ReadError::Io(_)) => return Observed::Missing,
+        };
+        // Empty and just modified: a writer between truncate and write.
+        // Not a version yet; it is looked at again once it settles.
+        if bytes.iter().all(|b| b.is_ascii_whitespace()) && modified_within(meta, RECENT) {
+            return Observed::Settling;
+        }
+        let hash = blake3::hash(&bytes).to_hex().to_string();
+        if let Some(k) = known.filter(|k| k.hash == hash) {
+            return touched_or_unchanged(k, mtime_ns);
+        }
+        let content = parse(rel, kind, &bytes);
+        Observed::New {
+            hash,
+            size: bytes.len() as u64,
+            mtime_ns,
+            content,
         }
     }
 
@@ -607,6 +605,27 @@ impl WorkspaceView for DiskView<'_> {
         fs::metadata(self.ingest.root.join(rel))
             .ok()
             .map(|m| m.len())
+    }
+}
+
+/// Any other file: only its presence, size and content hash matter.
+fn observe_plain(path: &Path, mtime_ns: u64, known: Option<&FileEntry>) -> Observed {
+    // The size is what was hashed: a writer may have grown the file since
+    // the stat, and an empty size with a full hash would make an output
+    // look missing for ever.
+    let (hash, size) = match hash_file(path) {
+        Ok(h) => h,
+        Err(ReadError::NotRegular(_)) => return Observed::Ignored,
+        Err(_) => return Observed::Missing,
+    };
+    if let Some(k) = known.filter(|k| k.hash == hash) {
+        return touched_or_unchanged(k, mtime_ns);
+    }
+    Observed::New {
+        hash,
+        size,
+        mtime_ns,
+        content: FileContent::Plain,
     }
 }
 

@@ -181,32 +181,94 @@ fn parse_with_name_line(
     path: &str,
     text: &str,
 ) -> Result<(AgentDef, Option<usize>), Vec<Diagnostic>> {
-    let err = |line: Option<usize>, message: String| vec![Diagnostic::new(path, line, message)];
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let lines: Vec<&str> = text.lines().collect();
-    let is_fence = |l: &str| l.trim_end() == "---";
-
-    if !lines.first().is_some_and(|l| is_fence(l)) {
-        return Err(err(
-            Some(1),
-            "missing front matter: an agent file starts with a `---` line, then YAML with at least `name: <agent>`, then a `---` line, then the agent's role".into(),
-        ));
-    }
-    let Some(close) = lines
-        .iter()
-        .skip(1)
-        .position(|l| is_fence(l))
-        .map(|i| i + 1)
-    else {
-        return Err(err(
-            Some(1),
-            "the front matter opened at line 1 is never closed: add a `---` line after it".into(),
-        ));
+    let file = Sections::of(path, text)?;
+    let map = file.front_matter(path)?;
+    let get = |key: &str| map.get(key).map(without_tag);
+    let mut errors = Vec::new();
+    let name_line = file.key_line("name");
+    let name = agent_name(path, get("name"), name_line, &mut errors);
+    let mut errs = KeyErrors {
+        path,
+        file: &file,
+        errors: &mut errors,
     };
-    let front = lines[1..close].join("\n");
-    // Front matter line k (1-based) is line k + 1 of the file.
-    let key_line = |key: &str| -> Option<usize> {
-        lines[1..close]
+    let command = errs.read(&map, "command", parse_command);
+    let timeout_secs = errs.read(&map, "timeout", parse_timeout);
+    let retries = errs.read(&map, "retries", parse_retries);
+    match name {
+        Some(name) if errors.is_empty() => Ok((
+            AgentDef {
+                name,
+                command,
+                timeout_secs,
+                retries,
+                role: file.role(),
+                path: path.to_string(),
+            },
+            name_line,
+        )),
+        _ => Err(errors),
+    }
+}
+
+/// Where the problems of the optional keys are gathered, each at its
+/// key's line.
+struct KeyErrors<'a> {
+    path: &'a str,
+    file: &'a Sections<'a>,
+    errors: &'a mut Vec<Diagnostic>,
+}
+
+impl KeyErrors<'_> {
+    /// An optional key's value, or `None` (absent, or refused with the
+    /// parser's message).
+    fn read<T>(
+        &mut self,
+        map: &serde_yaml::Mapping,
+        key: &str,
+        parse: fn(&Value) -> Result<Option<T>, String>,
+    ) -> Option<T> {
+        let value = map.get(key).map(without_tag)?;
+        parse(value).unwrap_or_else(|message| {
+            self.errors
+                .push(Diagnostic::new(self.path, self.file.key_line(key), message));
+            None
+        })
+    }
+}
+
+/// An agent file cut at its `---` fences: the front matter's lines and the
+/// role after them.
+struct Sections<'a> {
+    lines: Vec<&'a str>,
+    /// Index of the closing fence.
+    close: usize,
+}
+
+impl<'a> Sections<'a> {
+    fn of(path: &str, text: &'a str) -> Result<Sections<'a>, Vec<Diagnostic>> {
+        let err = |message: &str| vec![Diagnostic::new(path, Some(1), message)];
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let lines: Vec<&str> = text.lines().collect();
+        let is_fence = |l: &str| l.trim_end() == "---";
+        if !lines.first().is_some_and(|l| is_fence(l)) {
+            return Err(err("missing front matter: an agent file starts with a `---` line, then YAML with at least `name: <agent>`, then a `---` line, then the agent's role"));
+        }
+        let close = lines
+            .iter()
+            .skip(1)
+            .position(|l| is_fence(l))
+            .map(|i| i + 1)
+            .ok_or_else(|| {
+                err("the front matter opened at line 1 is never closed: add a `---` line after it")
+            })?;
+        Ok(Sections { lines, close })
+    }
+
+    /// The file's line of a top-level key of the front matter (whose line k
+    /// is line k + 1 of the file).
+    fn key_line(&self, key: &str) -> Option<usize> {
+        self.lines[1..self.close]
             .iter()
             .position(|l| {
                 l.strip_prefix(key)
@@ -214,35 +276,50 @@ fn parse_with_name_line(
                     .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']))
             })
             .map(|i| i + 2)
-    };
+    }
 
-    let value: Value = match serde_yaml::from_str(&front) {
-        Ok(v) => v,
-        Err(e) => {
+    /// The front matter as a YAML mapping (an empty one is allowed here; a
+    /// missing `name` is said by the caller).
+    fn front_matter(&self, path: &str) -> Result<serde_yaml::Mapping, Vec<Diagnostic>> {
+        let front = self.lines[1..self.close].join("\n");
+        let value: Value = serde_yaml::from_str(&front).map_err(|e| {
             // serde_yaml counts from the first front-matter line, the file's line 2.
             let line = e.location().map(|l| l.line() + 1);
-            return Err(err(line, without_position(&e.to_string())));
-        }
-    };
-    let map = match value {
-        Value::Mapping(map) => map,
-        Value::Null => Default::default(),
-        _ => {
-            return Err(err(
+            vec![Diagnostic::new(
+                path,
+                line,
+                without_position(&e.to_string()),
+            )]
+        })?;
+        match value {
+            Value::Mapping(map) => Ok(map),
+            Value::Null => Ok(Default::default()),
+            _ => Err(vec![Diagnostic::new(
+                path,
                 Some(2),
-                "the front matter must be a YAML mapping of keys like `name: coordinator`".into(),
-            ))
+                "the front matter must be a YAML mapping of keys like `name: coordinator`",
+            )]),
         }
-    };
-    let get = |key: &str| map.get(key).map(without_tag);
+    }
 
-    let mut errors = Vec::new();
-    let name_line = key_line("name");
-    let name = match get("name") {
+    /// Everything after the front matter: the agent's role.
+    fn role(&self) -> String {
+        self.lines[self.close + 1..].join("\n").trim().to_string()
+    }
+}
+
+/// The canonical agent a `name:` value names, or why it names none.
+fn agent_name(
+    path: &str,
+    value: Option<&Value>,
+    line: Option<usize>,
+    errors: &mut Vec<Diagnostic>,
+) -> Option<String> {
+    match value {
         None | Some(Value::Null) => {
             errors.push(Diagnostic::new(
                 path,
-                name_line.or(Some(1)),
+                line.or(Some(1)),
                 format!(
                     "missing `name`: the front matter must name the agent, one of {}",
                     AGENTS.join(", ")
@@ -255,7 +332,7 @@ fn parse_with_name_line(
             None => {
                 errors.push(Diagnostic::new(
                     path,
-                    name_line,
+                    line,
                     format!(
                         "unknown agent {}: expected one of {} (or an alias: demand-gen, brand, pipeline, cs, growth)",
                         show(v),
@@ -265,46 +342,6 @@ fn parse_with_name_line(
                 None
             }
         },
-    };
-
-    let command = get("command").and_then(|v| match parse_command(v) {
-        Ok(c) => c,
-        Err(message) => {
-            errors.push(Diagnostic::new(path, key_line("command"), message));
-            None
-        }
-    });
-    let timeout_secs = get("timeout").and_then(|v| match parse_timeout(v) {
-        Ok(t) => t,
-        Err(message) => {
-            errors.push(Diagnostic::new(path, key_line("timeout"), message));
-            None
-        }
-    });
-    let retries = get("retries").and_then(|v| match parse_retries(v) {
-        Ok(r) => r,
-        Err(message) => {
-            errors.push(Diagnostic::new(path, key_line("retries"), message));
-            None
-        }
-    });
-
-    match name {
-        Some(name) if errors.is_empty() => {
-            let role = lines[close + 1..].join("\n").trim().to_string();
-            Ok((
-                AgentDef {
-                    name,
-                    command,
-                    timeout_secs,
-                    retries,
-                    role,
-                    path: path.to_string(),
-                },
-                name_line,
-            ))
-        }
-        _ => Err(errors),
     }
 }
 

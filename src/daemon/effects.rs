@@ -96,25 +96,7 @@ impl crate::apply::Effects for Effects {
                     git.commit(&task, branch.as_deref(), &message, &paths);
                 }
             }
-            Action::RunFinished { run, ok, summary } => {
-                tracing::info!(run = %run, ok, "run finished: {summary}");
-                let ours = engine.run(&run).is_some_and(|r| {
-                    self.follow
-                        .as_ref()
-                        .is_some_and(|(id, _)| *id == r.request.id)
-                });
-                if ours {
-                    self.dirty_runs.insert(run.clone());
-                    self.outcome = Some(if ok {
-                        Outcome::Done { run, summary }
-                    } else {
-                        Outcome::Failed {
-                            run: Some(run),
-                            reason: summary,
-                        }
-                    });
-                }
-            }
+            Action::RunFinished { run, ok, summary } => self.run_finished(engine, run, ok, summary),
         }
         Vec::new()
     }
@@ -128,6 +110,27 @@ impl crate::apply::Effects for Effects {
 }
 
 impl Effects {
+    /// A run ended: the foreground run this gtmd follows ends with it.
+    fn run_finished(&mut self, engine: &Engine, run: String, ok: bool, summary: String) {
+        tracing::info!(run = %run, ok, "run finished: {summary}");
+        let ours = engine.run(&run).is_some_and(|r| {
+            self.follow
+                .as_ref()
+                .is_some_and(|(id, _)| *id == r.request.id)
+        });
+        if ours {
+            self.dirty_runs.insert(run.clone());
+            self.outcome = Some(if ok {
+                Outcome::Done { run, summary }
+            } else {
+                Outcome::Failed {
+                    run: Some(run),
+                    reason: summary,
+                }
+            });
+        }
+    }
+
     /// Give a task to its runner; a start that fails is the task's exit.
     fn start_task(&mut self, engine: &Engine, spec: &TaskSpec) -> Vec<Event> {
         let with_rules = self.with_decision_rules(engine, spec);

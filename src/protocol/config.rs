@@ -175,71 +175,9 @@ fn strip_line_markup(line: &str) -> &str {
 /// Every `Label: value` line and two-column table pair in `body`, with lines
 /// counted from `first_line`.
 fn labelled(body: &str, first_line: usize) -> Vec<Labelled> {
-    // in_targets[line]: the 1-based `line` of `body` lies under a heading that
-    // says "targets" or "goals" (up to the next heading of its level or higher).
-    let line_count = body.lines().count() + 2;
-    let mut marks = vec![0i64; line_count + 1];
-    let secs = sections(body);
-    for (i, s) in secs.iter().enumerate() {
-        let says_targets = words(&s.heading)
-            .iter()
-            .any(|x| matches!(x.as_str(), "target" | "targets" | "goal" | "goals"));
-        if !says_targets {
-            continue;
-        }
-        let end = secs[i + 1..]
-            .iter()
-            .find(|n| n.level <= s.level)
-            .map(|n| n.line)
-            .unwrap_or(line_count)
-            .min(line_count);
-        let start = (s.line + 1).min(line_count);
-        if start < end {
-            marks[start] += 1;
-            marks[end] -= 1;
-        }
-    }
-    let mut depth = 0;
-    let under_targets: Vec<bool> = marks
-        .iter()
-        .map(|m| {
-            depth += m;
-            depth > 0
-        })
-        .collect();
+    let under_targets = targets_sections(body);
     let in_targets = |line: usize| under_targets.get(line).copied().unwrap_or(false);
-    let mut out = Vec::new();
-    let mut in_fence = false;
-    for (i, raw) in body.lines().enumerate() {
-        let trimmed = raw.trim_start();
-        if trimmed.starts_with("```") || trimmed.starts_with("~~~") {
-            in_fence = !in_fence;
-            continue;
-        }
-        if in_fence || trimmed.starts_with('|') {
-            continue;
-        }
-        let t = strip_line_markup(raw).replace("**", "").replace("__", "");
-        // The first `:` followed by a space or the end ("LTV:CAC ratio: 3").
-        let mut split = None;
-        for (j, c) in t.char_indices() {
-            if c == ':' {
-                let rest = &t[j + 1..];
-                if rest.is_empty() || rest.starts_with([' ', '\t']) {
-                    split = Some(j);
-                    break;
-                }
-            }
-        }
-        let Some(j) = split else { continue };
-        let line = first_line + i;
-        out.push(Labelled {
-            label: t[..j].trim().to_string(),
-            value: t[j + 1..].trim().to_string(),
-            line,
-            in_targets_section: in_targets(i + 1),
-        });
-    }
+    let mut out = labelled_lines(body, first_line, &in_targets);
     for table in tables(body) {
         let line = first_line + table.line - 1;
         let in_sec = in_targets(table.line);
@@ -270,6 +208,77 @@ fn labelled(body: &str, first_line: usize) -> Vec<Labelled> {
     out
 }
 
+/// For each 1-based line of `body`: whether it lies under a heading that
+/// says "targets" or "goals" (up to the next heading of its level or higher).
+fn targets_sections(body: &str) -> Vec<bool> {
+    let line_count = body.lines().count() + 2;
+    let mut marks = vec![0i64; line_count + 1];
+    let secs = sections(body);
+    for (i, s) in secs.iter().enumerate() {
+        let says_targets = words(&s.heading)
+            .iter()
+            .any(|x| matches!(x.as_str(), "target" | "targets" | "goal" | "goals"));
+        if !says_targets {
+            continue;
+        }
+        let end = secs[i + 1..]
+            .iter()
+            .find(|n| n.level <= s.level)
+            .map(|n| n.line)
+            .unwrap_or(line_count)
+            .min(line_count);
+        let start = (s.line + 1).min(line_count);
+        if start < end {
+            marks[start] += 1;
+            marks[end] -= 1;
+        }
+    }
+    let mut depth = 0;
+    marks
+        .iter()
+        .map(|m| {
+            depth += m;
+            depth > 0
+        })
+        .collect()
+}
+
+/// `Label: value` lines outside code fences and tables.
+fn labelled_lines(
+    body: &str,
+    first_line: usize,
+    in_targets: &dyn Fn(usize) -> bool,
+) -> Vec<Labelled> {
+    let mut out = Vec::new();
+    let mut in_fence = false;
+    for (i, raw) in body.lines().enumerate() {
+        let trimmed = raw.trim_start();
+        if trimmed.starts_with("```") || trimmed.starts_with("~~~") {
+            in_fence = !in_fence;
+            continue;
+        }
+        if in_fence || trimmed.starts_with('|') {
+            continue;
+        }
+        let t = strip_line_markup(raw).replace("**", "").replace("__", "");
+        // The first `:` followed by a space or the end ("LTV:CAC ratio: 3").
+        let split = t.char_indices().find(|(j, c)| {
+            *c == ':' && {
+                let rest = &t[j + 1..];
+                rest.is_empty() || rest.starts_with([' ', '\t'])
+            }
+        });
+        let Some((j, _)) = split else { continue };
+        out.push(Labelled {
+            label: t[..j].trim().to_string(),
+            value: t[j + 1..].trim().to_string(),
+            line: first_line + i,
+            in_targets_section: in_targets(i + 1),
+        });
+    }
+    out
+}
+
 /// Reads CONFIG.md. Only a monthly budget that is present but not an amount is
 /// an error; everything else is optional.
 pub fn parse_config(path: &str, text: &str) -> Result<BusinessConfig, Diagnostic> {
@@ -283,7 +292,20 @@ pub fn parse_config(path: &str, text: &str) -> Result<BusinessConfig, Diagnostic
     };
 
     let secs = sections(&body);
-    cfg.business_context = match secs
+    cfg.business_context = business_context(&body, &secs);
+    let found = labelled(&body, body_line);
+    if cfg.monthly_budget.is_none() {
+        cfg.monthly_budget = budget_in_text(path, &found, &secs, body_line)?;
+    }
+    for (key, value) in targets_in_text(&found) {
+        cfg.targets.entry(key).or_insert(value);
+    }
+    Ok(cfg)
+}
+
+/// The "Business Context" section, else the text before the first heading.
+fn business_context(body: &str, secs: &[super::markdown::Section]) -> String {
+    match secs
         .iter()
         .find(|s| s.heading.to_lowercase().contains("business context"))
     {
@@ -291,48 +313,57 @@ pub fn parse_config(path: &str, text: &str) -> Result<BusinessConfig, Diagnostic
         None => {
             let end = secs
                 .first()
-                .map(|s| line_start_offset(&body, s.line))
+                .map(|s| line_start_offset(body, s.line))
                 .unwrap_or(body.len());
             body[..end].trim().to_string()
         }
-    };
-
-    let found = labelled(&body, body_line);
-    if cfg.monthly_budget.is_none() {
-        if let Some(l) = found.iter().find(|l| is_budget_label(&words(&l.label))) {
-            match parse_money(&l.value) {
-                Some(v) => cfg.monthly_budget = Some(v),
-                None => {
-                    return Err(Diagnostic::new(
-                        path,
-                        Some(l.line),
-                        format!(
-                            "monthly budget {:?} is not an amount: {MONEY_FORMS}",
-                            l.value
-                        ),
-                    ))
-                }
-            }
-        } else if let Some(s) = secs.iter().find(|s| is_budget_label(&words(&s.heading))) {
-            // "## Monthly budget" with the amount as the section's first line.
-            let first = s.body.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-            match parse_money(strip_line_markup(first)) {
-                Some(v) => cfg.monthly_budget = Some(v),
-                None => {
-                    return Err(Diagnostic::new(
-                        path,
-                        Some(body_line + s.line - 1),
-                        format!(
-                            "the \"{}\" section does not start with an amount: {MONEY_FORMS}",
-                            s.heading
-                        ),
-                    ))
-                }
-            }
-        }
     }
+}
 
-    for l in &found {
+/// The monthly budget from a labelled line (`Monthly budget: $50,000`, a
+/// table row) or a section whose first line is the amount.
+fn budget_in_text(
+    path: &str,
+    found: &[Labelled],
+    secs: &[super::markdown::Section],
+    body_line: usize,
+) -> Result<Option<f64>, Diagnostic> {
+    if let Some(l) = found.iter().find(|l| is_budget_label(&words(&l.label))) {
+        return match parse_money(&l.value) {
+            Some(v) => Ok(Some(v)),
+            None => Err(Diagnostic::new(
+                path,
+                Some(l.line),
+                format!(
+                    "monthly budget {:?} is not an amount: {MONEY_FORMS}",
+                    l.value
+                ),
+            )),
+        };
+    }
+    let Some(s) = secs.iter().find(|s| is_budget_label(&words(&s.heading))) else {
+        return Ok(None);
+    };
+    // "## Monthly budget" with the amount as the section's first line.
+    let first = s.body.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    match parse_money(strip_line_markup(first)) {
+        Some(v) => Ok(Some(v)),
+        None => Err(Diagnostic::new(
+            path,
+            Some(body_line + s.line - 1),
+            format!(
+                "the \"{}\" section does not start with an amount: {MONEY_FORMS}",
+                s.heading
+            ),
+        )),
+    }
+}
+
+/// Numeric targets from labelled lines (`Target CAC: $1,500`), or any
+/// labelled number in a targets section; the first of each key counts.
+fn targets_in_text(found: &[Labelled]) -> Vec<(String, f64)> {
+    let mut out: Vec<(String, f64)> = Vec::new();
+    for l in found {
         let w = words(&l.label);
         if is_budget_label(&w) {
             continue;
@@ -344,15 +375,15 @@ pub fn parse_config(path: &str, text: &str) -> Result<BusinessConfig, Diagnostic
             continue;
         }
         let key = target_key(&w);
-        if key.is_empty() || cfg.targets.contains_key(&key) {
+        if key.is_empty() || out.iter().any(|(k, _)| *k == key) {
             continue;
         }
         // Prose such as "Target customer: mid-market SaaS" is not a number: skip it.
         if let Some(v) = parse_target_number(&l.value) {
-            cfg.targets.insert(key, v);
+            out.push((key, v));
         }
     }
-    Ok(cfg)
+    out
 }
 
 fn line_start_offset(text: &str, line: usize) -> usize {
