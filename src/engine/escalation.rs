@@ -17,6 +17,7 @@ impl Engine {
         out: &mut Vec<Action>,
     ) {
         let st = self
+            .state
             .conflicts
             .entry(path.to_string())
             .or_insert_with(|| ConflictState::new(path, at));
@@ -101,7 +102,7 @@ impl Engine {
         at: Millis,
         out: &mut Vec<Action>,
     ) {
-        let Some(c) = self.conflicts.get_mut(path) else {
+        let Some(c) = self.state.conflicts.get_mut(path) else {
             return;
         };
         if c.closed_at.is_some() {
@@ -150,7 +151,7 @@ impl Engine {
         let FileContent::Conflict { conflict } = content else {
             return;
         };
-        let Some(c) = self.conflicts.get_mut(path).filter(|c| c.withdrawn) else {
+        let Some(c) = self.state.conflicts.get_mut(path).filter(|c| c.withdrawn) else {
             return;
         };
         c.title = conflict.title.clone();
@@ -163,6 +164,7 @@ impl Engine {
         c.closed_by = None;
         c.withdrawn = false;
         let cancelled: Vec<TaskId> = self
+            .state
             .tasks
             .values()
             .filter(|t| {
@@ -219,7 +221,7 @@ impl Engine {
             .map(crate::protocol::escalation::conflict_path);
         let known_conflict = conflict
             .as_ref()
-            .filter(|c| self.conflicts.contains_key(*c) || self.files.contains_key(*c));
+            .filter(|c| self.state.conflicts.contains_key(*c) || self.state.files.contains_key(*c));
         if let (Some(c), None) = (&conflict, known_conflict) {
             problems.push(format!(
                 "it resolves {}, which is no conflict gtmd has seen (open conflicts: {})",
@@ -229,9 +231,10 @@ impl Engine {
         }
         let run = self.active_run().map(|r| r.id.clone());
         // Apply tasks of an earlier version of this decision are superseded.
-        if let Some(old) = self.decisions.get(path) {
+        if let Some(old) = self.state.decisions.get(path) {
             for t in old.tasks.clone() {
                 if self
+                    .state
                     .tasks
                     .get(&t)
                     .is_some_and(|t| t.is_open() && t.state != TaskState::Running)
@@ -243,6 +246,7 @@ impl Engine {
         let mut tasks = Vec::new();
         if let Some(c) = known_conflict.cloned() {
             let st = self
+                .state
                 .conflicts
                 .entry(c.clone())
                 .or_insert_with(|| ConflictState::new(&c, at));
@@ -279,7 +283,7 @@ impl Engine {
                 tasks.push(id);
             }
         }
-        if let Some(c) = known_conflict.and_then(|c| self.conflicts.get_mut(c)) {
+        if let Some(c) = known_conflict.and_then(|c| self.state.conflicts.get_mut(c)) {
             if !tasks.is_empty() && c.closed_at.is_some() && !c.withdrawn {
                 c.closed_at = None;
                 c.closed_by = None;
@@ -336,7 +340,7 @@ impl Engine {
             ),
             out,
         );
-        self.decisions.insert(
+        self.state.decisions.insert(
             path.to_string(),
             DecisionState {
                 path: path.to_string(),
@@ -351,7 +355,8 @@ impl Engine {
     }
 
     pub fn open_conflicts(&self) -> Vec<String> {
-        self.conflicts
+        self.state
+            .conflicts
             .values()
             .filter(|c| c.closed_at.is_none())
             .map(|c| c.path.clone())
@@ -361,11 +366,12 @@ impl Engine {
     /// The decision a conflict stands by: the latest one written that
     /// still names it.
     fn standing_decision(&self, conflict: &str) -> Option<&DecisionState> {
-        self.conflicts
+        self.state
+            .conflicts
             .get(conflict)?
             .decisions
             .iter()
-            .filter_map(|p| self.decisions.get(p))
+            .filter_map(|p| self.state.decisions.get(p))
             .filter(|d| d.resolves.as_deref() == Some(conflict))
             .max_by_key(|d| d.at)
     }
@@ -375,7 +381,7 @@ impl Engine {
     fn applied(&self, d: &DecisionState) -> bool {
         !d.tasks.is_empty()
             && d.tasks.iter().all(|t| {
-                self.tasks.get(t).is_some_and(|t| {
+                self.state.tasks.get(t).is_some_and(|t| {
                     t.state
                         == TaskState::Done {
                             outcome: Outcome::Complete,
@@ -407,6 +413,7 @@ impl Engine {
         out: &mut Vec<Action>,
     ) {
         let Some(conflict) = self
+            .state
             .decisions
             .get(decision)
             .and_then(|d| d.resolves.clone())
@@ -427,7 +434,7 @@ impl Engine {
         at: Millis,
         out: &mut Vec<Action>,
     ) {
-        let complete = self.tasks[task_id].state
+        let complete = self.state.tasks[task_id].state
             == TaskState::Done {
                 outcome: Outcome::Complete,
             };
@@ -448,7 +455,7 @@ impl Engine {
         if self.open_tasks().any(|t| self.reviews(t, conflict)) {
             return;
         }
-        let version = self.conflicts[conflict].versions;
+        let version = self.state.conflicts[conflict].versions;
         self.close(
             conflict,
             decision,
@@ -466,7 +473,7 @@ impl Engine {
         at: Millis,
         out: &mut Vec<Action>,
     ) {
-        let Some(c) = self.conflicts.get_mut(conflict) else {
+        let Some(c) = self.state.conflicts.get_mut(conflict) else {
             return;
         };
         if c.closed_at.is_some() {
@@ -490,7 +497,7 @@ impl Engine {
         line: String,
         out: &mut Vec<Action>,
     ) {
-        if let Some(r) = run.and_then(|r| self.runs.get_mut(&r)) {
+        if let Some(r) = run.and_then(|r| self.state.runs.get_mut(&r)) {
             r.note(at, line);
             out.push(Action::RecordChanged { run: r.id.clone() });
         }

@@ -20,7 +20,7 @@ impl Engine {
                 return;
             }
             _ => {
-                if self.rejected.remove(path).is_some() {
+                if self.state.rejected.remove(path).is_some() {
                     out.push(Action::Notice {
                         level: NoticeLevel::Info,
                         message: format!("{path}: accepted now (it was refused before)"),
@@ -45,10 +45,10 @@ impl Engine {
     }
 
     pub(super) fn refuse(&mut self, d: Diagnostic, at: Millis, out: &mut Vec<Action>) {
-        self.rejected.insert(d.path.clone(), d.clone());
+        self.state.rejected.insert(d.path.clone(), d.clone());
         let ids = self.active_run_ids();
         for id in ids {
-            let r = self.runs.get_mut(&id).unwrap();
+            let r = self.state.runs.get_mut(&id).unwrap();
             r.refused.insert(d.path.clone(), d.clone());
             r.note(at, format!("refused {}", d));
             out.push(Action::RecordChanged { run: id });
@@ -61,10 +61,10 @@ impl Engine {
     pub(super) fn on_output_changed(&mut self, path: &str, at: Millis, out: &mut Vec<Action>) {
         let run_ids = self.active_run_ids();
         for id in run_ids {
-            let Some(phase) = self.runs[&id].current_phase() else {
+            let Some(phase) = self.state.runs[&id].current_phase() else {
                 continue;
             };
-            let waiting: Vec<String> = self.runs[&id]
+            let waiting: Vec<String> = self.state.runs[&id]
                 .steps
                 .values()
                 .filter(|s| {
@@ -76,11 +76,18 @@ impl Engine {
                 let missing = self.missing_step_outputs(&step_id);
                 if missing.is_empty() {
                     self.step_done(&id, &step_id, at, out);
-                } else if let Some(s) = self.runs.get_mut(&id).unwrap().steps.get_mut(&step_id) {
+                } else if let Some(s) = self
+                    .state
+                    .runs
+                    .get_mut(&id)
+                    .unwrap()
+                    .steps
+                    .get_mut(&step_id)
+                {
                     s.state = StepState::AwaitingOutputs { missing };
                 }
             }
-            let r = &self.runs[&id];
+            let r = &self.state.runs[&id];
             if let Some(g) = r.gates.get(&phase) {
                 if g.passed_at.is_none() && g.written && self.is_phase_output(phase, path) {
                     out.push(Action::EvaluateGate {
@@ -93,7 +100,7 @@ impl Engine {
     }
 
     pub(super) fn is_phase_output(&self, phase: u8, path: &str) -> bool {
-        self.playbook.phase(phase).is_some_and(|p| {
+        self.state.playbook.phase(phase).is_some_and(|p| {
             p.steps.iter().any(|s| {
                 s.outputs
                     .iter()
@@ -105,6 +112,7 @@ impl Engine {
     /// The guide's communication table: a hand-off file gives its receiver a task.
     pub(super) fn on_route(&mut self, path: &str, at: Millis, out: &mut Vec<Action>) {
         let routes: Vec<_> = self
+            .state
             .playbook
             .routes
             .iter()
@@ -183,7 +191,7 @@ impl Engine {
                 at,
                 out,
             );
-            self.tasks.get_mut(&id).unwrap().depth = depth;
+            self.state.tasks.get_mut(&id).unwrap().depth = depth;
         }
     }
 }

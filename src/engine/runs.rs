@@ -8,14 +8,14 @@ impl Engine {
     // ---- runs, phases, steps, gates ----
 
     pub(super) fn on_request(&mut self, req: &RunRequest, at: Millis, out: &mut Vec<Action>) {
-        if self.runs.values().any(|r| r.request.id == req.id)
-            || self.refused_requests.iter().any(|r| r.id == req.id)
+        if self.state.runs.values().any(|r| r.request.id == req.id)
+            || self.state.refused_requests.iter().any(|r| r.id == req.id)
         {
             return; // the same request seen again
         }
         match self.validate_request(req) {
             Err(reason) => {
-                self.refused_requests.push(RefusedRequest {
+                self.state.refused_requests.push(RefusedRequest {
                     id: req.id.clone(),
                     reason: reason.clone(),
                     at,
@@ -33,7 +33,7 @@ impl Engine {
     pub(super) fn validate_request(&self, req: &RunRequest) -> Result<Vec<u8>, String> {
         let phases = match &req.kind {
             RunKind::Agent { agent, .. } => {
-                if !self.agents.contains_key(agent) {
+                if !self.state.agents.contains_key(agent) {
                     return Err(format!("unknown agent {agent}"));
                 }
                 return Ok(Vec::new());
@@ -47,7 +47,7 @@ impl Engine {
         sorted.sort_unstable();
         sorted.dedup();
         for p in &sorted {
-            if self.playbook.phase(*p).is_none() {
+            if self.state.playbook.phase(*p).is_none() {
                 return Err(format!("the playbook has no phase {p}"));
             }
         }
@@ -60,8 +60,9 @@ impl Engine {
             ));
         }
         if let Some(name) = &req.scenario {
-            let Some(sc) = self.playbook.scenario(name) else {
+            let Some(sc) = self.state.playbook.scenario(name) else {
                 let names: Vec<&str> = self
+                    .state
                     .playbook
                     .scenarios
                     .iter()
@@ -85,7 +86,7 @@ impl Engine {
         // Inputs that earlier phases, not part of this run, should have produced.
         let mut missing = BTreeSet::new();
         for p in &sorted {
-            for step in &self.playbook.phase(*p).unwrap().steps {
+            for step in &self.state.playbook.phase(*p).unwrap().steps {
                 for input in &step.inputs {
                     let from = self.producing_phase(input);
                     if let Some(from) = from {
@@ -117,9 +118,9 @@ impl Engine {
     /// and phases and steps no active run uses.
     pub fn playbook_change_problems(&self, new: &Playbook) -> Vec<String> {
         let mut problems = Vec::new();
-        for r in self.runs.values().filter(|r| r.is_active()) {
+        for r in self.state.runs.values().filter(|r| r.is_active()) {
             for &number in &r.phases {
-                let Some(old) = self.playbook.phase(number) else {
+                let Some(old) = self.state.playbook.phase(number) else {
                     continue;
                 };
                 let Some(phase) = new.phase(number) else {
@@ -161,7 +162,7 @@ impl Engine {
             let in_active_run = t
                 .run
                 .as_ref()
-                .and_then(|r| self.runs.get(r))
+                .and_then(|r| self.state.runs.get(r))
                 .is_some_and(|r| r.is_active() && r.steps.contains_key(step));
             if !in_active_run && new.step(step).is_none() {
                 problems.push(format!(
@@ -174,7 +175,8 @@ impl Engine {
     }
 
     pub(super) fn producing_phase(&self, path: &str) -> Option<u8> {
-        self.playbook
+        self.state
+            .playbook
             .phases
             .iter()
             .find(|ph| ph.steps.iter().any(|s| s.outputs.iter().any(|o| o == path)))
@@ -188,11 +190,11 @@ impl Engine {
         at: Millis,
         out: &mut Vec<Action>,
     ) {
-        let id = format!("{}-{:03}", date_of(at), self.next_run);
-        self.next_run += 1;
+        let id = format!("{}-{:03}", date_of(at), self.state.next_run);
+        self.state.next_run += 1;
         let mut steps = BTreeMap::new();
         for p in &phases {
-            for s in &self.playbook.phase(*p).unwrap().steps {
+            for s in &self.state.playbook.phase(*p).unwrap().steps {
                 steps.insert(
                     s.id.clone(),
                     StepRecord {
@@ -210,7 +212,7 @@ impl Engine {
             RunKind::Phases { .. } => format!("phases {}", join_nums(&phases)),
             RunKind::Agent { agent, .. } => format!("agent {agent}"),
         };
-        self.runs.insert(
+        self.state.runs.insert(
             id.clone(),
             Run {
                 id: id.clone(),
@@ -254,13 +256,14 @@ impl Engine {
     }
 
     pub(super) fn start_phase(&mut self, run: &str, at: Millis, out: &mut Vec<Action>) {
-        let phase = self.runs[run].current_phase().unwrap();
+        let phase = self.state.runs[run].current_phase().unwrap();
         let name = self
+            .state
             .playbook
             .phase(phase)
             .map(|p| p.name.clone())
             .unwrap_or_default();
-        let r = self.runs.get_mut(run).unwrap();
+        let r = self.state.runs.get_mut(run).unwrap();
         r.note(at, format!("phase {phase} {name} started"));
         out.push(Action::Notice {
             level: NoticeLevel::Info,
@@ -270,16 +273,16 @@ impl Engine {
     }
 
     pub(super) fn start_ready_steps(&mut self, run: &str, at: Millis, out: &mut Vec<Action>) {
-        let Some(phase) = self.runs[run].current_phase() else {
+        let Some(phase) = self.state.runs[run].current_phase() else {
             return;
         };
         // A run's steps are those of its phases when it started; a reload
         // that changes them is refused, so a step missing here is skipped.
-        let Some(steps) = self.playbook.phase(phase).map(|p| p.steps.clone()) else {
+        let Some(steps) = self.state.playbook.phase(phase).map(|p| p.steps.clone()) else {
             return;
         };
         for step in steps {
-            let r = &self.runs[run];
+            let r = &self.state.runs[run];
             if r.steps.get(&step.id).map(|s| &s.state) != Some(&StepState::Waiting) {
                 continue;
             }
@@ -305,6 +308,7 @@ impl Engine {
                 out,
             );
             let s = self
+                .state
                 .runs
                 .get_mut(run)
                 .unwrap()
@@ -317,7 +321,7 @@ impl Engine {
     }
 
     pub(super) fn step_done(&mut self, run: &str, step: &str, at: Millis, out: &mut Vec<Action>) {
-        let Some(r) = self.runs.get_mut(run) else {
+        let Some(r) = self.state.runs.get_mut(run) else {
             return;
         };
         if !r.is_active() {
@@ -340,7 +344,7 @@ impl Engine {
             return;
         }
         self.start_ready_steps(run, at, out);
-        let r = &self.runs[run];
+        let r = &self.state.runs[run];
         let all_done = r
             .steps
             .values()
@@ -352,7 +356,7 @@ impl Engine {
     }
 
     pub(super) fn open_gate(&mut self, run: &str, phase: u8, at: Millis, out: &mut Vec<Action>) {
-        let Some(p) = self.playbook.phase(phase) else {
+        let Some(p) = self.state.playbook.phase(phase) else {
             return;
         };
         let path = gate_path(p);
@@ -362,7 +366,7 @@ impl Engine {
             .iter()
             .map(|c| (c.clone(), false))
             .collect();
-        let r = self.runs.get_mut(run).unwrap();
+        let r = self.state.runs.get_mut(run).unwrap();
         r.gates.insert(
             phase,
             GateState {
@@ -390,7 +394,7 @@ impl Engine {
         at: Millis,
         out: &mut Vec<Action>,
     ) {
-        let Some(r) = self.runs.get_mut(run) else {
+        let Some(r) = self.state.runs.get_mut(run) else {
             return;
         };
         if !r.is_active() {
@@ -405,7 +409,12 @@ impl Engine {
         let changed = g.checks.as_deref() != Some(checks);
         g.checks = Some(checks.to_vec());
         let first = !g.written;
-        if let Some(p) = self.playbook.phase(phase).filter(|_| changed || first) {
+        if let Some(p) = self
+            .state
+            .playbook
+            .phase(phase)
+            .filter(|_| changed || first)
+        {
             g.written = true;
             out.push(Action::WriteFile {
                 path: g.path.clone(),
@@ -461,7 +470,7 @@ impl Engine {
     ) {
         let ids = self.active_run_ids();
         for id in ids {
-            let r = self.runs.get_mut(&id).unwrap();
+            let r = self.state.runs.get_mut(&id).unwrap();
             let Some(g) = r.gates.values_mut().find(|g| g.path == path) else {
                 continue;
             };
@@ -469,6 +478,7 @@ impl Engine {
                 continue;
             }
             let playbook_items: Vec<String> = self
+                .state
                 .playbook
                 .phase(g.phase)
                 .map(|p| p.gate.checklist.clone())
@@ -480,7 +490,7 @@ impl Engine {
                 // Edited into something that is no gate any more: say so, and
                 // put the gate back as it was (ticks kept) for the coordinator.
                 let phase = g.phase;
-                let Some(p) = self.playbook.phase(phase) else {
+                let Some(p) = self.state.playbook.phase(phase) else {
                     continue;
                 };
                 let contents = render_gate(p, g, &id);
@@ -516,7 +526,7 @@ impl Engine {
                     merged.push((b.text.clone(), b.checked));
                 }
             }
-            let r = self.runs.get_mut(&id).unwrap();
+            let r = self.state.runs.get_mut(&id).unwrap();
             let g = r.gates.values_mut().find(|g| g.path == path).unwrap();
             g.boxes = merged;
             let phase = g.phase;
@@ -531,7 +541,7 @@ impl Engine {
         at: Millis,
         out: &mut Vec<Action>,
     ) {
-        let r = self.runs.get_mut(run).unwrap();
+        let r = self.state.runs.get_mut(run).unwrap();
         let g = r.gates.get_mut(&phase).unwrap();
         let checks_pass = g
             .checks
@@ -560,7 +570,7 @@ impl Engine {
         for t in review {
             self.end_task(&t, Outcome::Complete, at, out);
         }
-        let r = self.runs.get_mut(run).unwrap();
+        let r = self.state.runs.get_mut(run).unwrap();
         r.current += 1;
         if r.current < r.phases.len() {
             self.start_phase(run, at, out);
@@ -585,9 +595,9 @@ impl Engine {
     ) {
         let why = reason.map(|r| format!(": {r}")).unwrap_or_default();
         if let CancelTarget::Task { task } = target {
-            if let Some(t) = self.tasks.get(task).filter(|t| t.is_open()) {
+            if let Some(t) = self.state.tasks.get(task).filter(|t| t.is_open()) {
                 if let Some(run) = t.run.clone() {
-                    if let Some(r) = self.runs.get_mut(&run) {
+                    if let Some(r) = self.state.runs.get_mut(&run) {
                         r.note(at, format!("task {task} cancelled{why}"));
                     }
                 }
@@ -595,7 +605,7 @@ impl Engine {
         }
         // The run first: an agent run would otherwise end as failed with its task.
         if let CancelTarget::Run { run } = target {
-            if let Some(r) = self.runs.get_mut(run) {
+            if let Some(r) = self.state.runs.get_mut(run) {
                 if r.is_active() {
                     r.state = RunState::Cancelled;
                     r.ended_at = Some(at);
@@ -612,6 +622,7 @@ impl Engine {
         let ids: Vec<TaskId> = match target {
             CancelTarget::Task { task } => vec![task.clone()],
             CancelTarget::Run { run } => self
+                .state
                 .tasks
                 .values()
                 .filter(|t| t.run.as_deref() == Some(run.as_str()))
@@ -619,7 +630,7 @@ impl Engine {
                 .collect(),
         };
         for id in ids {
-            let Some(t) = self.tasks.get(&id) else {
+            let Some(t) = self.state.tasks.get(&id) else {
                 continue;
             };
             if !t.is_open() {

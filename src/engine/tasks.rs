@@ -48,7 +48,7 @@ impl Engine {
         };
         self.check_phase(path, report, &task_id, at, out);
         self.mutate_task(&task_id, |t| t.last_status = Some(report.status));
-        if !self.tasks[&task_id].is_open() {
+        if !self.state.tasks[&task_id].is_open() {
             // A late report for a task that already ended (its process exit came first).
             return;
         }
@@ -98,7 +98,7 @@ impl Engine {
         if report.task_id.is_none() {
             return;
         }
-        let actual = self.tasks[task_id].phase;
+        let actual = self.state.tasks[task_id].phase;
         let given = match (&report.unknown_phase, report.phase) {
             (Some(raw), _) => format!("phase {raw}, which is not a phase,"),
             (None, Some(p)) if actual != Some(p) => format!("phase {p}"),
@@ -126,7 +126,7 @@ impl Engine {
         report: &StatusReport,
         out: &mut Vec<Action>,
     ) {
-        let t = &self.tasks[task_id];
+        let t = &self.state.tasks[task_id];
         if t.state
             != (TaskState::Done {
                 outcome: Outcome::Complete,
@@ -143,8 +143,8 @@ impl Engine {
             TaskKind::ConflictReview { conflict } => paths.push(conflict.clone()),
             _ => {}
         }
-        let step = t.step.as_deref().and_then(|s| self.playbook.step(s));
-        let phase = t.phase.and_then(|p| self.playbook.phase(p));
+        let step = t.step.as_deref().and_then(|s| self.state.playbook.step(s));
+        let phase = t.phase.and_then(|p| self.state.playbook.phase(p));
         out.push(Action::Commit {
             task: t.id.clone(),
             agent: t.agent.clone(),
@@ -167,6 +167,7 @@ impl Engine {
     pub(super) fn match_task(&self, report: &StatusReport) -> Option<TaskId> {
         if let Some(id) = &report.task_id {
             return self
+                .state
                 .tasks
                 .get(id)
                 .filter(|t| t.agent == report.agent)
@@ -195,7 +196,7 @@ impl Engine {
     }
 
     pub(super) fn complete_task(&mut self, task_id: &str, at: Millis, out: &mut Vec<Action>) {
-        let t = &self.tasks[task_id];
+        let t = &self.state.tasks[task_id];
         let (run, step) = (t.run.clone(), t.step.clone());
         let missing = match &step {
             Some(s) => self.missing_step_outputs(s),
@@ -218,17 +219,22 @@ impl Engine {
             let (Some(run), Some(step)) = (run, step) else {
                 return;
             };
-            if let Some(s) = self.runs.get_mut(&run).and_then(|r| r.steps.get_mut(&step)) {
+            if let Some(s) = self
+                .state
+                .runs
+                .get_mut(&run)
+                .and_then(|r| r.steps.get_mut(&step))
+            {
                 s.state = StepState::AwaitingOutputs {
                     missing: missing.clone(),
                 };
             }
-            let agent = self.tasks[task_id].agent.clone();
+            let agent = self.state.tasks[task_id].agent.clone();
             self.new_task(
                 NewTask {
                     agent: "coordinator".into(),
                     run: Some(run.clone()),
-                    phase: self.tasks[task_id].phase,
+                    phase: self.state.tasks[task_id].phase,
                     step: None,
                     kind: TaskKind::MissingOutputs {
                         step: step.clone(),
@@ -257,8 +263,13 @@ impl Engine {
         at: Millis,
         out: &mut Vec<Action>,
     ) {
-        let t = &self.tasks[task_id];
-        let retries = self.agents.get(&t.agent).map(|a| a.retries).unwrap_or(0);
+        let t = &self.state.tasks[task_id];
+        let retries = self
+            .state
+            .agents
+            .get(&t.agent)
+            .map(|a| a.retries)
+            .unwrap_or(0);
         if t.attempt <= retries {
             let delay_ms = backoff_ms(t.attempt);
             let attempt = t.attempt;
@@ -303,7 +314,7 @@ impl Engine {
         at: Millis,
         out: &mut Vec<Action>,
     ) {
-        let t = self.tasks[task_id].clone();
+        let t = self.state.tasks[task_id].clone();
         if t.agent == "coordinator" && matches!(t.kind, TaskKind::Escalation { .. }) {
             // Escalating an escalation would loop; say it instead.
             out.push(Action::Notice {
@@ -343,15 +354,15 @@ impl Engine {
             t.state = TaskState::Done { outcome };
             t.ended_at = Some(at);
         });
-        let t = &self.tasks[task_id];
+        let t = &self.state.tasks[task_id];
         out.push(Action::TaskEnded {
             task: task_id.to_string(),
             agent: t.agent.clone(),
             outcome: label.clone(),
             duration_ms: t.started_at.map(|s| at.saturating_sub(s)),
         });
-        let agent = self.tasks[task_id].agent.clone();
-        let has_command = self.agents.get(&agent).is_some_and(|a| a.has_command);
+        let agent = self.state.tasks[task_id].agent.clone();
+        let has_command = self.state.agents.get(&agent).is_some_and(|a| a.has_command);
         if !has_command {
             out.push(Action::CloseInbox {
                 agent,
@@ -359,7 +370,7 @@ impl Engine {
             });
         }
         // A process still running may read its prompt: the files go at its exit.
-        if !self.tasks[task_id].process_alive {
+        if !self.state.tasks[task_id].process_alive {
             out.push(Action::DropTaskFiles {
                 task: task_id.to_string(),
             });
@@ -375,10 +386,10 @@ impl Engine {
         what: String,
         out: &mut Vec<Action>,
     ) {
-        let t = &self.tasks[task_id];
+        let t = &self.state.tasks[task_id];
         if let Some(run) = t.run.clone() {
             let line = format!("{} {}: {}", t.id, t.agent, what);
-            if let Some(r) = self.runs.get_mut(&run) {
+            if let Some(r) = self.state.runs.get_mut(&run) {
                 r.note(at, line);
                 out.push(Action::RecordChanged { run });
             }
@@ -388,7 +399,7 @@ impl Engine {
     /// An agent run ends with its only task; a decision's last apply task,
     /// or a review upholding an applied decision, closes its conflict.
     pub(super) fn on_task_ended(&mut self, task_id: &str, at: Millis, out: &mut Vec<Action>) {
-        match self.tasks[task_id].kind.clone() {
+        match self.state.tasks[task_id].kind.clone() {
             TaskKind::ApplyDecision { decision, .. } => {
                 self.maybe_close_conflict(&decision, at, out)
             }
@@ -397,13 +408,13 @@ impl Engine {
             }
             _ => {}
         }
-        let t = &self.tasks[task_id];
+        let t = &self.state.tasks[task_id];
         let Some(run) = t.run.clone() else { return };
         let TaskState::Done { outcome } = &t.state else {
             return;
         };
         let outcome = outcome.clone();
-        let r = self.runs.get_mut(&run).unwrap();
+        let r = self.state.runs.get_mut(&run).unwrap();
         if !r.is_active() || !r.phases.is_empty() || t.kind != TaskKind::Adhoc {
             return;
         }
@@ -428,8 +439,9 @@ impl Engine {
     /// the journal last said of them. Tasks still running wait for
     /// [`Engine::on_caught_up`], after the scan has read what they wrote.
     pub(super) fn on_restarted(&mut self, at: Millis, out: &mut Vec<Action>) {
-        self.catching_up = true;
+        self.state.catching_up = true;
         let alive: Vec<TaskId> = self
+            .state
             .tasks
             .values()
             .filter(|t| t.process_alive)
@@ -437,7 +449,7 @@ impl Engine {
             .collect();
         for id in &alive {
             self.mutate_task(id, |t| t.process_alive = false);
-            if self.tasks[id].state == TaskState::Running {
+            if self.state.tasks[id].state == TaskState::Running {
                 self.log_task(id, at, "interrupted: gtmd stopped while it ran".into(), out);
             }
         }
@@ -448,7 +460,7 @@ impl Engine {
     /// attempt, as the interruption was not the agent's failure), and is
     /// handed to its person again (the inbox file rewritten) if not.
     pub(super) fn on_caught_up(&mut self, at: Millis, out: &mut Vec<Action>) {
-        self.catching_up = false;
+        self.state.catching_up = false;
         let running: Vec<TaskId> = self
             .open_tasks()
             .filter(|t| t.state == TaskState::Running)
@@ -456,15 +468,15 @@ impl Engine {
             .collect();
         let (mut rerun, mut resumed) = (Vec::new(), Vec::new());
         for id in running {
-            let agent = self.tasks[&id].agent.clone();
-            if self.agents.get(&agent).is_some_and(|a| a.has_command) {
+            let agent = self.state.tasks[&id].agent.clone();
+            if self.state.agents.get(&agent).is_some_and(|a| a.has_command) {
                 self.mutate_task(&id, |t| t.state = TaskState::Queued);
                 self.log_task(&id, at, "runs again after a restart".into(), out);
                 rerun.push(id);
             } else {
                 self.log_task(&id, at, "still in the inbox after a restart".into(), out);
                 out.push(Action::StartTask {
-                    task: self.spec_for(&self.tasks[&id]),
+                    task: self.spec_for(&self.state.tasks[&id]),
                 });
                 resumed.push(id);
             }
@@ -503,7 +515,7 @@ impl Engine {
         {
             return;
         }
-        let t = &self.tasks[task_id];
+        let t = &self.state.tasks[task_id];
         if !t.is_open() {
             // Ended earlier (its status came first): now nothing reads its files.
             out.push(Action::DropTaskFiles {
@@ -548,7 +560,7 @@ impl Engine {
     /// loaded while one of its tasks was open, which a reload refuses
     /// ([`Engine::playbook_change_problems`]); its outputs are then unknown.
     pub(super) fn step_def(&self, id: &str) -> Option<&Step> {
-        self.playbook.step(id).map(|(_, s)| s)
+        self.state.playbook.step(id).map(|(_, s)| s)
     }
 
     /// The outputs of a step that are missing or empty.
@@ -572,8 +584,8 @@ impl Engine {
             TaskKind::RouteLoop { .. } => "handoff-loop".into(),
             TaskKind::Adhoc => short_name(&n.agent).to_string(),
         };
-        let id = format!("t{:04}-{label}", self.next_task);
-        self.next_task += 1;
+        let id = format!("t{:04}-{label}", self.state.next_task);
+        self.state.next_task += 1;
         let task = Task {
             id: id.clone(),
             agent: n.agent,
@@ -593,85 +605,44 @@ impl Engine {
             last_status: None,
             blockers: Vec::new(),
             depth: 0,
-            seq: self.next_task - 1,
+            seq: self.state.next_task - 1,
         };
-        let facts = Facts::of(&task);
-        self.tasks.insert(id.clone(), task);
-        self.reindex(&id, Facts::NONE, facts);
+        self.insert_task(task);
         self.log_task(&id, at, "queued".into(), out);
         id
     }
 
     pub(super) fn agent_busy(&self, agent: &str) -> bool {
-        self.busy.get(agent).is_some_and(|n| *n > 0)
-    }
-
-    /// Change a task, keeping the derived indexes in step.
-    pub(super) fn mutate_task<R>(&mut self, id: &str, f: impl FnOnce(&mut Task) -> R) -> Option<R> {
-        let t = self.tasks.get_mut(id)?;
-        let before = Facts::of(t);
-        let r = f(t);
-        let after = Facts::of(t);
-        if before != after {
-            self.reindex(id, before, after);
-        }
-        Some(r)
-    }
-
-    pub(super) fn reindex(&mut self, id: &str, before: Facts, after: Facts) {
-        let t = &self.tasks[id];
-        let (agent, seq) = (t.agent.clone(), t.seq);
-        if before.open != after.open {
-            if after.open {
-                self.open.insert(seq, id.to_string());
-            } else {
-                self.open.remove(&seq);
-            }
-        }
-        if before.queued != after.queued {
-            let q = self.queues.entry(agent.clone()).or_default();
-            if after.queued {
-                q.insert(seq, id.to_string());
-            } else {
-                q.remove(&seq);
-            }
-        }
-        if before.busy != after.busy {
-            let n = self.busy.entry(agent).or_default();
-            if after.busy {
-                *n += 1;
-            } else {
-                *n = n.saturating_sub(1);
-            }
-        }
+        self.index.busy.get(agent).is_some_and(|n| *n > 0)
     }
 
     /// Tasks not yet done, oldest first.
     pub(super) fn open_tasks(&self) -> impl Iterator<Item = &Task> {
-        self.open.values().map(|id| &self.tasks[id])
+        self.index.open.values().map(|id| &self.state.tasks[id])
     }
 
     /// One task at a time per agent, oldest first. Nothing starts while the
     /// start-up scan is handled: a task that ran when gtmd stopped may have
     /// ended meanwhile, and only the scan can tell.
     pub(super) fn dispatch(&mut self, at: Millis, out: &mut Vec<Action>) {
-        if self.catching_up {
+        if self.state.catching_up {
             return;
         }
         let next: Vec<(String, TaskId)> = self
+            .index
             .queues
             .iter()
             .filter(|(agent, q)| !q.is_empty() && !self.agent_busy(agent))
             .filter_map(|(agent, q)| q.values().next().map(|id| (agent.clone(), id.clone())))
             .collect();
         for (agent, id) in next {
-            let has_command = self.agents.get(&agent).is_some_and(|a| a.has_command);
+            let has_command = self.state.agents.get(&agent).is_some_and(|a| a.has_command);
             self.mutate_task(&id, |t| {
                 t.state = TaskState::Running;
                 t.started_at.get_or_insert(at);
                 t.process_alive = has_command;
             });
-            let spec = self.spec_for(&self.tasks[&id]);
+            let spec = self.spec_for(&self.state.tasks[&id]);
             let attempt = spec.attempt;
             self.log_task(
                 &id,
@@ -689,15 +660,17 @@ impl Engine {
 
     pub(super) fn spec_for(&self, t: &Task) -> TaskSpec {
         let step = t.step.as_deref().and_then(|s| self.step_def(s));
-        let run = t.run.as_deref().and_then(|r| self.runs.get(r));
+        let run = t.run.as_deref().and_then(|r| self.state.runs.get(r));
         let context = self
+            .state
             .playbook
             .routes
             .iter()
             .filter(|r| r.kind == RouteKind::Context && (r.to == "all" || r.to == t.agent))
             .flat_map(|r| {
                 let prefix = r.path.trim_end_matches('*').to_string();
-                self.files
+                self.state
+                    .files
                     .range(prefix.clone()..)
                     .take_while(move |(p, _)| p.starts_with(&prefix))
                     .filter(|(_, f)| f.size > 0)
@@ -712,7 +685,7 @@ impl Engine {
             phase: t.phase,
             phase_name: t
                 .phase
-                .and_then(|p| self.playbook.phase(p))
+                .and_then(|p| self.state.playbook.phase(p))
                 .map(|p| p.name.clone()),
             step: t.step.clone(),
             text: t.text.clone(),

@@ -1764,3 +1764,30 @@ fn a_status_naming_its_task_takes_the_tasks_phase_and_warns_when_it_says_otherwi
     assert!(warnings(&out).is_empty(), "{out:?}");
     assert_eq!(b.e.task(&task).unwrap().state, done);
 }
+
+// ---- snapshots ----
+
+#[test]
+fn a_snapshot_without_configuration_or_catching_up_restores_with_the_current_configuration() {
+    let mut b = Bus::new();
+    b.request(&[1], None, false);
+    b.finish_step("gtm-strategy");
+    let mut json = serde_json::to_value(b.e.snapshot()).unwrap();
+    let fields = json.as_object_mut().unwrap();
+    assert!(
+        fields["playbook"]["phases"].is_array(),
+        "the playbook as itself"
+    );
+    assert!(fields["agents"]["coordinator"].is_object());
+    // A snapshot written before these were journaled.
+    for old in ["playbook", "agents", "catching_up"] {
+        fields.remove(old);
+    }
+    let state: EngineState = serde_json::from_value(json).unwrap();
+    let restored = Engine::restore(Playbook::default_playbook(), policies(true, 1), state);
+    assert_eq!(restored.digest(), b.e.digest());
+    assert_eq!(
+        serde_json::to_string(&restored.snapshot()).unwrap(),
+        serde_json::to_string(&b.e.snapshot()).unwrap()
+    );
+}
