@@ -1,27 +1,56 @@
 //! The protocol engine: `(state, event) → (state, actions)`, with no I/O, no
 //! clock and no async.
 //!
-//! This is where the guide's rules live: phases start when the previous gate
-//! passes, steps start when their dependencies are done, a `complete` status
-//! finishes a step only when its outputs exist, failures are retried then
-//! escalated, gates pass when every box is ticked and every automatic check
-//! passes. Keeping it pure makes every rule a fast unit test and makes crash
-//! recovery "replay the journal into a fresh engine".
+//! This is where the guide's rules live. Keeping it pure makes every rule a
+//! fast unit test and makes crash recovery "replay the journal into a fresh
+//! engine". [`Engine::handle`] takes each event to its rule, one module per
+//! idea:
+//!
+//! - `requests`: the execution modes and scenario validation a run request
+//!   must pass; cancelling a task or a run.
+//! - `phases`: a phase's steps start as their dependencies are done; a step
+//!   is done when its task completes and its outputs exist.
+//! - `gates`: a gate opens when its phase's steps are done and holds the
+//!   next phase until every box is ticked and every automatic check passes
+//!   (`gate_file` renders the file the coordinator ticks).
+//! - `status`: a status file answers its task, by `task_id` or by agent.
+//! - `completion`: complete, failed and retried with a backoff, escalated
+//!   to the coordinator, cancelled.
+//! - `dispatch`: one task at a time per agent, oldest first.
+//! - `escalation`: a conflict gets a review per version, a decision gives
+//!   each affected agent a task, and the conflict closes once they are done.
+//! - `routes`: the communication table's hand-offs, and the chain limit.
+//! - `files`: what a file version sets off; each version acted on once.
+//! - `restart`: tasks a restart interrupted run again or stay in the inbox.
+//! - `reload`: what a new playbook may not change under work in progress.
+//! - `history`: the lines of a run's record.
+//! - `state`: the durable state a snapshot holds, its indexes, its digest;
+//!   `model`: the vocabulary (events, actions, tasks, runs, conflicts).
 
+mod completion;
+mod dispatch;
 mod escalation;
 mod files;
-mod gate;
+mod gate_file;
+mod gates;
+mod history;
 mod model;
-mod runs;
+mod phases;
+mod reload;
+mod requests;
+mod restart;
+mod routes;
 mod state;
-mod tasks;
+mod status;
 #[cfg(test)]
 mod tests;
 
-pub use gate::{gate_path, render_gate};
+pub use completion::backoff_ms;
+pub use gate_file::{gate_path, render_gate};
 pub use model::*;
 pub use state::{EngineState, DIGEST_SCHEME};
 
+use dispatch::NewTask;
 use state::Index;
 
 use crate::diagnostic::Diagnostic;
@@ -144,108 +173,6 @@ impl Engine {
         self.state.catching_up
     }
 
-    /// A file is present when it exists and is non-empty; a directory output
-    /// (`dir/`) when at least one non-empty file lies under it.
-    pub fn output_present(&self, output: &str) -> bool {
-        if output.ends_with('/') {
-            self.state
-                .files
-                .range(output.to_string()..)
-                .take_while(|(p, _)| p.starts_with(output))
-                .any(|(_, f)| f.size > 0)
-        } else {
-            self.state.files.get(output).is_some_and(|f| f.size > 0)
-        }
-    }
-
-    fn missing_outputs(&self, outputs: &[String]) -> Vec<String> {
-        outputs
-            .iter()
-            .filter(|o| !self.output_present(o))
-            .cloned()
-            .collect()
-    }
-
-    /// A run is stalled when it is active and nothing can move it: no task
-    /// queued, running, or waiting for a retry, anywhere.
-    pub fn stalled(&self, run: &str) -> Option<String> {
-        let r = self.state.runs.get(run)?;
-        if !r.is_active() {
-            return None;
-        }
-        let moving = self.open_tasks().any(|t| {
-            matches!(
-                t.state,
-                TaskState::Queued | TaskState::Running | TaskState::RetryWait
-            )
-        });
-        if moving {
-            return None;
-        }
-        Some(self.explain_wait(r))
-    }
-
-    /// Why a run is not finished, in one paragraph.
-    pub fn explain_wait(&self, r: &Run) -> String {
-        let mut why = Vec::new();
-        if let Some(phase) = r.current_phase() {
-            for s in r.steps.values().filter(|s| s.phase == phase) {
-                match &s.state {
-                    StepState::Done => {}
-                    StepState::AwaitingOutputs { missing } => {
-                        why.push(format!("step {} is missing {}", s.id, missing.join(", ")))
-                    }
-                    StepState::Active { task } => {
-                        let state = self
-                            .state
-                            .tasks
-                            .get(task)
-                            .map(|t| match &t.state {
-                                TaskState::Done { outcome } => outcome.label(),
-                                TaskState::Blocked => {
-                                    format!("blocked: {}", t.blockers.join("; "))
-                                }
-                                other => format!("{other:?}").to_lowercase(),
-                            })
-                            .unwrap_or_default();
-                        why.push(format!("step {} ({}) is {}", s.id, task, state));
-                    }
-                    StepState::Waiting => why.push(format!("step {} has not started", s.id)),
-                }
-            }
-            if let Some(g) = r.gates.get(&phase) {
-                if g.passed_at.is_none() {
-                    let unticked: Vec<&str> = g
-                        .boxes
-                        .iter()
-                        .filter(|(_, t)| !t)
-                        .map(|(s, _)| s.as_str())
-                        .collect();
-                    if !unticked.is_empty() {
-                        why.push(format!(
-                            "gate {} has {} unticked box(es), first: \"{}\"",
-                            g.path,
-                            unticked.len(),
-                            unticked[0]
-                        ));
-                    }
-                    if let Some(checks) = &g.checks {
-                        for c in checks.iter().filter(|c| !c.passed) {
-                            why.push(format!("gate check failed: {}: {}", c.name, c.detail));
-                        }
-                    }
-                }
-            }
-        }
-        if why.is_empty() {
-            "nothing is running and nothing is left to start".to_string()
-        } else {
-            why.join("; ")
-        }
-    }
-
-    // ---- the one entry point ----
-
     /// Apply one event; return what the daemon must do about it.
     pub fn handle(&mut self, event: &Event) -> Vec<Action> {
         let mut out = Vec::new();
@@ -259,46 +186,12 @@ impl Engine {
                 content,
                 ..
             } => {
-                // The same version again (a replayed or duplicated event) changes nothing.
-                if self.state.files.get(path).is_some_and(|f| f.hash == *hash) {
-                    self.dispatch(at, &mut out);
-                    return out;
-                }
-                self.set_file(
-                    path,
-                    Some(FileEntry {
-                        hash: hash.clone(),
-                        size: *size,
-                        mtime_ns: *mtime_ns,
-                    }),
-                );
-                let reactive = !matches!(content, FileContent::Plain)
-                    || self
-                        .state
-                        .playbook
-                        .routes
-                        .iter()
-                        .any(|r| route_matches(&r.path, path));
-                // A gate file is read whatever content it has had before: it
-                // is gtmd's own file, and an old copy put back must be
-                // answered (rewritten) rather than taken as done.
-                let gate = matches!(content, FileContent::Gate { .. });
-                if reactive && !gate && !self.mark_acted(path, hash) {
-                    // Already acted on; only whether it is refused may change.
-                    match content {
-                        FileContent::Rejected { diagnostic } => {
-                            self.state.rejected.insert(path.clone(), diagnostic.clone());
-                        }
-                        _ => {
-                            self.state.rejected.remove(path);
-                        }
-                    }
-                    self.on_output_changed(path, at, &mut out);
-                    self.on_conflict_file_back(path, content, at, &mut out);
-                    self.dispatch(at, &mut out);
-                    return out;
-                }
-                self.on_file(path, content, at, &mut out);
+                let entry = FileEntry {
+                    hash: hash.clone(),
+                    size: *size,
+                    mtime_ns: *mtime_ns,
+                };
+                self.on_file_changed(path, entry, content, at, &mut out);
             }
             Event::FileTouched { path, mtime_ns, .. } => {
                 if let Some(f) = self.state.files.get(path) {
@@ -315,14 +208,7 @@ impl Engine {
             }
             Event::RunRequested { request, .. } => self.on_request(request, at, &mut out),
             Event::TaskExited { task, exit, .. } => self.on_exit(task, exit, at, &mut out),
-            Event::RetryDue { task, .. } => {
-                self.mutate_task(task, |t| {
-                    if t.state == TaskState::RetryWait {
-                        t.state = TaskState::Queued;
-                        t.attempt += 1;
-                    }
-                });
-            }
+            Event::RetryDue { task, .. } => self.on_retry_due(task),
             Event::GateEvaluated {
                 run, phase, checks, ..
             } => self.on_gate_evaluated(run, *phase, checks, at, &mut out),
@@ -347,49 +233,6 @@ impl Engine {
         }
         self.dispatch(at, &mut out);
         out
-    }
-}
-
-struct NewTask {
-    agent: String,
-    run: Option<RunId>,
-    phase: Option<u8>,
-    step: Option<String>,
-    kind: TaskKind,
-    text: String,
-    trigger: String,
-    details: Vec<String>,
-}
-
-/// Exponential backoff for retries: 1 s, 2 s, 4 s, ... capped at 60 s.
-pub fn backoff_ms(attempt: u32) -> u64 {
-    1000u64
-        .saturating_mul(1 << attempt.saturating_sub(1).min(6))
-        .min(60_000)
-}
-
-fn route_matches(pattern: &str, path: &str) -> bool {
-    match pattern.strip_suffix('*') {
-        Some(prefix) => path.starts_with(prefix),
-        None => pattern == path,
-    }
-}
-
-fn same_item(a: &str, b: &str) -> bool {
-    let norm = |s: &str| {
-        s.split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
-            .to_lowercase()
-    };
-    norm(a) == norm(b)
-}
-
-fn capitalise(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
-        None => String::new(),
     }
 }
 
