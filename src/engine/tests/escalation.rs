@@ -184,29 +184,13 @@ fn a_review_does_not_close_a_conflict_before_its_changed_decision_is_applied() {
     assert_eq!(b.e.open_conflicts(), vec!["conflicts/other.md"]);
 }
 
+/// A version of a conflict file, titled by its path and hash.
 fn conflict_version(b: &mut Bus, path: &str, hash: &str) -> Vec<Action> {
-    let at = b.at();
-    b.send(Event::FileChanged {
-        path: path.into(),
-        hash: hash.into(),
-        size: 10,
-        mtime_ns: 0,
-        at,
-        content: FileContent::Conflict {
-            conflict: crate::protocol::escalation::Conflict {
-                title: format!("{path} at {hash}"),
-                ..Default::default()
-            },
-        },
-    })
-}
-
-fn remove(b: &mut Bus, path: &str) -> Vec<Action> {
-    let at = b.at();
-    b.send(Event::FileRemoved {
-        path: path.into(),
-        at,
-    })
+    let conflict = crate::protocol::escalation::Conflict {
+        title: format!("{path} at {hash}"),
+        ..Default::default()
+    };
+    b.version(path, hash, FileContent::Conflict { conflict })
 }
 
 #[test]
@@ -225,7 +209,7 @@ fn a_conflict_whose_file_is_removed_is_withdrawn_and_its_queued_review_cancelled
         "one coordinator task at a time"
     );
 
-    let out = remove(&mut b, "conflicts/b.md");
+    let out = b.remove("conflicts/b.md");
     let c = &b.e.conflicts()["conflicts/b.md"];
     assert!(c.withdrawn && c.closed_at.is_some(), "{c:?}");
     assert_eq!(c.closed_by.as_deref(), Some(WITHDRAWN));
@@ -242,7 +226,7 @@ fn a_conflict_whose_file_is_removed_is_withdrawn_and_its_queued_review_cancelled
     );
 
     // A running review is left to finish.
-    remove(&mut b, "conflicts/a.md");
+    b.remove("conflicts/a.md");
     assert!(b.e.open_conflicts().is_empty());
     assert_eq!(b.e.task(&ra.id).unwrap().state, TaskState::Running);
 
@@ -282,7 +266,7 @@ fn a_reviewed_conflict_renamed_away_and_back_is_open_again_without_a_new_review(
     conflict_version(&mut b, "conflicts/a.md", "a1");
     let r = review_of(&b, "conflicts/a.md").id;
     b.exit(&r, 0);
-    remove(&mut b, "conflicts/a.md");
+    b.remove("conflicts/a.md");
     assert!(b.e.open_conflicts().is_empty());
     conflict_version(&mut b, "conflicts/a.md", "a1");
     assert_eq!(b.e.open_conflicts(), vec!["conflicts/a.md"]);
@@ -304,7 +288,7 @@ fn a_reviewed_conflict_renamed_away_and_back_is_open_again_without_a_new_review(
         closed_by(&b, "conflicts/a.md").as_deref(),
         Some("strategy/decisions/a.md")
     );
-    remove(&mut b, "conflicts/a.md");
+    b.remove("conflicts/a.md");
     conflict_version(&mut b, "conflicts/a.md", "a1");
     let c = &b.e.conflicts()["conflicts/a.md"];
     assert!(!c.withdrawn, "{c:?}");

@@ -5,21 +5,9 @@ use super::*;
 
 #[test]
 fn gate_opens_with_a_coordinator_review_and_one_unticked_box_holds_the_next_phase() {
-    let mut b = Bus::new();
-    b.request(&[1, 2], None, false);
-    for s in [
-        "gtm-strategy",
-        "messaging-framework",
-        "analytics-foundation",
-    ] {
-        b.finish_step(s);
-    }
+    let mut b = Bus::at_gate(1);
     let a = b.evaluate(1, true);
-    let written = a.iter().find_map(|a| match a {
-        Action::WriteFile { path, contents } => Some((path.clone(), contents.clone())),
-        _ => None,
-    });
-    let (path, contents) = written.expect("the gate file is written");
+    let (path, contents) = written(&a).expect("the gate file is written");
     assert_eq!(path, "strategy/gates/phase-1-strategy.md");
     assert!(contents.contains("- [ ] Budget allocation sums to monthly budget"));
     assert!(contents.contains("PASS: outputs exist"));
@@ -47,54 +35,23 @@ fn gate_opens_with_a_coordinator_review_and_one_unticked_box_holds_the_next_phas
 
 #[test]
 fn a_failing_automatic_check_holds_a_fully_ticked_gate() {
-    let mut b = Bus::new();
-    b.request(&[1, 2], None, false);
-    for s in [
-        "gtm-strategy",
-        "messaging-framework",
-        "analytics-foundation",
-    ] {
-        b.finish_step(s);
-    }
+    let mut b = Bus::at_gate(1);
     b.evaluate(1, false);
     b.tick_gate(1, 0);
     let a = b.evaluate(1, false);
     assert!(started(&a).is_empty());
     // The fix arrives: the checks pass, the gate file is rewritten with the ticks kept.
     let a = b.evaluate(1, true);
-    let contents = a
-        .iter()
-        .find_map(|a| match a {
-            Action::WriteFile { contents, .. } => Some(contents.clone()),
-            _ => None,
-        })
-        .expect("gate rewritten with the new check results");
+    let (_, contents) = written(&a).expect("gate rewritten with the new check results");
     assert!(contents.contains("- [x] Budget allocation sums"));
     assert_eq!(started(&a).len(), 4);
 }
 
 #[test]
 fn a_gate_file_edited_into_nonsense_is_refused_and_written_back() {
-    let mut b = Bus::new();
-    b.request(&[1, 2], None, false);
-    for s in [
-        "gtm-strategy",
-        "messaging-framework",
-        "analytics-foundation",
-    ] {
-        b.finish_step(s);
-    }
+    let mut b = Bus::at_gate(1);
     b.evaluate(1, true);
-    let a = b.file(
-        "strategy/gates/phase-1-strategy.md",
-        FileContent::Gate {
-            boxes: vec![Checkbox {
-                text: "lgtm".into(),
-                checked: true,
-                line: 1,
-            }],
-        },
-    );
+    let a = b.file("strategy/gates/phase-1-strategy.md", not_a_gate());
     let d = &b.e.rejected()["strategy/gates/phase-1-strategy.md"];
     assert!(d.message.contains("checklist items"), "{}", d.message);
     let rewritten = a.iter().any(|a| matches!(a, Action::WriteFile { contents, .. } if contents.contains("- [ ] Budget allocation")));
@@ -109,54 +66,30 @@ fn a_gate_file_edited_into_nonsense_is_refused_and_written_back() {
 fn a_gate_file_put_back_with_a_content_seen_before_is_answered_again() {
     let mut b = Bus::new();
     let path = "strategy/gates/phase-1-strategy.md";
-    let version = |b: &mut Bus, hash: &str, content: FileContent| {
-        let at = b.at();
-        b.send(Event::FileChanged {
-            path: path.into(),
-            hash: hash.into(),
-            size: 10,
-            mtime_ns: 0,
-            at,
-            content,
-        })
-    };
-    let old = FileContent::Gate {
-        boxes: vec![Checkbox {
-            text: "lgtm".into(),
-            checked: true,
-            line: 1,
-        }],
-    };
     // A copy from long ago, seen while no gate was open.
-    version(&mut b, "old", old.clone());
+    b.version(path, "old", not_a_gate());
     b.request(&[1, 2], None, false);
-    for s in [
-        "gtm-strategy",
-        "messaging-framework",
-        "analytics-foundation",
-    ] {
-        b.finish_step(s);
-    }
+    b.finish_steps(1);
     b.evaluate(1, true);
-    let p = b.e.playbook().phase(1).unwrap().clone();
-    let boxes = p
-        .gate
-        .checklist
-        .iter()
-        .enumerate()
-        .map(|(i, t)| Checkbox {
-            text: t.clone(),
-            checked: false,
-            line: i + 1,
-        })
-        .collect();
-    version(&mut b, "gtmd-wrote", FileContent::Gate { boxes });
+    let (_, unticked) = b.gate_file(1, usize::MAX);
+    b.version(path, "gtmd-wrote", unticked);
     assert!(!b.e.rejected().contains_key(path));
     // The old copy is put back over it.
-    let a = version(&mut b, "old", old);
+    let a = b.version(path, "old", not_a_gate());
     let d = b.e.rejected().get(path).expect("the old copy is refused");
     assert!(d.message.contains("checklist items"), "{}", d.message);
     let rewritten = a.iter().any(|a| matches!(a, Action::WriteFile { contents, .. } if contents.contains("- [ ] Budget allocation")));
     assert!(rewritten, "the gate is written back: {a:?}");
     assert_eq!(b.e.run(&b.run_id()).unwrap().current_phase(), Some(1));
+}
+
+/// A gate file edited into something that holds none of the checklist.
+fn not_a_gate() -> FileContent {
+    FileContent::Gate {
+        boxes: vec![Checkbox {
+            text: "lgtm".into(),
+            checked: true,
+            line: 1,
+        }],
+    }
 }

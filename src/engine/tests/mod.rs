@@ -1,4 +1,9 @@
 //! The guide's rules, one test each, driven through `Engine::handle` only.
+//!
+//! A [`Bus`] plays the daemon and the agents: it sends the events they
+//! would, a tick apart, and its builders ([`Bus::with_run`],
+//! [`Bus::at_gate`]) give the setups the tests share. One file per rule
+//! area.
 
 use super::*;
 use crate::gate_checks::CheckResult;
@@ -37,6 +42,7 @@ fn policies(has_command: bool, retries: u32) -> BTreeMap<String, AgentPolicy> {
 }
 
 impl Bus {
+    /// Agents with a command and one retry, nothing running.
     fn new() -> Bus {
         Bus::with(true, 1)
     }
@@ -46,6 +52,27 @@ impl Bus {
             now: 1_764_000_000_000,
             n: 0,
         }
+    }
+    /// A run of `phases` requested: the first steps have started.
+    fn with_run(phases: &[u8]) -> Bus {
+        Bus::new().running(phases)
+    }
+    /// This bus with a run of `phases` requested.
+    fn running(mut self, phases: &[u8]) -> Bus {
+        self.request(phases, None, false);
+        self
+    }
+    /// A run of phases 1 to `phase` + 1 whose earlier phases have passed and
+    /// whose `phase` has every step done: its gate is open, nothing ticked,
+    /// its checks asked for (not yet evaluated).
+    fn at_gate(phase: u8) -> Bus {
+        let phases: Vec<u8> = (1..=(phase + 1).min(4)).collect();
+        let mut b = Bus::with_run(&phases);
+        for p in 1..phase {
+            b.pass_phase(p);
+        }
+        b.finish_steps(phase);
+        b
     }
     fn send(&mut self, ev: Event) -> Vec<Action> {
         self.now += 10;
@@ -69,6 +96,26 @@ impl Bus {
     }
     fn plain(&mut self, path: &str) -> Vec<Action> {
         self.file(path, FileContent::Plain)
+    }
+    /// A version of a file with the content hash given: the same hash is
+    /// the same version.
+    fn version(&mut self, path: &str, hash: &str, content: FileContent) -> Vec<Action> {
+        let at = self.at();
+        self.send(Event::FileChanged {
+            path: path.into(),
+            hash: hash.into(),
+            size: 10,
+            mtime_ns: 0,
+            at,
+            content,
+        })
+    }
+    fn remove(&mut self, path: &str) -> Vec<Action> {
+        let at = self.at();
+        self.send(Event::FileRemoved {
+            path: path.into(),
+            at,
+        })
     }
     fn request(&mut self, phases: &[u8], scenario: Option<&str>, force: bool) -> Vec<Action> {
         let at = self.at();
@@ -123,6 +170,27 @@ impl Bus {
             at,
         })
     }
+    fn retry_due(&mut self, task: &str) -> Vec<Action> {
+        let at = self.at();
+        self.send(Event::RetryDue {
+            task: task.into(),
+            at,
+        })
+    }
+    fn cancel(&mut self, target: CancelTarget, reason: Option<&str>) -> Vec<Action> {
+        let at = self.at();
+        self.send(Event::CancelRequested {
+            target,
+            reason: reason.map(String::from),
+            at,
+        })
+    }
+    /// Give the engine another playbook, unchecked, as a journaled configuration.
+    fn swap_playbook(&mut self, pb: Playbook) {
+        let agents = self.e.agents().clone();
+        let ev = self.e.configure(&pb, agents, 0);
+        self.e.handle(&ev);
+    }
     /// Do a step the way an agent does: outputs, then status complete.
     fn finish_step(&mut self, step: &str) -> Vec<Action> {
         self.write_outputs(step);
@@ -163,8 +231,41 @@ impl Bus {
             at,
         })
     }
-    fn tick_gate(&mut self, phase: u8, leave_unticked: usize) -> Vec<Action> {
-        let p = self.e.playbook().phase(phase).unwrap().clone();
+    /// Finish every step of `phase` as it becomes active (phase 4 has
+    /// dependencies), in the playbook's order.
+    fn finish_steps(&mut self, phase: u8) {
+        let steps: Vec<String> = self
+            .e
+            .playbook()
+            .phase(phase)
+            .unwrap()
+            .steps
+            .iter()
+            .map(|s| s.id.clone())
+            .collect();
+        let mut guard = 0;
+        while steps.iter().any(|s| step_state(self, s) != StepState::Done) {
+            guard += 1;
+            assert!(guard < 50, "phase {phase} does not finish");
+            for s in &steps {
+                if matches!(step_state(self, s), StepState::Active { .. }) {
+                    self.finish_step(s);
+                }
+            }
+        }
+    }
+    /// Finish `phase`'s steps, then pass its gate: checks pass, every box ticked.
+    fn pass_phase(&mut self, phase: u8) -> Vec<Action> {
+        self.finish_steps(phase);
+        let mut all = self.evaluate(phase, true);
+        all.extend(self.tick_gate(phase, 0));
+        all.extend(self.evaluate(phase, true));
+        all
+    }
+    /// The gate file of `phase` with its checklist, the first
+    /// `leave_unticked` boxes unticked and the rest ticked.
+    fn gate_file(&self, phase: u8, leave_unticked: usize) -> (String, FileContent) {
+        let p = self.e.playbook().phase(phase).unwrap();
         let boxes = p
             .gate
             .checklist
@@ -176,7 +277,11 @@ impl Bus {
                 line: i + 1,
             })
             .collect();
-        self.file(&gate_path(&p), FileContent::Gate { boxes })
+        (gate_path(p), FileContent::Gate { boxes })
+    }
+    fn tick_gate(&mut self, phase: u8, leave_unticked: usize) -> Vec<Action> {
+        let (path, content) = self.gate_file(phase, leave_unticked);
+        self.file(&path, content)
     }
 }
 
@@ -192,34 +297,35 @@ fn started(actions: &[Action]) -> Vec<String> {
         .collect()
 }
 
-fn step_state(b: &Bus, step: &str) -> StepState {
-    b.e.run(&b.run_id()).unwrap().steps[step].state.clone()
+/// The task of the first `StartTask` among `actions`.
+fn first_start(actions: &[Action]) -> Option<TaskSpec> {
+    actions.iter().find_map(|a| match a {
+        Action::StartTask { task } => Some(task.clone()),
+        _ => None,
+    })
 }
 
-fn pass_phase(b: &mut Bus, phase: u8) -> Vec<Action> {
-    let steps: Vec<String> =
-        b.e.playbook()
-            .phase(phase)
-            .unwrap()
-            .steps
-            .iter()
-            .map(|s| s.id.clone())
-            .collect();
-    // Phase 4 has dependencies; finish steps as they become active.
-    let mut guard = 0;
-    while steps.iter().any(|s| step_state(b, s) != StepState::Done) {
-        guard += 1;
-        assert!(guard < 50, "phase {phase} does not finish");
-        for s in &steps {
-            if matches!(step_state(b, s), StepState::Active { .. }) {
-                b.finish_step(s);
-            }
-        }
-    }
-    let mut all = b.evaluate(phase, true);
-    all.extend(b.tick_gate(phase, 0));
-    all.extend(b.evaluate(phase, true));
-    all
+/// Why a run request was refused.
+fn refusal(actions: &[Action]) -> String {
+    actions
+        .iter()
+        .find_map(|a| match a {
+            Action::RunRefused { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .expect("refused")
+}
+
+/// The first file written among `actions`: (path, contents).
+fn written(actions: &[Action]) -> Option<(String, String)> {
+    actions.iter().find_map(|a| match a {
+        Action::WriteFile { path, contents } => Some((path.clone(), contents.clone())),
+        _ => None,
+    })
+}
+
+fn step_state(b: &Bus, step: &str) -> StepState {
+    b.e.run(&b.run_id()).unwrap().steps[step].state.clone()
 }
 
 fn conflict(b: &mut Bus, path: &str) -> Vec<Action> {

@@ -20,9 +20,8 @@ fn phase_one_runs_its_steps_strictly_in_sequence() {
 
 #[test]
 fn phase_two_starts_all_four_agents_at_once() {
-    let mut b = Bus::new();
-    b.request(&[1, 2], None, false);
-    let a = pass_phase(&mut b, 1);
+    let mut b = Bus::with_run(&[1, 2]);
+    let a = b.pass_phase(1);
     // Steps only: the coordinator's gate review started in the same stretch.
     let mut s: Vec<String> = started(&a)
         .into_iter()
@@ -42,8 +41,7 @@ fn phase_two_starts_all_four_agents_at_once() {
 
 #[test]
 fn complete_without_outputs_keeps_the_step_open_and_tells_the_coordinator() {
-    let mut b = Bus::new();
-    b.request(&[1], None, false);
+    let mut b = Bus::with_run(&[1]);
     let task = b.task_of("gtm-strategy");
     b.plain("strategy/gtm-strategy.md");
     let a = b.status("coordinator", Some(&task), TaskStatus::Complete);
@@ -77,8 +75,7 @@ fn complete_without_outputs_keeps_the_step_open_and_tells_the_coordinator() {
 
 #[test]
 fn an_empty_output_does_not_count() {
-    let mut b = Bus::new();
-    b.request(&[1], None, false);
+    let mut b = Bus::with_run(&[1]);
     b.write_outputs("gtm-strategy");
     b.n += 1;
     let at = b.at();
@@ -102,12 +99,11 @@ fn an_empty_output_does_not_count() {
 
 #[test]
 fn the_run_ends_after_the_last_requested_gate() {
-    let mut b = Bus::new();
-    b.request(&[1, 2, 3, 4], None, false);
+    let mut b = Bus::with_run(&[1, 2, 3, 4]);
     for p in 1..=3 {
-        pass_phase(&mut b, p);
+        b.pass_phase(p);
     }
-    let a = pass_phase(&mut b, 4);
+    let a = b.pass_phase(4);
     assert!(
         a.iter()
             .any(|a| matches!(a, Action::RunFinished { ok: true, .. })),
@@ -120,12 +116,9 @@ fn the_run_ends_after_the_last_requested_gate() {
 
 #[test]
 fn phase_four_refinement_waits_for_the_analysis() {
-    let mut b = Bus::new();
+    let mut b = Bus::with_run(&[1, 2, 3, 4]);
     for p in 1..=3 {
-        if p == 1 {
-            b.request(&[1, 2, 3, 4], None, false);
-        }
-        pass_phase(&mut b, p);
+        b.pass_phase(p);
     }
     assert!(matches!(
         step_state(&b, "performance-analysis"),

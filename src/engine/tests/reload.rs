@@ -16,8 +16,7 @@ fn phase_mut(pb: &mut Playbook, n: u8) -> &mut crate::playbook::Phase {
 
 #[test]
 fn a_playbook_that_drops_renames_or_moves_what_an_active_run_uses_is_named() {
-    let mut b = Bus::new();
-    b.request(&[1, 2], None, false);
+    let mut b = Bus::with_run(&[1, 2]);
     let run = b.run_id();
     let problems = |b: &Bus, pb: Playbook| b.e.playbook_change_problems(&pb);
 
@@ -88,28 +87,17 @@ fn a_playbook_that_drops_renames_or_moves_what_an_active_run_uses_is_named() {
     assert!(problems(&b, playbook_with(|pb| pb.phases.truncate(1))).is_empty());
 }
 
-/// Give the engine another playbook, unchecked, as a journaled configuration.
-fn swap_playbook(b: &mut Bus, pb: Playbook) {
-    let agents = b.e.agents().clone();
-    let ev = b.e.configure(&pb, agents, 0);
-    b.e.handle(&ev);
-}
-
 #[test]
 fn an_engine_given_a_playbook_without_its_running_step_does_not_panic() {
-    let mut b = Bus::new();
-    b.request(&[1], None, false);
+    let mut b = Bus::with_run(&[1]);
     let task = b.task_of("gtm-strategy");
     // What a reload used to do: swap the playbook under the run.
-    swap_playbook(
-        &mut b,
-        playbook_with(|pb| {
-            phase_mut(pb, 1).steps.retain(|s| s.id != "gtm-strategy");
-            for s in &mut phase_mut(pb, 1).steps {
-                s.depends_on.clear();
-            }
-        }),
-    );
+    b.swap_playbook(playbook_with(|pb| {
+        phase_mut(pb, 1).steps.retain(|s| s.id != "gtm-strategy");
+        for s in &mut phase_mut(pb, 1).steps {
+            s.depends_on.clear();
+        }
+    }));
     b.status("coordinator", Some(&task), TaskStatus::Complete);
     b.exit(&task, 0);
     assert_eq!(step_state(&b, "gtm-strategy"), StepState::Done);
@@ -118,7 +106,7 @@ fn an_engine_given_a_playbook_without_its_running_step_does_not_panic() {
         step_state(&b, "messaging-framework"),
         StepState::Active { .. }
     ));
-    swap_playbook(&mut b, playbook_with(|pb| pb.phases.clear()));
+    b.swap_playbook(playbook_with(|pb| pb.phases.clear()));
     let next = b.task_of("messaging-framework");
     b.exit(&next, 0);
     assert_eq!(step_state(&b, "messaging-framework"), StepState::Done);

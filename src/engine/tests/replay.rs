@@ -163,8 +163,7 @@ mod order {
 
 #[test]
 fn a_snapshot_without_configuration_or_catching_up_restores_with_the_current_configuration() {
-    let mut b = Bus::new();
-    b.request(&[1], None, false);
+    let mut b = Bus::with_run(&[1]);
     b.finish_step("gtm-strategy");
     let mut json = serde_json::to_value(b.e.snapshot()).unwrap();
     let fields = json.as_object_mut().unwrap();

@@ -7,13 +7,7 @@ use super::*;
 fn scenario_must_fit_unless_forced() {
     let mut b = Bus::new();
     let a = b.request(&[1, 2, 3, 4], Some("scaling"), false);
-    let reason = a
-        .iter()
-        .find_map(|a| match a {
-            Action::RunRefused { reason, .. } => Some(reason.clone()),
-            _ => None,
-        })
-        .expect("refused");
+    let reason = refusal(&a);
     assert!(reason.contains("scaling runs phases 2,3,4"), "{reason}");
     assert!(b.e.runs().is_empty());
     let a = b.request(&[1, 2, 3, 4], Some("new-product-launch"), false);
@@ -24,13 +18,7 @@ fn scenario_must_fit_unless_forced() {
 fn a_run_starting_at_phase_two_needs_phase_one_outputs() {
     let mut b = Bus::new();
     let a = b.request(&[2, 3], None, false);
-    let reason = a
-        .iter()
-        .find_map(|a| match a {
-            Action::RunRefused { reason, .. } => Some(reason.clone()),
-            _ => None,
-        })
-        .expect("refused");
+    let reason = refusal(&a);
     assert!(
         reason.contains("strategy/gtm-strategy.md (phase 1)"),
         "{reason}"
@@ -70,13 +58,7 @@ fn an_agent_run_is_one_task() {
         },
         at,
     });
-    let spec = a
-        .iter()
-        .find_map(|a| match a {
-            Action::StartTask { task } => Some(task.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let spec = first_start(&a).unwrap();
     assert_eq!(spec.text, "Design a Google Ads campaign; rm -rf / `x` $(y)");
     let a = b.exit(&spec.id, 0);
     assert!(a
@@ -126,12 +108,10 @@ fn a_run_cancelled_for_its_budget_ends_with_the_reason() {
     let a = b.request(&[1], None, false);
     let task = b.task_of(&started(&a)[0]);
     let run = b.run_id();
-    let at = b.at();
-    let a = b.send(Event::CancelRequested {
-        target: CancelTarget::Run { run: run.clone() },
-        reason: Some("over its wall-clock budget of 5s (--run-budget)".into()),
-        at,
-    });
+    let a = b.cancel(
+        CancelTarget::Run { run: run.clone() },
+        Some("over its wall-clock budget of 5s (--run-budget)"),
+    );
     assert!(a.contains(&Action::StopTask { task }), "{a:#?}");
     let summary = a
         .iter()

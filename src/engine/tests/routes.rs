@@ -12,13 +12,7 @@ fn each_hand_off_route_gives_its_receiver_a_task() {
     ] {
         let mut b = Bus::new();
         let a = b.plain(path);
-        let spec = a
-            .iter()
-            .find_map(|a| match a {
-                Action::StartTask { task } => Some(task.clone()),
-                _ => None,
-            })
-            .unwrap_or_else(|| panic!("{path} started nothing"));
+        let spec = first_start(&a).unwrap_or_else(|| panic!("{path} started nothing"));
         assert_eq!(spec.agent, to);
         assert!(spec.trigger.contains(path));
     }
@@ -26,13 +20,7 @@ fn each_hand_off_route_gives_its_receiver_a_task() {
     let mut b = Bus::new();
     assert!(started(&b.plain("learnings/what-worked.md")).is_empty());
     let a = b.plain("demand-gen/lead-scoring.md");
-    let spec = a
-        .iter()
-        .find_map(|a| match a {
-            Action::StartTask { task } => Some(task.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let spec = first_start(&a).unwrap();
     assert_eq!(spec.context, vec!["learnings/what-worked.md"]);
 }
 
@@ -54,9 +42,7 @@ fn a_loop_of_hand_offs_stops_and_tells_the_coordinator() {
         },
     ];
     let mut b = Bus::new();
-    let agents = b.e.agents().clone();
-    let ev = b.e.configure(&pb, agents, 0);
-    b.e.handle(&ev);
+    b.swap_playbook(pb);
     b.plain("a.md");
     // Each receiver answers by writing the other's file, then exits.
     for _ in 0..20 {

@@ -5,8 +5,7 @@ use super::*;
 
 #[test]
 fn a_status_is_matched_by_agent_and_phase_without_task_id() {
-    let mut b = Bus::new();
-    b.request(&[1], None, false);
+    let mut b = Bus::with_run(&[1]);
     b.write_outputs("gtm-strategy");
     b.status("coordinator", None, TaskStatus::Complete);
     assert_eq!(step_state(&b, "gtm-strategy"), StepState::Done);
@@ -28,8 +27,7 @@ fn a_status_for_a_task_that_never_existed_is_refused() {
 
 #[test]
 fn a_refused_file_counts_once_fixed() {
-    let mut b = Bus::new();
-    b.request(&[1], None, false);
+    let mut b = Bus::with_run(&[1]);
     b.file(
         "status/coordinator.md",
         FileContent::Rejected {
@@ -46,9 +44,8 @@ fn a_refused_file_counts_once_fixed() {
 
 #[test]
 fn a_completed_status_asks_for_a_commit_of_its_files_and_nothing_else_does() {
-    let mut b = Bus::new();
-    b.request(&[1, 2], None, false);
-    pass_phase(&mut b, 1);
+    let mut b = Bus::with_run(&[1, 2]);
+    b.pass_phase(1);
     b.write_outputs("campaign-design");
     let task = b.task_of("campaign-design");
     let report = StatusReport {

@@ -5,8 +5,7 @@ use super::*;
 
 #[test]
 fn one_task_at_a_time_per_agent() {
-    let mut b = Bus::new();
-    b.request(&[1], None, false);
+    let mut b = Bus::with_run(&[1]);
     // A hand-off for the coordinator while its strategy task runs waits.
     let a = b.plain("analytics/recommendations.md");
     assert!(started(&a).is_empty());
@@ -20,18 +19,13 @@ fn one_task_at_a_time_per_agent() {
 
 #[test]
 fn failed_is_retried_then_escalated() {
-    let mut b = Bus::with(true, 1);
-    b.request(&[1], None, false);
+    let mut b = Bus::with(true, 1).running(&[1]);
     let task = b.task_of("gtm-strategy");
     let a = b.exit(&task, 3);
     assert!(a
         .iter()
         .any(|a| matches!(a, Action::ScheduleRetry { delay_ms: 1000, .. })));
-    let at = b.at();
-    let a = b.send(Event::RetryDue {
-        task: task.clone(),
-        at,
-    });
+    let a = b.retry_due(&task);
     assert_eq!(started(&a), vec!["gtm-strategy"]);
     assert_eq!(b.e.task(&task).unwrap().attempt, 2);
     let a = b.status("coordinator", Some(&task), TaskStatus::Failed);
@@ -47,8 +41,7 @@ fn failed_is_retried_then_escalated() {
 
 #[test]
 fn blocked_gives_the_coordinator_the_blockers() {
-    let mut b = Bus::new();
-    b.request(&[1], None, false);
+    let mut b = Bus::with_run(&[1]);
     let task = b.task_of("gtm-strategy");
     b.status("coordinator", Some(&task), TaskStatus::Blocked);
     let esc =
@@ -66,8 +59,7 @@ fn blocked_gives_the_coordinator_the_blockers() {
 
 #[test]
 fn exit_zero_without_status_completes_only_with_outputs() {
-    let mut b = Bus::with(true, 0);
-    b.request(&[1], None, false);
+    let mut b = Bus::with(true, 0).running(&[1]);
     let task = b.task_of("gtm-strategy");
     b.exit(&task, 0);
     assert!(matches!(
@@ -77,8 +69,7 @@ fn exit_zero_without_status_completes_only_with_outputs() {
         }
     ));
 
-    let mut b = Bus::with(true, 0);
-    b.request(&[1], None, false);
+    let mut b = Bus::with(true, 0).running(&[1]);
     let task = b.task_of("gtm-strategy");
     b.write_outputs("gtm-strategy");
     let a = b.exit(&task, 0);
