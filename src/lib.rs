@@ -31,4 +31,5 @@ pub mod replay;
 pub mod runner;
 pub mod service;
 pub mod status;
+pub mod summary;
 pub mod watch;

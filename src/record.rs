@@ -5,7 +5,7 @@
 
 use crate::bounds::{clip, some_of};
 use crate::diagnostic::one_line;
-use crate::engine::{Engine, Millis, Outcome, Run, RunState, StepState, Task, TaskState};
+use crate::engine::{Engine, Millis, Outcome, Run, StepState, Task, TaskState};
 use std::fmt::Write;
 
 /// The record is rewritten while its run goes on, so what it costs must not
@@ -32,13 +32,7 @@ pub fn record_path(run: &str) -> String {
 pub fn render(engine: &Engine, run: &Run) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# Run {}\n", run.id);
-    let state = match &run.state {
-        RunState::Running => "running".to_string(),
-        RunState::Passed => "complete".to_string(),
-        RunState::Failed { reason } => format!("failed: {reason}"),
-        RunState::Cancelled => "cancelled".to_string(),
-    };
-    let _ = writeln!(s, "- state: {state}");
+    let _ = writeln!(s, "- state: {}", crate::summary::run_summary(engine, run));
     let _ = writeln!(s, "- started: {}", time(run.started_at));
     if let Some(end) = run.ended_at {
         let _ = writeln!(

@@ -12,31 +12,11 @@ use std::fmt::Write;
 
 /// One line for a run: where it is.
 pub fn run_line(engine: &Engine, run: &Run) -> String {
-    match run.current_phase().and_then(|p| engine.playbook().phase(p)) {
-        Some(p) => {
-            let steps: Vec<_> = run.steps.values().filter(|s| s.phase == p.number).collect();
-            let done = steps.iter().filter(|s| s.state == StepState::Done).count();
-            format!(
-                "run {}: running, phase {} {} ({}/{} of the run), {done}/{} steps done",
-                run.id,
-                p.number,
-                p.name,
-                run.current + 1,
-                run.phases.len(),
-                steps.len()
-            )
-        }
-        None => format!("run {}: {}", run.id, state_word(run)),
-    }
-}
-
-fn state_word(run: &Run) -> String {
-    match &run.state {
-        crate::engine::RunState::Running => "running".into(),
-        crate::engine::RunState::Passed => "complete".into(),
-        crate::engine::RunState::Failed { reason } => format!("failed: {reason}"),
-        crate::engine::RunState::Cancelled => "cancelled".into(),
-    }
+    format!(
+        "run {}: {}",
+        run.id,
+        crate::summary::run_summary(engine, run)
+    )
 }
 
 pub fn print(settings: &Settings, as_json: bool) -> Result<()> {
