@@ -97,6 +97,31 @@ fn number(cell: &str) -> Option<f64> {
     }
 }
 
+/// Why the rule cannot be applied: each says what gtmd expected, so the
+/// coordinator (or the growth analyst) can fix the numbers.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RuleError {
+    #[error("CONFIG.md gives no CAC target to compare with; write it like `Target CAC: $400` (or a `targets:` mapping in its front matter)")]
+    NoCacTarget,
+    #[error(
+        "{path} is missing or unreadable; the growth analyst's performance-analysis step writes it"
+    )]
+    Missing { path: String },
+    #[error("{path}: no table with a CAC column; {form}", form = TABLE_FORM)]
+    NoCacTable { path: String },
+    #[error("{path}:{line}: the table has no CAC column; {form}", form = TABLE_FORM)]
+    NoCacColumn { path: String, line: usize },
+    #[error("{path}:{line}: the CAC of {label:?} is {raw:?}, not a number; {form}", form = TABLE_FORM)]
+    NotANumber {
+        path: String,
+        line: usize,
+        label: String,
+        raw: String,
+    },
+    #[error("{path}:{line}: the CAC table has no rows; {form}", form = TABLE_FORM)]
+    NoRows { path: String, line: usize },
+}
+
 /// Which column holds what, by header words.
 fn column(t: &Table, want: &str, not: &[&str]) -> Option<usize> {
     t.headers.iter().position(|h| {
@@ -105,13 +130,12 @@ fn column(t: &Table, want: &str, not: &[&str]) -> Option<usize> {
     })
 }
 
-fn read_table(path: &str, t: &Table) -> Result<Economics, String> {
-    let cac_col = column(t, "cac", &["ltv", "marginal", "target"]).ok_or_else(|| {
-        format!(
-            "{path}:{}: the table has no CAC column; {TABLE_FORM}",
-            t.line
-        )
-    })?;
+fn read_table(path: &str, t: &Table) -> Result<Economics, RuleError> {
+    let cac_col =
+        column(t, "cac", &["ltv", "marginal", "target"]).ok_or_else(|| RuleError::NoCacColumn {
+            path: path.to_string(),
+            line: t.line,
+        })?;
     let ltv_col = column(t, "ltv", &["cac", "target"]);
     let payback_col = column(t, "payback", &["target"]);
     let first = words(t.headers.first().map(String::as_str).unwrap_or(""));
@@ -139,9 +163,12 @@ fn read_table(path: &str, t: &Table) -> Result<Economics, String> {
         let cell = |c: usize| row.get(c).map(String::as_str).unwrap_or("").trim();
         let raw = cell(cac_col);
         let Some(cac) = number(raw) else {
-            return Err(format!(
-                "{path}:{line}: the CAC of {label:?} is {raw:?}, not a number; {TABLE_FORM}"
-            ));
+            return Err(RuleError::NotANumber {
+                path: path.to_string(),
+                line,
+                label,
+                raw: raw.to_string(),
+            });
         };
         let opt = |c: Option<usize>| c.and_then(|c| number(cell(c)));
         if is_summary(&label) {
@@ -155,10 +182,10 @@ fn read_table(path: &str, t: &Table) -> Result<Economics, String> {
         paybacks.extend(opt(payback_col));
     }
     if e.cac.is_empty() && e.summary_cac.is_none() {
-        return Err(format!(
-            "{path}:{}: the CAC table has no rows; {TABLE_FORM}",
-            t.line
-        ));
+        return Err(RuleError::NoRows {
+            path: path.to_string(),
+            line: t.line,
+        });
     }
     let pick = |v: &[f64], summary: Option<f64>| match shape {
         Shape::Series => v.last().copied().or(summary),
@@ -195,103 +222,22 @@ pub fn evaluate(
     text: &str,
     targets: &BTreeMap<String, f64>,
     rules: &DecisionRules,
-) -> Result<Recommendation, String> {
+) -> Result<Recommendation, RuleError> {
     let Some(target) = targets.get("cac").copied().filter(|t| *t > 0.0) else {
-        return Err(
-            "CONFIG.md gives no CAC target to compare with; write it like `Target CAC: $400` (or a `targets:` mapping in its front matter)".into(),
-        );
+        return Err(RuleError::NoCacTarget);
     };
-    let found = tables(text);
-    let candidates: Vec<&Table> = found
-        .iter()
-        .filter(|t| column(t, "cac", &["ltv", "marginal", "target"]).is_some())
-        .collect();
-    if candidates.is_empty() {
-        return Err(format!("{path}: no table with a CAC column; {TABLE_FORM}"));
-    }
-    let mut read = Vec::new();
-    for t in candidates {
-        read.push(read_table(path, t)?);
-    }
-    // A series shows a trend; prefer it over a table by channel.
-    let e = read
-        .iter()
-        .find(|e| e.shape == Shape::Series)
-        .unwrap_or(&read[0]);
-
+    let e = read_economics(path, text)?;
     let mut reasons = Vec::new();
-    let current = match e.shape {
-        Shape::Series => e.cac.last().map(|(_, v)| *v).or(e.summary_cac),
-        Shape::Channels => e
-            .summary_cac
-            .or_else(|| mean(&e.cac.iter().map(|(_, v)| *v).collect::<Vec<_>>())),
-    }
-    .unwrap_or(0.0);
+    let current = current_cac(&e);
     let multiple = current / target;
-    let what = match e.shape {
-        Shape::Series => match e.cac.last() {
-            Some((label, _)) => format!("CAC in {label}"),
-            None => "CAC".into(),
-        },
-        Shape::Channels if e.summary_cac.is_some() => "blended CAC".into(),
-        Shape::Channels => format!("mean CAC of {} channels", e.cac.len()),
-    };
     reasons.push(format!(
-        "{what} is {} against a target of {}: {multiple:.1}x (restart at {:.1}x or more without an improving trend)",
+        "{} is {} against a target of {}: {multiple:.1}x (restart at {:.1}x or more without an improving trend)",
+        cac_label(&e),
         money(current),
         money(target),
         rules.restart_cac_multiple
     ));
-
-    let improving = match e.shape {
-        Shape::Series if e.cac.len() >= 2 => {
-            let series: Vec<f64> = e.cac.iter().map(|(_, v)| *v).collect();
-            let (first, prev, last) = (
-                series[0],
-                series[series.len() - 2],
-                series[series.len() - 1],
-            );
-            let drop_pct = (first - last) / first * 100.0;
-            let improving = drop_pct >= rules.improving_min_drop_pct && last <= prev;
-            reasons.push(format!(
-                "CAC trend over {} periods ({}): {} from {} to {} ({}{:.0}%){}",
-                series.len(),
-                e.cac
-                    .iter()
-                    .map(|(l, v)| format!("{l} {}", money(*v)))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                if improving {
-                    "improving"
-                } else if last > first {
-                    "rising"
-                } else {
-                    "not improving"
-                },
-                money(first),
-                money(last),
-                if drop_pct > 0.0 { "-" } else { "+" },
-                drop_pct.abs(),
-                if improving {
-                    String::new()
-                } else {
-                    format!(
-                        "; improving means at least {:.0}% below the first period and not up on the last",
-                        rules.improving_min_drop_pct
-                    )
-                }
-            ));
-            improving
-        }
-        _ => {
-            reasons.push(
-                "no CAC series by month, so no improving trend can be shown (a table by channel has none)"
-                    .into(),
-            );
-            false
-        }
-    };
-
+    let improving = improving_trend(&e, rules, &mut reasons);
     let ltv_cac = e.ltv.filter(|_| current > 0.0).map(|l| l / current);
     if let Some(r) = ltv_cac {
         reasons.push(format!(
@@ -320,7 +266,118 @@ pub fn evaluate(
             (Some(p), Some(t)) => p <= *t,
             _ => true,
         };
-    let scenario = match verdict {
+    let scenario = next_cycle(verdict, healthy, rules, &mut reasons);
+    Ok(Recommendation {
+        verdict,
+        scenario,
+        reasons,
+    })
+}
+
+/// The table the rule reads: the first with a CAC column, a series by
+/// month preferred over a table by channel (a series shows a trend).
+fn read_economics(path: &str, text: &str) -> Result<Economics, RuleError> {
+    let found = tables(text);
+    let candidates: Vec<&Table> = found
+        .iter()
+        .filter(|t| column(t, "cac", &["ltv", "marginal", "target"]).is_some())
+        .collect();
+    if candidates.is_empty() {
+        return Err(RuleError::NoCacTable {
+            path: path.to_string(),
+        });
+    }
+    let mut read = Vec::new();
+    for t in candidates {
+        read.push(read_table(path, t)?);
+    }
+    let series = read.iter().position(|e| e.shape == Shape::Series);
+    Ok(read.swap_remove(series.unwrap_or(0)))
+}
+
+/// The CAC the rule judges: the latest of a series, else the blended (or
+/// mean) CAC of the channels.
+fn current_cac(e: &Economics) -> f64 {
+    match e.shape {
+        Shape::Series => e.cac.last().map(|(_, v)| *v).or(e.summary_cac),
+        Shape::Channels => e
+            .summary_cac
+            .or_else(|| mean(&e.cac.iter().map(|(_, v)| *v).collect::<Vec<_>>())),
+    }
+    .unwrap_or(0.0)
+}
+
+/// What [`current_cac`] is, in words: `CAC in March`, `blended CAC`, ...
+fn cac_label(e: &Economics) -> String {
+    match e.shape {
+        Shape::Series => match e.cac.last() {
+            Some((label, _)) => format!("CAC in {label}"),
+            None => "CAC".into(),
+        },
+        Shape::Channels if e.summary_cac.is_some() => "blended CAC".into(),
+        Shape::Channels => format!("mean CAC of {} channels", e.cac.len()),
+    }
+}
+
+/// Whether CAC is improving: the latest period at least
+/// `improving_min_drop_pct` below the first and not up on the one before.
+/// Only a series can show it; the reason says which way it went.
+fn improving_trend(e: &Economics, rules: &DecisionRules, reasons: &mut Vec<String>) -> bool {
+    if e.shape != Shape::Series || e.cac.len() < 2 {
+        reasons.push(
+            "no CAC series by month, so no improving trend can be shown (a table by channel has none)"
+                .into(),
+        );
+        return false;
+    }
+    let series: Vec<f64> = e.cac.iter().map(|(_, v)| *v).collect();
+    let (first, prev, last) = (
+        series[0],
+        series[series.len() - 2],
+        series[series.len() - 1],
+    );
+    let drop_pct = (first - last) / first * 100.0;
+    let improving = drop_pct >= rules.improving_min_drop_pct && last <= prev;
+    reasons.push(format!(
+        "CAC trend over {} periods ({}): {} from {} to {} ({}{:.0}%){}",
+        series.len(),
+        e.cac
+            .iter()
+            .map(|(l, v)| format!("{l} {}", money(*v)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        if improving {
+            "improving"
+        } else if last > first {
+            "rising"
+        } else {
+            "not improving"
+        },
+        money(first),
+        money(last),
+        if drop_pct > 0.0 { "-" } else { "+" },
+        drop_pct.abs(),
+        if improving {
+            String::new()
+        } else {
+            format!(
+                "; improving means at least {:.0}% below the first period and not up on the last",
+                rules.improving_min_drop_pct
+            )
+        }
+    ));
+    improving
+}
+
+/// The guide's "Scenario Validation" scenario for the next cycle, with the
+/// reason for it.
+fn next_cycle(
+    verdict: Verdict,
+    healthy: bool,
+    rules: &DecisionRules,
+    reasons: &mut Vec<String>,
+) -> &'static str {
+    match verdict {
         Verdict::Restart => {
             reasons.push(
                 "next cycle: new-market (all 4 phases): the guide restarts on a positioning change or a new target market; re-validate personas and positioning with a small budget"
@@ -342,12 +399,7 @@ pub fn evaluate(
             );
             "quarterly-planning"
         }
-    };
-    Ok(Recommendation {
-        verdict,
-        scenario,
-        reasons,
-    })
+    }
 }
 
 /// The lines gtmd adds to the coordinator's strategy-refinement task: the
@@ -359,9 +411,9 @@ pub fn task_details(
     rules: &DecisionRules,
 ) -> Vec<String> {
     let result = match text {
-        None => Err(format!(
-            "{path} is missing or unreadable; the growth analyst's performance-analysis step writes it"
-        )),
+        None => Err(RuleError::Missing {
+            path: path.to_string(),
+        }),
         Some(text) => evaluate(path, text, targets, rules),
     };
     match result {
@@ -391,7 +443,7 @@ mod tests {
         ])
     }
 
-    fn eval(text: &str) -> Result<Recommendation, String> {
+    fn eval(text: &str) -> Result<Recommendation, RuleError> {
         evaluate(
             "analytics/unit-economics.md",
             text,
@@ -469,11 +521,18 @@ mod tests {
         let err = eval("| Month | CAC |\n|---|---|\n| Jan | $1,200 |\n| Feb | about a grand |\n")
             .unwrap_err();
         assert!(
+            matches!(&err, RuleError::NotANumber { line: 4, raw, .. } if raw == "about a grand"),
+            "{err:?}"
+        );
+        let err = err.to_string();
+        assert!(
             err.contains("analytics/unit-economics.md:4:") && err.contains("\"about a grand\""),
             "{err}"
         );
         assert!(err.contains("| Month | CAC |"), "{err}");
-        let err = eval("# Unit economics\n\nCAC went up a lot.\n").unwrap_err();
+        let err = eval("# Unit economics\n\nCAC went up a lot.\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no table with a CAC column"), "{err}");
         let err = evaluate(
             "u.md",
@@ -482,6 +541,8 @@ mod tests {
             &DecisionRules::default(),
         )
         .unwrap_err();
+        assert_eq!(err, RuleError::NoCacTarget);
+        let err = err.to_string();
         assert!(err.contains("Target CAC"), "{err}");
 
         let details = task_details(

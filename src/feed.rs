@@ -60,7 +60,7 @@ impl Feed {
             .map(|r| RunFeed {
                 id: r.id.clone(),
                 request: r.request.id.clone(),
-                line: crate::status::run_line(engine, r),
+                line: format!("run {}: {}", r.id, crate::summary::run_summary(engine, r)),
                 ended: ending(r),
             })
             .collect();

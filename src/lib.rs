@@ -34,5 +34,6 @@ pub mod replay;
 pub mod runner;
 pub mod service;
 pub mod status;
+pub mod summary;
 pub mod test_hooks;
 pub mod watch;

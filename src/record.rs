@@ -5,7 +5,7 @@
 
 use crate::bounds::{clip, some_of};
 use crate::diagnostic::one_line;
-use crate::engine::{Engine, Millis, Outcome, Run, RunState, StepState, Task, TaskState};
+use crate::engine::{Engine, Millis, Outcome, Run, StepState, Task, TaskState};
 use std::fmt::Write;
 
 /// The record is rewritten while its run goes on, so what it costs must not
@@ -31,14 +31,20 @@ pub fn record_path(run: &str) -> String {
 
 pub fn render(engine: &Engine, run: &Run) -> String {
     let mut s = String::new();
+    heading(&mut s, engine, run);
+    steps(&mut s, engine, run);
+    gates(&mut s, run);
+    tasks(&mut s, engine, run);
+    conflicts_and_decisions(&mut s, engine, run);
+    refused(&mut s, run);
+    history(&mut s, run);
+    s
+}
+
+/// The title and what the run is: its state, times, phases, configuration.
+fn heading(s: &mut String, engine: &Engine, run: &Run) {
     let _ = writeln!(s, "# Run {}\n", run.id);
-    let state = match &run.state {
-        RunState::Running => "running".to_string(),
-        RunState::Passed => "complete".to_string(),
-        RunState::Failed { reason } => format!("failed: {reason}"),
-        RunState::Cancelled => "cancelled".to_string(),
-    };
-    let _ = writeln!(s, "- state: {state}");
+    let _ = writeln!(s, "- state: {}", crate::summary::run_summary(engine, run));
     let _ = writeln!(s, "- started: {}", time(run.started_at));
     if let Some(end) = run.ended_at {
         let _ = writeln!(
@@ -68,7 +74,10 @@ pub fn render(engine: &Engine, run: &Run) -> String {
     if let Some(sc) = &run.request.scenario {
         let _ = writeln!(s, "- scenario: {sc}");
     }
+}
 
+/// Each step of the run's phases: its state, estimate and time taken.
+fn steps(s: &mut String, engine: &Engine, run: &Run) {
     if !run.steps.is_empty() {
         let _ = writeln!(s, "\n## Steps\n");
         let _ = writeln!(s, "| phase | step | agent | state | estimate | actual |");
@@ -101,7 +110,10 @@ pub fn render(engine: &Engine, run: &Run) -> String {
             }
         }
     }
+}
 
+/// Each gate opened: passed or open, boxes ticked, checks failing.
+fn gates(s: &mut String, run: &Run) {
     if !run.gates.is_empty() {
         let _ = writeln!(s, "\n## Gates\n");
         for g in run.gates.values() {
@@ -127,7 +139,10 @@ pub fn render(engine: &Engine, run: &Run) -> String {
             );
         }
     }
+}
 
+/// The run's latest tasks, with how the earlier ones came out.
+fn tasks(s: &mut String, engine: &Engine, run: &Run) {
     let mut tasks: Vec<_> = engine
         .tasks()
         .values()
@@ -171,7 +186,10 @@ pub fn render(engine: &Engine, run: &Run) -> String {
             );
         }
     }
+}
 
+/// Conflicts raised or closed and decisions written while the run went on.
+fn conflicts_and_decisions(s: &mut String, engine: &Engine, run: &Run) {
     let end = run.ended_at.unwrap_or(u64::MAX);
     let in_run = |at: Millis| at >= run.started_at && at <= end;
     let mut conflicts: Vec<_> = engine
@@ -237,7 +255,10 @@ pub fn render(engine: &Engine, run: &Run) -> String {
             );
         }
     }
+}
 
+/// Files refused while the run was active.
+fn refused(s: &mut String, run: &Run) {
     if !run.refused.is_empty() {
         let _ = writeln!(s, "\n## Refused files\n");
         for d in run.refused.values().take(RECORD_ROWS) {
@@ -251,7 +272,10 @@ pub fn render(engine: &Engine, run: &Run) -> String {
             );
         }
     }
+}
 
+/// The latest lines of the run's history.
+fn history(s: &mut String, run: &Run) {
     let _ = writeln!(s, "\n## History\n");
     let (lines, hidden) = latest(run.log.iter().collect());
     let earlier = run.log_dropped + hidden as u64;
@@ -264,7 +288,6 @@ pub fn render(engine: &Engine, run: &Run) -> String {
     for (at, line) in lines {
         let _ = writeln!(s, "- {} {}", time(*at), clip(&one_line(line), ITEM_CHARS));
     }
-    s
 }
 
 /// What tasks came to: "1200 complete, 3 failed, 40 open".

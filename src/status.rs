@@ -12,31 +12,11 @@ use std::fmt::Write;
 
 /// One line for a run: where it is.
 pub fn run_line(engine: &Engine, run: &Run) -> String {
-    match run.current_phase().and_then(|p| engine.playbook().phase(p)) {
-        Some(p) => {
-            let steps: Vec<_> = run.steps.values().filter(|s| s.phase == p.number).collect();
-            let done = steps.iter().filter(|s| s.state == StepState::Done).count();
-            format!(
-                "run {}: running, phase {} {} ({}/{} of the run), {done}/{} steps done",
-                run.id,
-                p.number,
-                p.name,
-                run.current + 1,
-                run.phases.len(),
-                steps.len()
-            )
-        }
-        None => format!("run {}: {}", run.id, state_word(run)),
-    }
-}
-
-fn state_word(run: &Run) -> String {
-    match &run.state {
-        crate::engine::RunState::Running => "running".into(),
-        crate::engine::RunState::Passed => "complete".into(),
-        crate::engine::RunState::Failed { reason } => format!("failed: {reason}"),
-        crate::engine::RunState::Cancelled => "cancelled".into(),
-    }
+    format!(
+        "run {}: {}",
+        run.id,
+        crate::summary::run_summary(engine, run)
+    )
 }
 
 pub fn print(settings: &Settings, as_json: bool) -> Result<()> {
@@ -140,56 +120,71 @@ pub fn text_status(engine: &Engine, workspace: &str, daemon: bool, now: Millis) 
         None => {
             let _ = writeln!(s, "no runs yet");
         }
-        Some(run) => {
-            let _ = writeln!(s, "{}", run_line(engine, run));
-            let defs: Vec<_> = run
-                .phases
-                .iter()
-                .filter_map(|p| engine.playbook().phase(*p))
-                .flat_map(|p| &p.steps)
-                .filter(|d| run.steps.contains_key(&d.id))
-                .collect();
-            let id_w = width(defs.iter().map(|d| d.id.as_str()));
-            let agent_w = width(defs.iter().map(|d| d.agent.as_str()));
-            for p in &run.phases {
-                let Some(phase) = engine.playbook().phase(*p) else {
-                    continue;
+        Some(run) => latest_run(&mut s, engine, run),
+    }
+    open_tasks(&mut s, engine, daemon);
+    conflicts(&mut s, engine, now);
+    if !engine.rejected().is_empty() {
+        let _ = writeln!(s, "refused files: {}", engine.rejected().len());
+        for d in engine.rejected().values() {
+            let _ = writeln!(s, "  {}", one_line(&d.to_string()));
+        }
+    }
+    s
+}
+
+/// The run's line, then each phase: its steps in columns and its gate.
+fn latest_run(s: &mut String, engine: &Engine, run: &Run) {
+    let _ = writeln!(s, "{}", run_line(engine, run));
+    let defs: Vec<_> = run
+        .phases
+        .iter()
+        .filter_map(|p| engine.playbook().phase(*p))
+        .flat_map(|p| &p.steps)
+        .filter(|d| run.steps.contains_key(&d.id))
+        .collect();
+    let id_w = width(defs.iter().map(|d| d.id.as_str()));
+    let agent_w = width(defs.iter().map(|d| d.agent.as_str()));
+    for p in &run.phases {
+        let Some(phase) = engine.playbook().phase(*p) else {
+            continue;
+        };
+        let _ = writeln!(s, "  phase {} {}", p, phase.name);
+        for def in &phase.steps {
+            if let Some(st) = run.steps.get(&def.id) {
+                let state = match &st.state {
+                    StepState::Waiting => "waiting".to_string(),
+                    StepState::Active { task } => format!("active, task {task}"),
+                    StepState::AwaitingOutputs { missing } => {
+                        format!("missing {}", missing.join(", "))
+                    }
+                    StepState::Done => "done".to_string(),
                 };
-                let _ = writeln!(s, "  phase {} {}", p, phase.name);
-                for def in &phase.steps {
-                    if let Some(st) = run.steps.get(&def.id) {
-                        let state = match &st.state {
-                            StepState::Waiting => "waiting".to_string(),
-                            StepState::Active { task } => format!("active, task {task}"),
-                            StepState::AwaitingOutputs { missing } => {
-                                format!("missing {}", missing.join(", "))
-                            }
-                            StepState::Done => "done".to_string(),
-                        };
-                        let _ =
-                            writeln!(s, "    {:<id_w$}  {:<agent_w$}  {state}", def.id, def.agent);
-                    }
-                }
-                if let Some(g) = run.gates.get(p) {
-                    let ticked = g.boxes.iter().filter(|(_, t)| *t).count();
-                    let state = if g.passed_at.is_some() {
-                        "passed"
-                    } else {
-                        "open"
-                    };
-                    let _ = writeln!(
-                        s,
-                        "    gate {state}: {ticked}/{} ticked — {}",
-                        g.boxes.len(),
-                        g.path
-                    );
-                    for c in g.checks.iter().flatten().filter(|c| !c.passed) {
-                        let _ = writeln!(s, "      FAIL {}: {}", c.name, c.detail);
-                    }
-                }
+                let _ = writeln!(s, "    {:<id_w$}  {:<agent_w$}  {state}", def.id, def.agent);
+            }
+        }
+        if let Some(g) = run.gates.get(p) {
+            let ticked = g.boxes.iter().filter(|(_, t)| *t).count();
+            let state = if g.passed_at.is_some() {
+                "passed"
+            } else {
+                "open"
+            };
+            let _ = writeln!(
+                s,
+                "    gate {state}: {ticked}/{} ticked — {}",
+                g.boxes.len(),
+                g.path
+            );
+            for c in g.checks.iter().flatten().filter(|c| !c.passed) {
+                let _ = writeln!(s, "      FAIL {}: {}", c.name, c.detail);
             }
         }
     }
+}
+
+/// Each open task in columns, with what it is doing.
+fn open_tasks(s: &mut String, engine: &Engine, daemon: bool) {
     let open: Vec<_> = engine.tasks().values().filter(|t| t.is_open()).collect();
     let _ = writeln!(s, "open tasks: {}", open.len());
     let id_w = width(open.iter().map(|t| t.id.as_str()));
@@ -204,6 +199,11 @@ pub fn text_status(engine: &Engine, workspace: &str, daemon: bool, now: Millis) 
             one_line(&t.text)
         );
     }
+}
+
+/// Open conflicts, decisions that could not be fully read, and withdrawn
+/// conflicts.
+fn conflicts(s: &mut String, engine: &Engine, now: Millis) {
     let (open, closed): (Vec<_>, Vec<_>) = engine
         .conflicts()
         .values()
@@ -240,30 +240,24 @@ pub fn text_status(engine: &Engine, workspace: &str, daemon: bool, now: Millis) 
         );
     }
     let withdrawn: Vec<_> = closed.into_iter().filter(|c| c.withdrawn).collect();
-    if !withdrawn.is_empty() {
+    if withdrawn.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "withdrawn conflicts (their file was removed; each opens again if its file comes back): {}",
+        withdrawn.len()
+    );
+    let path_w = width(withdrawn.iter().map(|c| c.path.as_str()));
+    for c in withdrawn {
         let _ = writeln!(
             s,
-            "withdrawn conflicts (their file was removed; each opens again if its file comes back): {}",
-            withdrawn.len()
+            "  {:<path_w$}  withdrawn {}: {}",
+            c.path,
+            c.closed_at.map(time).unwrap_or_default(),
+            one_line(&c.title)
         );
-        let path_w = width(withdrawn.iter().map(|c| c.path.as_str()));
-        for c in withdrawn {
-            let _ = writeln!(
-                s,
-                "  {:<path_w$}  withdrawn {}: {}",
-                c.path,
-                c.closed_at.map(time).unwrap_or_default(),
-                one_line(&c.title)
-            );
-        }
     }
-    if !engine.rejected().is_empty() {
-        let _ = writeln!(s, "refused files: {}", engine.rejected().len());
-        for d in engine.rejected().values() {
-            let _ = writeln!(s, "  {}", one_line(&d.to_string()));
-        }
-    }
-    s
 }
 
 /// What gtmd did with each version of a file, from the journal.
@@ -293,88 +287,7 @@ pub fn explain(settings: &Settings, path: &str) -> Result<String> {
             "(the journal was compacted; versions from before the last snapshot are not listed one by one)"
         );
     }
-    let mut versions: Vec<String> = Vec::new();
-    for e in &events {
-        let before: std::collections::BTreeSet<String> = engine.tasks().keys().cloned().collect();
-        let restored = match e {
-            Event::FileChanged { path, hash, .. } if *path == rel => {
-                engine.acted_on(path, hash)
-                    && engine.files().get(path).map(|f| &f.hash) != Some(hash)
-            }
-            _ => false,
-        };
-        let actions = engine.handle(e);
-        match e {
-            Event::FileRemoved { path, at } if *path == rel => {
-                let _ = writeln!(s, "{}: removed (or renamed away)", time(*at));
-                for line in notices(&actions) {
-                    let _ = writeln!(s, "  → {line}");
-                }
-            }
-            Event::FileChanged {
-                path,
-                hash,
-                at,
-                content,
-                ..
-            } if *path == rel => {
-                let short = &hash[..hash.len().min(12)];
-                let known = versions.iter().position(|h| h == hash);
-                let label = match known {
-                    Some(n) => format!("version {} again", n + 1),
-                    None => {
-                        versions.push(hash.clone());
-                        format!("version {}", versions.len())
-                    }
-                };
-                let _ = writeln!(s, "{}: {label} ({short}): {}", time(*at), describe(content));
-                if restored {
-                    let _ = writeln!(
-                        s,
-                        "  → nothing new: gtmd already acted on this content of the file (an editor's rename-and-write save, or a file set back to an earlier content), so it is not a new version"
-                    );
-                    // A withdrawn conflict's file coming back still opens it again.
-                    for line in notices(&actions) {
-                        let _ = writeln!(s, "  → {line}");
-                    }
-                    continue;
-                }
-                let mut said = false;
-                for t in engine.tasks().values().filter(|t| !before.contains(&t.id)) {
-                    let _ = writeln!(
-                        s,
-                        "  → task {} for {} ({}): {}",
-                        t.id,
-                        t.agent,
-                        t.trigger,
-                        one_line(&t.text)
-                    );
-                    said = true;
-                }
-                for a in &actions {
-                    let line = match a {
-                        crate::engine::Action::Refused { diagnostic } => {
-                            format!("refused: {diagnostic}")
-                        }
-                        crate::engine::Action::EvaluateGate { run, phase } => {
-                            format!("re-checked the phase {phase} gate of run {run}")
-                        }
-                        crate::engine::Action::RunFinished { run, summary, .. } => {
-                            format!("run {run} finished: {summary}")
-                        }
-                        crate::engine::Action::Notice { message, .. } => message.clone(),
-                        _ => continue,
-                    };
-                    let _ = writeln!(s, "  → {}", one_line(&line));
-                    said = true;
-                }
-                if !said {
-                    let _ = writeln!(s, "  → nothing to do: {}", why_nothing(content));
-                }
-            }
-            _ => {}
-        }
-    }
+    let versions = replay_explaining(&mut s, &mut engine, &events, &rel);
     let ingest = crate::ingest::Ingest::new(
         &settings.paths.workspace,
         &settings.paths.state_dir,
@@ -408,6 +321,110 @@ pub fn explain(settings: &Settings, path: &str) -> Result<String> {
         }
     }
     Ok(s)
+}
+
+/// Replay `events` into `engine`, saying what each version of `rel` and
+/// its removals led to; the content hashes of its versions, in order.
+fn replay_explaining(
+    s: &mut String,
+    engine: &mut Engine,
+    events: &[Event],
+    rel: &str,
+) -> Vec<String> {
+    let mut versions: Vec<String> = Vec::new();
+    for e in events {
+        let before: std::collections::BTreeSet<String> = engine.tasks().keys().cloned().collect();
+        let restored = match e {
+            Event::FileChanged { path, hash, .. } if *path == rel => {
+                engine.acted_on(path, hash)
+                    && engine.files().get(path).map(|f| &f.hash) != Some(hash)
+            }
+            _ => false,
+        };
+        let actions = engine.handle(e);
+        match e {
+            Event::FileRemoved { path, at } if *path == rel => {
+                let _ = writeln!(s, "{}: removed (or renamed away)", time(*at));
+                for line in notices(&actions) {
+                    let _ = writeln!(s, "  → {line}");
+                }
+            }
+            Event::FileChanged {
+                path,
+                hash,
+                at,
+                content,
+                ..
+            } if *path == rel => {
+                let short = &hash[..hash.len().min(12)];
+                let label = match versions.iter().position(|h| h == hash) {
+                    Some(n) => format!("version {} again", n + 1),
+                    None => {
+                        versions.push(hash.clone());
+                        format!("version {}", versions.len())
+                    }
+                };
+                let _ = writeln!(s, "{}: {label} ({short}): {}", time(*at), describe(content));
+                if restored {
+                    let _ = writeln!(
+                        s,
+                        "  → nothing new: gtmd already acted on this content of the file (an editor's rename-and-write save, or a file set back to an earlier content), so it is not a new version"
+                    );
+                    // A withdrawn conflict's file coming back still opens it again.
+                    for line in notices(&actions) {
+                        let _ = writeln!(s, "  → {line}");
+                    }
+                    continue;
+                }
+                explain_reaction(s, engine, &before, &actions, content);
+            }
+            _ => {}
+        }
+    }
+    versions
+}
+
+/// What a new version led to: the tasks it created and the actions worth
+/// saying, or why nothing happened.
+fn explain_reaction(
+    s: &mut String,
+    engine: &Engine,
+    before: &std::collections::BTreeSet<String>,
+    actions: &[crate::engine::Action],
+    content: &FileContent,
+) {
+    let mut said = false;
+    for t in engine.tasks().values().filter(|t| !before.contains(&t.id)) {
+        let _ = writeln!(
+            s,
+            "  → task {} for {} ({}): {}",
+            t.id,
+            t.agent,
+            t.trigger,
+            one_line(&t.text)
+        );
+        said = true;
+    }
+    for a in actions {
+        let line = match a {
+            crate::engine::Action::Refused { diagnostic } => {
+                format!("refused: {diagnostic}")
+            }
+            crate::engine::Action::EvaluateGate { run, phase } => {
+                format!("re-checked the phase {phase} gate of run {run}")
+            }
+            crate::engine::Action::RunFinished { run, summary, .. } => {
+                format!("run {run} finished: {summary}")
+            }
+            crate::engine::Action::Notice { message, .. } => message.clone(),
+            _ => continue,
+        };
+        let _ = writeln!(s, "  → {}", one_line(&line));
+        said = true;
+    }
+    if !said {
+        let _ = writeln!(s, "  → nothing to do: {}", why_nothing(content));
+    }
 }
 
 fn notices(actions: &[crate::engine::Action]) -> impl Iterator<Item = String> + '_ {

@@ -29,7 +29,7 @@ pub enum Change {
     Gone,
 }
 
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum WatchMsg {
     Path(Change, PathBuf),
     /// Events were lost (kernel queue overflow, full channel, watch error): rescan.
@@ -51,22 +51,17 @@ pub fn watch(
     tx: mpsc::Sender<WatchMsg>,
 ) -> notify::Result<WatchHandle> {
     let overflowed = Arc::new(AtomicBool::new(false));
-    let flag = overflowed.clone();
     let polling = poll.is_some();
     // A testing aid: keep only every Nth event, as a kernel queue overflow
     // would, to exercise the rescan path through the real watcher.
     let keep_every: u64 = crate::test_hooks::drop_events_every().unwrap_or(1);
-    let mut seen = 0u64;
-    let handler = move |res: notify::Result<notify::Event>| {
-        for msg in convert(res, polling) {
-            seen += 1;
-            let lost = (keep_every > 1 && seen % keep_every != 0) || tx.try_send(msg).is_err();
-            // The first loss wakes the daemon; it rescans and clears the flag.
-            if lost && !flag.swap(true, Ordering::AcqRel) {
-                let _ = tx.try_send(WatchMsg::Rescan("events were lost".into()));
-            }
-        }
+    let mut forward = Forward {
+        tx,
+        overflowed: overflowed.clone(),
+        keep_every,
+        seen: 0,
     };
+    let handler = move |res: notify::Result<notify::Event>| forward.send(convert(res, polling));
     let config = Config::default().with_follow_symlinks(false);
     let mut watcher: Box<dyn Watcher + Send> = match poll {
         Some(interval) => Box::new(PollWatcher::new(
@@ -82,6 +77,36 @@ pub fn watch(
     })
 }
 
+/// The callback's other half: hands messages to the channel without ever
+/// waiting. A message that does not fit is lost, and the first loss sets
+/// the overflow flag and asks for a rescan; the daemon clears the flag when
+/// it rescans.
+struct Forward {
+    tx: mpsc::Sender<WatchMsg>,
+    overflowed: Arc<AtomicBool>,
+    /// Keep only every Nth message (`GTMD_DEBUG_DROP_EVENTS`); 1 keeps all.
+    keep_every: u64,
+    seen: u64,
+}
+
+impl Forward {
+    fn send(&mut self, msgs: Vec<WatchMsg>) {
+        for msg in msgs {
+            self.seen += 1;
+            let dropped = self.keep_every > 1 && self.seen % self.keep_every != 0;
+            let lost = dropped || self.tx.try_send(msg).is_err();
+            if lost && !self.overflowed.swap(true, Ordering::AcqRel) {
+                let _ = self
+                    .tx
+                    .try_send(WatchMsg::Rescan("events were lost".into()));
+            }
+        }
+    }
+}
+
+/// A notify event as the daemon needs it: one message per path, or a
+/// rescan when events were lost. Events that say nothing about when to
+/// read a file (opens, reads, metadata under inotify) give nothing.
 fn convert(res: notify::Result<notify::Event>, polling: bool) -> Vec<WatchMsg> {
     let event = match res {
         Ok(e) => e,
@@ -110,4 +135,191 @@ fn convert(res: notify::Result<notify::Event>, polling: bool) -> Vec<WatchMsg> {
         .into_iter()
         .map(|p| WatchMsg::Path(change, p))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{DataChange, Flag, MetadataKind, ModifyKind, RemoveKind};
+
+    fn event(kind: EventKind, paths: &[&str]) -> notify::Result<notify::Event> {
+        let e = paths.iter().fold(notify::Event::new(kind), |e, p| {
+            e.add_path(PathBuf::from(p))
+        });
+        Ok(e)
+    }
+
+    fn path(change: Change, p: &str) -> WatchMsg {
+        WatchMsg::Path(change, PathBuf::from(p))
+    }
+
+    #[test]
+    fn each_event_kind_becomes_what_it_says_about_reading_the_file() {
+        let write_closed = EventKind::Access(AccessKind::Close(AccessMode::Write));
+        let created = EventKind::Create(CreateKind::File);
+        let data = EventKind::Modify(ModifyKind::Data(DataChange::Content));
+        let cases = [
+            (write_closed, Some(Change::Complete)),
+            (created, Some(Change::Touched)),
+            (data, Some(Change::Touched)),
+            (
+                EventKind::Create(CreateKind::Folder),
+                Some(Change::DirCreated),
+            ),
+            (EventKind::Remove(RemoveKind::File), Some(Change::Gone)),
+            (EventKind::Remove(RemoveKind::Folder), Some(Change::Gone)),
+        ];
+        for (kind, want) in cases {
+            let got = convert(event(kind, &["ws/a.md"]), false);
+            let want: Vec<WatchMsg> = want.map(|c| path(c, "ws/a.md")).into_iter().collect();
+            assert_eq!(got, want, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn a_rename_is_gone_from_its_old_name_and_complete_at_its_new_one() {
+        let from = EventKind::Modify(ModifyKind::Name(RenameMode::From));
+        let to = EventKind::Modify(ModifyKind::Name(RenameMode::To));
+        let both = EventKind::Modify(ModifyKind::Name(RenameMode::Both));
+        assert_eq!(
+            convert(event(from, &["ws/.a.md.swp"]), false),
+            vec![path(Change::Gone, "ws/.a.md.swp")]
+        );
+        assert_eq!(
+            convert(event(to, &["ws/a.md"]), false),
+            vec![path(Change::Complete, "ws/a.md")]
+        );
+        // The pair repeats the From and To already sent: nothing again.
+        assert_eq!(
+            convert(event(both, &["ws/.a.md.swp", "ws/a.md"]), false),
+            vec![]
+        );
+        let any = EventKind::Modify(ModifyKind::Name(RenameMode::Any));
+        assert_eq!(convert(event(any, &["ws/a.md"]), false), vec![]);
+    }
+
+    #[test]
+    fn events_that_say_nothing_about_a_write_are_ignored_under_inotify() {
+        let ignored = [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+            EventKind::Access(AccessKind::Read),
+            EventKind::Modify(ModifyKind::Metadata(MetadataKind::Permissions)),
+            EventKind::Any,
+            EventKind::Other,
+        ];
+        for kind in ignored {
+            assert_eq!(
+                convert(event(kind, &["ws/a.md"]), false),
+                vec![],
+                "{kind:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn what_the_poller_reports_has_settled_already() {
+        for kind in [
+            EventKind::Create(CreateKind::File),
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            EventKind::Modify(ModifyKind::Metadata(MetadataKind::WriteTime)),
+        ] {
+            assert_eq!(
+                convert(event(kind, &["ws/a.md"]), true),
+                vec![path(Change::Complete, "ws/a.md")],
+                "{kind:?}"
+            );
+        }
+        // A folder is still scanned, a removal still gone.
+        let folder = EventKind::Create(CreateKind::Folder);
+        assert_eq!(
+            convert(event(folder, &["ws/d"]), true),
+            vec![path(Change::DirCreated, "ws/d")]
+        );
+    }
+
+    #[test]
+    fn one_message_per_path() {
+        let kind = EventKind::Remove(RemoveKind::Any);
+        assert_eq!(
+            convert(event(kind, &["ws/a.md", "ws/b.md"]), false),
+            vec![path(Change::Gone, "ws/a.md"), path(Change::Gone, "ws/b.md")]
+        );
+    }
+
+    #[test]
+    fn a_rescan_flag_or_a_watch_error_asks_for_a_rescan() {
+        let flagged = notify::Event::new(EventKind::Other)
+            .add_path(PathBuf::from("ws"))
+            .set_flag(Flag::Rescan);
+        let got = convert(Ok(flagged), false);
+        assert!(
+            matches!(&got[..], [WatchMsg::Rescan(why)] if why.contains("overflowed")),
+            "{got:?}"
+        );
+        let got = convert(Err(notify::Error::generic("inotify limit")), false);
+        assert!(
+            matches!(&got[..], [WatchMsg::Rescan(why)] if why.contains("inotify limit")),
+            "{got:?}"
+        );
+    }
+
+    fn forward(capacity: usize, keep_every: u64) -> (Forward, mpsc::Receiver<WatchMsg>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let f = Forward {
+            tx,
+            overflowed: Arc::new(AtomicBool::new(false)),
+            keep_every,
+            seen: 0,
+        };
+        (f, rx)
+    }
+
+    #[test]
+    fn a_full_channel_sets_the_overflow_flag_instead_of_waiting() {
+        let (mut f, mut rx) = forward(1, 1);
+        f.send(vec![path(Change::Complete, "a")]);
+        assert!(!f.overflowed.load(Ordering::Acquire));
+        // Full: the message is lost (the callback never blocks) and the flag says so.
+        f.send(vec![path(Change::Complete, "b")]);
+        assert!(f.overflowed.load(Ordering::Acquire));
+        assert_eq!(rx.try_recv(), Ok(path(Change::Complete, "a")));
+        assert!(rx.try_recv().is_err(), "no room was left for the rescan");
+        // Later losses while the flag is set ask for no second rescan.
+        f.send(vec![
+            path(Change::Complete, "c"),
+            path(Change::Complete, "d"),
+        ]);
+        assert_eq!(rx.try_recv(), Ok(path(Change::Complete, "c")));
+        assert!(rx.try_recv().is_err());
+        // The daemon rescanned and cleared the flag: the next loss sets it again.
+        f.overflowed.store(false, Ordering::Release);
+        f.send(vec![path(Change::Complete, "e")]);
+        assert!(!f.overflowed.load(Ordering::Acquire));
+        f.send(vec![path(Change::Complete, "f")]);
+        assert!(f.overflowed.load(Ordering::Acquire));
+        assert_eq!(rx.try_recv(), Ok(path(Change::Complete, "e")));
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn the_first_loss_asks_for_a_rescan_when_there_is_room() {
+        // Dropping every other message, as GTMD_DEBUG_DROP_EVENTS=2 does.
+        let (mut f, mut rx) = forward(8, 2);
+        f.send(vec![
+            path(Change::Complete, "a"),
+            path(Change::Complete, "b"),
+            path(Change::Complete, "c"),
+        ]);
+        assert!(f.overflowed.load(Ordering::Acquire));
+        assert_eq!(
+            rx.try_recv(),
+            Ok(WatchMsg::Rescan("events were lost".into()))
+        );
+        assert_eq!(rx.try_recv(), Ok(path(Change::Complete, "b")));
+        assert!(
+            rx.try_recv().is_err(),
+            "c was dropped without a second rescan"
+        );
+    }
 }

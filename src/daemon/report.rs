@@ -53,34 +53,11 @@ impl Daemon {
         let Some(r) = self.engine.run(run) else {
             return;
         };
-        let line = match r
-            .current_phase()
-            .and_then(|p| self.engine.playbook().phase(p))
-        {
-            Some(p) => {
-                let steps: Vec<_> = r.steps.values().filter(|s| s.phase == p.number).collect();
-                let done = steps
-                    .iter()
-                    .filter(|s| s.state == crate::engine::StepState::Done)
-                    .count();
-                let gate = match r.gates.get(&p.number) {
-                    Some(g) if g.passed_at.is_none() => {
-                        let ticked = g.boxes.iter().filter(|(_, t)| *t).count();
-                        format!(", gate {ticked}/{} ticked", g.boxes.len())
-                    }
-                    _ => String::new(),
-                };
-                format!(
-                    "[{}] phase {}/{} {}: {done}/{} steps done{gate}",
-                    r.id,
-                    r.current + 1,
-                    r.phases.len(),
-                    p.name,
-                    steps.len()
-                )
-            }
-            None => format!("[{}] {:?}", r.id, r.state).to_lowercase(),
-        };
+        let line = format!(
+            "[{}] {}",
+            r.id,
+            crate::summary::run_summary(&self.engine, r)
+        );
         if line != self.last_progress {
             crate::errln!("{line}");
             self.last_progress = line;

@@ -29,20 +29,11 @@ impl Daemon {
 
     pub(super) fn status_text(&self) -> String {
         let run = match self.engine.active_run() {
-            Some(r) => match r
-                .current_phase()
-                .and_then(|p| self.engine.playbook().phase(p))
-            {
-                Some(p) => format!(
-                    "run {}: phase {} {} ({}/{})",
-                    r.id,
-                    p.number,
-                    p.name,
-                    r.current + 1,
-                    r.phases.len()
-                ),
-                None => format!("run {}", r.id),
-            },
+            Some(r) => format!(
+                "run {}: {}",
+                r.id,
+                crate::summary::run_summary(&self.engine, r)
+            ),
             None => "idle (no active run)".to_string(),
         };
         let open = self.engine.tasks().values().filter(|t| t.is_open()).count();

@@ -1,6 +1,7 @@
 //! The escalation protocol: conflicts get a coordinator review per version,
 //! decisions give each affected agent a task, and a conflict closes when they
 //! have all applied it.
+
 use super::*;
 use crate::protocol::escalation::{Conflict, Decision};
 
@@ -17,6 +18,7 @@ impl Engine {
         out: &mut Vec<Action>,
     ) {
         let st = self
+            .state
             .conflicts
             .entry(path.to_string())
             .or_insert_with(|| ConflictState::new(path, at));
@@ -33,18 +35,6 @@ impl Engine {
         st.severity = c.severity.clone();
         st.versions += 1;
         let version = st.versions;
-        let mut details = vec![format!(
-            "Read {path}, review both positions, then write a decision in strategy/decisions/ with front matter `resolves: {path}` and `affected: [agents who must change their outputs]`, and the rationale in the text."
-        )];
-        if !c.agents.is_empty() {
-            details.push(format!("Agents named: {}", c.agents.join(", ")));
-        }
-        if !c.files.is_empty() {
-            details.push(format!("Files named: {}", some_of(&c.files, ", ")));
-        }
-        if let Some(sev) = &c.severity {
-            details.push(format!("Severity: {}", clip(sev)));
-        }
         let run = self.active_run().map(|r| r.id.clone());
         let title = if c.title.is_empty() {
             path.to_string()
@@ -69,7 +59,7 @@ impl Engine {
                     }
                 ),
                 trigger: format!("conflict: {path}"),
-                details,
+                details: review_details(path, c),
             },
             at,
             out,
@@ -101,7 +91,7 @@ impl Engine {
         at: Millis,
         out: &mut Vec<Action>,
     ) {
-        let Some(c) = self.conflicts.get_mut(path) else {
+        let Some(c) = self.state.conflicts.get_mut(path) else {
             return;
         };
         if c.closed_at.is_some() {
@@ -150,7 +140,7 @@ impl Engine {
         let FileContent::Conflict { conflict } = content else {
             return;
         };
-        let Some(c) = self.conflicts.get_mut(path).filter(|c| c.withdrawn) else {
+        let Some(c) = self.state.conflicts.get_mut(path).filter(|c| c.withdrawn) else {
             return;
         };
         c.title = conflict.title.clone();
@@ -163,6 +153,7 @@ impl Engine {
         c.closed_by = None;
         c.withdrawn = false;
         let cancelled: Vec<TaskId> = self
+            .state
             .tasks
             .values()
             .filter(|t| {
@@ -218,9 +209,9 @@ impl Engine {
             .as_deref()
             .map(crate::protocol::escalation::conflict_path);
         let known_conflict = conflict
-            .as_ref()
-            .filter(|c| self.conflicts.contains_key(*c) || self.files.contains_key(*c));
-        if let (Some(c), None) = (&conflict, known_conflict) {
+            .clone()
+            .filter(|c| self.state.conflicts.contains_key(c) || self.state.files.contains_key(c));
+        if let (Some(c), None) = (&conflict, &known_conflict) {
             problems.push(format!(
                 "it resolves {}, which is no conflict gtmd has seen (open conflicts: {})",
                 clip(c),
@@ -228,96 +219,16 @@ impl Engine {
             ));
         }
         let run = self.active_run().map(|r| r.id.clone());
-        // Apply tasks of an earlier version of this decision are superseded.
-        if let Some(old) = self.decisions.get(path) {
-            for t in old.tasks.clone() {
-                if self
-                    .tasks
-                    .get(&t)
-                    .is_some_and(|t| t.is_open() && t.state != TaskState::Running)
-                {
-                    self.end_task(&t, Outcome::Cancelled, at, out);
-                }
-            }
-        }
-        let mut tasks = Vec::new();
-        if let Some(c) = known_conflict.cloned() {
-            let st = self
-                .conflicts
-                .entry(c.clone())
-                .or_insert_with(|| ConflictState::new(&c, at));
-            if !st.decisions.iter().any(|p| p == path) {
-                st.decisions.push(path.to_string());
-            }
-            let title = if d.title.is_empty() {
-                path.to_string()
-            } else {
-                clip(&d.title).into_owned()
-            };
-            for agent in &d.affected {
-                let id = self.new_task(
-                    NewTask {
-                        agent: agent.clone(),
-                        run: run.clone(),
-                        phase: None,
-                        step: None,
-                        kind: TaskKind::ApplyDecision {
-                            decision: path.to_string(),
-                            conflict: c.clone(),
-                        },
-                        text: format!(
-                            "Apply the coordinator's decision {path} on the conflict {c}: {title}"
-                        ),
-                        trigger: format!("decision: {path}"),
-                        details: vec![
-                            format!("Read {path} and {c}, update your outputs to follow the decision, then report complete."),
-                        ],
-                    },
-                    at,
-                    out,
-                );
-                tasks.push(id);
-            }
-        }
-        if let Some(c) = known_conflict.and_then(|c| self.conflicts.get_mut(c)) {
-            if !tasks.is_empty() && c.closed_at.is_some() && !c.withdrawn {
-                c.closed_at = None;
-                c.closed_by = None;
-                c.opened_at = at;
-                let line = format!(
-                    "conflict {} reopened: the decision {path} is new or changed; it closes when {} have applied it",
-                    c.path,
-                    d.affected.join(", ")
-                );
-                out.push(Action::Notice {
-                    level: NoticeLevel::Info,
-                    message: line.clone(),
-                });
-                self.log_run(run.clone(), at, line, out);
-            }
+        self.supersede_decision(path, at, out);
+        let tasks = match &known_conflict {
+            Some(c) => self.give_apply_tasks(path, d, c, run.clone(), at, out),
+            None => Vec::new(),
+        };
+        if let Some(c) = known_conflict.as_ref().filter(|_| !tasks.is_empty()) {
+            self.reopen_for_decision(c, path, d, run.clone(), at, out);
         }
         if !problems.is_empty() {
-            self.new_task(
-                NewTask {
-                    agent: "coordinator".into(),
-                    run: run.clone(),
-                    phase: None,
-                    step: None,
-                    kind: TaskKind::DecisionProblem {
-                        decision: path.to_string(),
-                    },
-                    text: format!(
-                        "The decision {path} could not be fully read: {}",
-                        some_of(&problems, "; ")
-                    ),
-                    trigger: format!("decision: {path}"),
-                    details: vec![
-                        "Fix the decision file; gtmd reads it again when it changes.".into(),
-                    ],
-                },
-                at,
-                out,
-            );
+            self.tell_decision_problems(path, &problems, run.clone(), at, out);
         }
         self.log_run(
             run,
@@ -336,7 +247,7 @@ impl Engine {
             ),
             out,
         );
-        self.decisions.insert(
+        self.state.decisions.insert(
             path.to_string(),
             DecisionState {
                 path: path.to_string(),
@@ -350,8 +261,141 @@ impl Engine {
         );
     }
 
+    /// Apply tasks of an earlier version of this decision are superseded
+    /// (a running one finishes).
+    fn supersede_decision(&mut self, path: &str, at: Millis, out: &mut Vec<Action>) {
+        let Some(old) = self.state.decisions.get(path) else {
+            return;
+        };
+        for t in old.tasks.clone() {
+            if self
+                .state
+                .tasks
+                .get(&t)
+                .is_some_and(|t| t.is_open() && t.state != TaskState::Running)
+            {
+                self.end_task(&t, Outcome::Cancelled, at, out);
+            }
+        }
+    }
+
+    /// The decision is recorded on its conflict, and each affected agent
+    /// gets a task to apply it.
+    fn give_apply_tasks(
+        &mut self,
+        path: &str,
+        d: &Decision,
+        conflict: &str,
+        run: Option<RunId>,
+        at: Millis,
+        out: &mut Vec<Action>,
+    ) -> Vec<TaskId> {
+        let st = self
+            .state
+            .conflicts
+            .entry(conflict.to_string())
+            .or_insert_with(|| ConflictState::new(conflict, at));
+        if !st.decisions.iter().any(|p| p == path) {
+            st.decisions.push(path.to_string());
+        }
+        let title = if d.title.is_empty() {
+            path.to_string()
+        } else {
+            clip(&d.title).into_owned()
+        };
+        let mut tasks = Vec::new();
+        for agent in &d.affected {
+            let id = self.new_task(
+                NewTask {
+                    agent: agent.clone(),
+                    run: run.clone(),
+                    phase: None,
+                    step: None,
+                    kind: TaskKind::ApplyDecision {
+                        decision: path.to_string(),
+                        conflict: conflict.to_string(),
+                    },
+                    text: format!(
+                        "Apply the coordinator's decision {path} on the conflict {conflict}: {title}"
+                    ),
+                    trigger: format!("decision: {path}"),
+                    details: vec![
+                        format!("Read {path} and {conflict}, update your outputs to follow the decision, then report complete."),
+                    ],
+                },
+                at,
+                out,
+            );
+            tasks.push(id);
+        }
+        tasks
+    }
+
+    /// A new or changed decision opens its conflict again, if a decision
+    /// had closed it, until its agents have applied it.
+    fn reopen_for_decision(
+        &mut self,
+        conflict: &str,
+        path: &str,
+        d: &Decision,
+        run: Option<RunId>,
+        at: Millis,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(c) = self.state.conflicts.get_mut(conflict) else {
+            return;
+        };
+        if c.closed_at.is_none() || c.withdrawn {
+            return;
+        }
+        c.closed_at = None;
+        c.closed_by = None;
+        c.opened_at = at;
+        let line = format!(
+            "conflict {} reopened: the decision {path} is new or changed; it closes when {} have applied it",
+            c.path,
+            d.affected.join(", ")
+        );
+        out.push(Action::Notice {
+            level: NoticeLevel::Info,
+            message: line.clone(),
+        });
+        self.log_run(run, at, line, out);
+    }
+
+    /// What could not be read in a decision goes to the coordinator.
+    fn tell_decision_problems(
+        &mut self,
+        path: &str,
+        problems: &[String],
+        run: Option<RunId>,
+        at: Millis,
+        out: &mut Vec<Action>,
+    ) {
+        self.new_task(
+            NewTask {
+                agent: "coordinator".into(),
+                run,
+                phase: None,
+                step: None,
+                kind: TaskKind::DecisionProblem {
+                    decision: path.to_string(),
+                },
+                text: format!(
+                    "The decision {path} could not be fully read: {}",
+                    some_of(problems, "; ")
+                ),
+                trigger: format!("decision: {path}"),
+                details: vec!["Fix the decision file; gtmd reads it again when it changes.".into()],
+            },
+            at,
+            out,
+        );
+    }
+
     pub fn open_conflicts(&self) -> Vec<String> {
-        self.conflicts
+        self.state
+            .conflicts
             .values()
             .filter(|c| c.closed_at.is_none())
             .map(|c| c.path.clone())
@@ -361,11 +405,12 @@ impl Engine {
     /// The decision a conflict stands by: the latest one written that
     /// still names it.
     fn standing_decision(&self, conflict: &str) -> Option<&DecisionState> {
-        self.conflicts
+        self.state
+            .conflicts
             .get(conflict)?
             .decisions
             .iter()
-            .filter_map(|p| self.decisions.get(p))
+            .filter_map(|p| self.state.decisions.get(p))
             .filter(|d| d.resolves.as_deref() == Some(conflict))
             .max_by_key(|d| d.at)
     }
@@ -375,7 +420,7 @@ impl Engine {
     fn applied(&self, d: &DecisionState) -> bool {
         !d.tasks.is_empty()
             && d.tasks.iter().all(|t| {
-                self.tasks.get(t).is_some_and(|t| {
+                self.state.tasks.get(t).is_some_and(|t| {
                     t.state
                         == TaskState::Done {
                             outcome: Outcome::Complete,
@@ -407,6 +452,7 @@ impl Engine {
         out: &mut Vec<Action>,
     ) {
         let Some(conflict) = self
+            .state
             .decisions
             .get(decision)
             .and_then(|d| d.resolves.clone())
@@ -427,7 +473,7 @@ impl Engine {
         at: Millis,
         out: &mut Vec<Action>,
     ) {
-        let complete = self.tasks[task_id].state
+        let complete = self.state.tasks[task_id].state
             == TaskState::Done {
                 outcome: Outcome::Complete,
             };
@@ -448,7 +494,7 @@ impl Engine {
         if self.open_tasks().any(|t| self.reviews(t, conflict)) {
             return;
         }
-        let version = self.conflicts[conflict].versions;
+        let version = self.state.conflicts[conflict].versions;
         self.close(
             conflict,
             decision,
@@ -466,7 +512,7 @@ impl Engine {
         at: Millis,
         out: &mut Vec<Action>,
     ) {
-        let Some(c) = self.conflicts.get_mut(conflict) else {
+        let Some(c) = self.state.conflicts.get_mut(conflict) else {
             return;
         };
         if c.closed_at.is_some() {
@@ -482,17 +528,21 @@ impl Engine {
         });
         self.log_run(run, at, line, out);
     }
+}
 
-    pub(super) fn log_run(
-        &mut self,
-        run: Option<RunId>,
-        at: Millis,
-        line: String,
-        out: &mut Vec<Action>,
-    ) {
-        if let Some(r) = run.and_then(|r| self.runs.get_mut(&r)) {
-            r.note(at, line);
-            out.push(Action::RecordChanged { run: r.id.clone() });
-        }
+/// What the coordinator's review of a conflict is given to go on.
+fn review_details(path: &str, c: &Conflict) -> Vec<String> {
+    let mut details = vec![format!(
+        "Read {path}, review both positions, then write a decision in strategy/decisions/ with front matter `resolves: {path}` and `affected: [agents who must change their outputs]`, and the rationale in the text."
+    )];
+    if !c.agents.is_empty() {
+        details.push(format!("Agents named: {}", c.agents.join(", ")));
     }
+    if !c.files.is_empty() {
+        details.push(format!("Files named: {}", some_of(&c.files, ", ")));
+    }
+    if let Some(sev) = &c.severity {
+        details.push(format!("Severity: {}", clip(sev)));
+    }
+    details
 }

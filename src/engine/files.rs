@@ -1,11 +1,77 @@
-//! What a new file version sets off: refusals, outputs a step was waiting
-//! for, gates to check again, and the guide's hand-off routes.
+//! What a file version sets off: each version is acted on once, then by
+//! what it is (a status, gate, conflict, decision, request or refused
+//! file) it goes to its rule; any file may be an output a step was waiting
+//! for, one a gate checks, or a hand-off ([`super::routes`]).
+
+use super::routes::route_matches;
 use super::*;
 use crate::diagnostic::Diagnostic;
-use crate::playbook::RouteKind;
 
 impl Engine {
-    // ---- files ----
+    /// A file version seen. Each version is acted on once, whatever order
+    /// or how often its events arrive; a version seen before (a replay, a
+    /// duplicate event, an editor's unchanged rename-and-write save, a file
+    /// put back to an earlier content) only updates what may have changed.
+    pub(super) fn on_file_changed(
+        &mut self,
+        path: &str,
+        entry: FileEntry,
+        content: &FileContent,
+        at: Millis,
+        out: &mut Vec<Action>,
+    ) {
+        // The same version again (a replayed or duplicated event) changes nothing.
+        if self
+            .state
+            .files
+            .get(path)
+            .is_some_and(|f| f.hash == entry.hash)
+        {
+            return;
+        }
+        let hash = entry.hash.clone();
+        self.set_file(path, Some(entry));
+        let reactive = !matches!(content, FileContent::Plain)
+            || self
+                .state
+                .playbook
+                .routes
+                .iter()
+                .any(|r| route_matches(&r.path, path));
+        // A gate file is read whatever content it has had before: it is
+        // gtmd's own file, and an old copy put back must be answered
+        // (rewritten) rather than taken as done.
+        let gate = matches!(content, FileContent::Gate { .. });
+        if reactive && !gate && !self.mark_acted(path, &hash) {
+            self.on_version_back(path, content, at, out);
+            return;
+        }
+        self.on_file(path, content, at, out);
+    }
+
+    /// A version acted on before is back: only whether it is refused may
+    /// change, an output may be present again, and a withdrawn conflict
+    /// opens again.
+    fn on_version_back(
+        &mut self,
+        path: &str,
+        content: &FileContent,
+        at: Millis,
+        out: &mut Vec<Action>,
+    ) {
+        match content {
+            FileContent::Rejected { diagnostic } => {
+                self.state
+                    .rejected
+                    .insert(path.to_string(), diagnostic.clone());
+            }
+            _ => {
+                self.state.rejected.remove(path);
+            }
+        }
+        self.on_output_changed(path, at, out);
+        self.on_conflict_file_back(path, content, at, out);
+    }
 
     pub(super) fn on_file(
         &mut self,
@@ -20,7 +86,7 @@ impl Engine {
                 return;
             }
             _ => {
-                if self.rejected.remove(path).is_some() {
+                if self.state.rejected.remove(path).is_some() {
                     out.push(Action::Notice {
                         level: NoticeLevel::Info,
                         message: format!("{path}: accepted now (it was refused before)"),
@@ -45,10 +111,10 @@ impl Engine {
     }
 
     pub(super) fn refuse(&mut self, d: Diagnostic, at: Millis, out: &mut Vec<Action>) {
-        self.rejected.insert(d.path.clone(), d.clone());
+        self.state.rejected.insert(d.path.clone(), d.clone());
         let ids = self.active_run_ids();
         for id in ids {
-            let r = self.runs.get_mut(&id).unwrap();
+            let r = self.state.runs.get_mut(&id).unwrap();
             r.refused.insert(d.path.clone(), d.clone());
             r.note(at, format!("refused {}", d));
             out.push(Action::RecordChanged { run: id });
@@ -61,10 +127,10 @@ impl Engine {
     pub(super) fn on_output_changed(&mut self, path: &str, at: Millis, out: &mut Vec<Action>) {
         let run_ids = self.active_run_ids();
         for id in run_ids {
-            let Some(phase) = self.runs[&id].current_phase() else {
+            let Some(phase) = self.state.runs[&id].current_phase() else {
                 continue;
             };
-            let waiting: Vec<String> = self.runs[&id]
+            let waiting: Vec<String> = self.state.runs[&id]
                 .steps
                 .values()
                 .filter(|s| {
@@ -76,11 +142,18 @@ impl Engine {
                 let missing = self.missing_step_outputs(&step_id);
                 if missing.is_empty() {
                     self.step_done(&id, &step_id, at, out);
-                } else if let Some(s) = self.runs.get_mut(&id).unwrap().steps.get_mut(&step_id) {
+                } else if let Some(s) = self
+                    .state
+                    .runs
+                    .get_mut(&id)
+                    .unwrap()
+                    .steps
+                    .get_mut(&step_id)
+                {
                     s.state = StepState::AwaitingOutputs { missing };
                 }
             }
-            let r = &self.runs[&id];
+            let r = &self.state.runs[&id];
             if let Some(g) = r.gates.get(&phase) {
                 if g.passed_at.is_none() && g.written && self.is_phase_output(phase, path) {
                     out.push(Action::EvaluateGate {
@@ -93,97 +166,12 @@ impl Engine {
     }
 
     pub(super) fn is_phase_output(&self, phase: u8, path: &str) -> bool {
-        self.playbook.phase(phase).is_some_and(|p| {
+        self.state.playbook.phase(phase).is_some_and(|p| {
             p.steps.iter().any(|s| {
                 s.outputs
                     .iter()
                     .any(|o| o == path || (o.ends_with('/') && path.starts_with(o.as_str())))
             })
         })
-    }
-
-    /// The guide's communication table: a hand-off file gives its receiver a task.
-    pub(super) fn on_route(&mut self, path: &str, at: Millis, out: &mut Vec<Action>) {
-        let routes: Vec<_> = self
-            .playbook
-            .routes
-            .iter()
-            .filter(|r| r.kind == RouteKind::Trigger && route_matches(&r.path, path))
-            .cloned()
-            .collect();
-        for route in routes {
-            // One open hand-off task per (receiver, file): a re-save while it is
-            // queued, or the receiver's own edits while it works, add nothing.
-            let already_open = self.open_tasks().any(|t| {
-                t.agent == route.to
-                    && t.kind
-                        == TaskKind::Route {
-                            path: path.to_string(),
-                        }
-            });
-            if already_open {
-                continue;
-            }
-            // A hand-off written while another hand-off task runs continues its chain.
-            let depth = 1 + self
-                .open_tasks()
-                .filter(|t| {
-                    t.state == TaskState::Running && matches!(t.kind, TaskKind::Route { .. })
-                })
-                .map(|t| t.depth)
-                .max()
-                .unwrap_or(0);
-            let run = self.active_run().map(|r| r.id.clone());
-            if depth > MAX_ROUTE_DEPTH {
-                let told = self
-                    .open_tasks()
-                    .any(|t| matches!(t.kind, TaskKind::RouteLoop { .. }));
-                out.push(Action::Notice {
-                    level: NoticeLevel::Warn,
-                    message: format!(
-                        "{path}: hand-off to {} not started: it would be hand-off number {depth} in a chain (limit {MAX_ROUTE_DEPTH})",
-                        route.to
-                    ),
-                });
-                if !told {
-                    self.new_task(
-                        NewTask {
-                            agent: "coordinator".into(),
-                            run,
-                            phase: None,
-                            step: None,
-                            kind: TaskKind::RouteLoop { path: path.to_string() },
-                            text: format!(
-                                "A chain of hand-offs was stopped after {MAX_ROUTE_DEPTH} steps: {path} would have given {} another task. Check whether the agents keep answering each other's files, and decide what should happen.",
-                                route.to
-                            ),
-                            trigger: format!("hand-off loop at {path}"),
-                            details: vec![],
-                        },
-                        at,
-                        out,
-                    );
-                }
-                continue;
-            }
-            let text = format!("{} ({path} changed)", capitalise(&route.purpose));
-            let id = self.new_task(
-                NewTask {
-                    agent: route.to.clone(),
-                    run,
-                    phase: None,
-                    step: None,
-                    kind: TaskKind::Route {
-                        path: path.to_string(),
-                    },
-                    text,
-                    trigger: format!("hand-off: {path}"),
-                    details: vec![format!("Read {path} and act on it: {}.", route.purpose)],
-                },
-                at,
-                out,
-            );
-            self.tasks.get_mut(&id).unwrap().depth = depth;
-        }
     }
 }

@@ -1,24 +1,57 @@
 //! The protocol engine: `(state, event) → (state, actions)`, with no I/O, no
 //! clock and no async.
 //!
-//! This is where the guide's rules live: phases start when the previous gate
-//! passes, steps start when their dependencies are done, a `complete` status
-//! finishes a step only when its outputs exist, failures are retried then
-//! escalated, gates pass when every box is ticked and every automatic check
-//! passes. Keeping it pure makes every rule a fast unit test and makes crash
-//! recovery "replay the journal into a fresh engine".
+//! This is where the guide's rules live. Keeping it pure makes every rule a
+//! fast unit test and makes crash recovery "replay the journal into a fresh
+//! engine". [`Engine::handle`] takes each event to its rule, one module per
+//! idea:
+//!
+//! - `requests`: the execution modes and scenario validation a run request
+//!   must pass; cancelling a task or a run.
+//! - `phases`: a phase's steps start as their dependencies are done; a step
+//!   is done when its task completes and its outputs exist.
+//! - `gates`: a gate opens when its phase's steps are done and holds the
+//!   next phase until every box is ticked and every automatic check passes
+//!   (`gate_file` renders the file the coordinator ticks).
+//! - `status`: a status file answers its task, by `task_id` or by agent.
+//! - `completion`: complete, failed and retried with a backoff, escalated
+//!   to the coordinator, cancelled.
+//! - `dispatch`: one task at a time per agent, oldest first.
+//! - `escalation`: a conflict gets a review per version, a decision gives
+//!   each affected agent a task, and the conflict closes once they are done.
+//! - `routes`: the communication table's hand-offs, and the chain limit.
+//! - `files`: what a file version sets off; each version acted on once.
+//! - `restart`: tasks a restart interrupted run again or stay in the inbox.
+//! - `reload`: what a new playbook may not change under work in progress.
+//! - `history`: the lines of a run's record.
+//! - `state`: the durable state a snapshot holds, its indexes, its digest;
+//!   `model`: the vocabulary (events, actions, tasks, runs, conflicts).
 
+mod completion;
+mod dispatch;
 mod escalation;
 mod files;
-mod gate;
+mod gate_file;
+mod gates;
+mod history;
 mod model;
-mod runs;
-mod tasks;
+mod phases;
+mod reload;
+mod requests;
+mod restart;
+mod routes;
+mod state;
+mod status;
 #[cfg(test)]
 mod tests;
 
-pub use gate::{gate_path, render_gate};
+pub use completion::backoff_ms;
+pub use gate_file::{gate_path, render_gate};
 pub use model::*;
+pub use state::{EngineState, DIGEST_SCHEME};
+
+use dispatch::NewTask;
+use state::Index;
 
 use crate::diagnostic::Diagnostic;
 use crate::playbook::Playbook;
@@ -47,264 +80,64 @@ fn clip(s: &str) -> std::borrow::Cow<'_, str> {
 
 #[derive(Debug, Clone)]
 pub struct Engine {
-    playbook: Playbook,
-    agents: BTreeMap<String, AgentPolicy>,
-    files: BTreeMap<String, FileEntry>,
-    runs: BTreeMap<RunId, Run>,
-    tasks: BTreeMap<TaskId, Task>,
-    refused_requests: Vec<RefusedRequest>,
-    /// Files currently refused (path → why), cleared by a good version.
-    rejected: BTreeMap<String, Diagnostic>,
-    /// Every (path, content hash) a reaction was considered for: a version is
-    /// acted on once, whatever order or how often its events arrive (an editor
-    /// that renames the file away and writes it back unchanged, a replay, a
-    /// duplicate event, a file reverted to an earlier content).
-    acted: BTreeMap<String, BTreeSet<String>>,
-    conflicts: BTreeMap<String, ConflictState>,
-    decisions: BTreeMap<String, DecisionState>,
-    /// Indexes derived from `tasks`, kept in step by [`Engine::mutate_task`] so
-    /// that an event costs the same with ten tasks or ten thousand.
-    /// Open tasks by creation order (ids sort as text, which breaks at 10,000).
-    open: BTreeMap<u64, TaskId>,
-    queues: BTreeMap<String, BTreeMap<u64, TaskId>>,
-    busy: BTreeMap<String, usize>,
-    next_task: u64,
-    next_run: u64,
-    /// Between [`Event::Restarted`] and [`Event::CaughtUp`]: the start-up
-    /// scan is being handled, and no task starts until it is.
-    catching_up: bool,
-    /// [`Playbook::digest`] of `playbook`, to tell a changed one.
-    playbook_digest: String,
-    /// Order-independent digests of `files` and `acted` (sums of their
-    /// members' hashes), kept in step with every change: a checkpoint then
-    /// costs a pass over the runs and tasks, not over 100,000 files.
-    files_sum: u128,
-    acted_sum: u128,
-}
-
-/// Names what [`Engine::digest`] covers and how; a checkpoint written under
-/// another scheme (another gtmd version) is not compared.
-pub const DIGEST_SCHEME: &str = concat!("gtmd ", env!("CARGO_PKG_VERSION"), ", state digest 1");
-
-/// A member's share of a set digest.
-fn member_hash(parts: &[&[u8]]) -> u128 {
-    let mut h = blake3::Hasher::new();
-    for p in parts {
-        h.update(&(p.len() as u64).to_le_bytes());
-        h.update(p);
-    }
-    u128::from_le_bytes(h.finalize().as_bytes()[..16].try_into().unwrap())
-}
-
-fn file_hash(path: &str, f: &FileEntry) -> u128 {
-    member_hash(&[
-        path.as_bytes(),
-        f.hash.as_bytes(),
-        &f.size.to_le_bytes(),
-        &f.mtime_ns.to_le_bytes(),
-    ])
-}
-
-fn acted_hash(path: &str, hash: &str) -> u128 {
-    member_hash(&[path.as_bytes(), hash.as_bytes()])
-}
-
-/// The engine's durable state without derived indexes: what a journal
-/// snapshot holds. The configuration is part of it, so a replay from a
-/// snapshot decides with what the live daemon had.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-pub struct EngineState {
-    files: BTreeMap<String, FileEntry>,
-    runs: BTreeMap<RunId, Run>,
-    tasks: BTreeMap<TaskId, Task>,
-    refused_requests: Vec<RefusedRequest>,
-    rejected: BTreeMap<String, Diagnostic>,
-    acted: BTreeMap<String, BTreeSet<String>>,
-    conflicts: BTreeMap<String, ConflictState>,
-    decisions: BTreeMap<String, DecisionState>,
-    next_task: u64,
-    next_run: u64,
-    #[serde(default)]
-    catching_up: bool,
-    /// `None` in snapshots written before the configuration was journaled:
-    /// the current configuration is taken then.
-    #[serde(default)]
-    playbook: Option<Playbook>,
-    #[serde(default)]
-    agents: Option<BTreeMap<String, AgentPolicy>>,
-}
-
-/// The part of the state a [`Event::Checkpoint`] digest covers, borrowed:
-/// computing a digest must not copy ten thousand tasks.
-#[derive(serde::Serialize)]
-struct StateView<'a> {
-    files: String,
-    runs: &'a BTreeMap<RunId, Run>,
-    tasks: &'a BTreeMap<TaskId, Task>,
-    refused_requests: &'a [RefusedRequest],
-    rejected: &'a BTreeMap<String, Diagnostic>,
-    acted: String,
-    conflicts: &'a BTreeMap<String, ConflictState>,
-    decisions: &'a BTreeMap<String, DecisionState>,
-    next_task: u64,
-    next_run: u64,
-    catching_up: bool,
-    agents: &'a BTreeMap<String, AgentPolicy>,
-    playbook_digest: &'a str,
+    /// The durable state: what a snapshot holds and a restore starts from.
+    state: EngineState,
+    /// Derived from `state`, rebuilt by [`Engine::restore`] and kept in step
+    /// with it.
+    index: Index,
 }
 
 impl Engine {
-    /// The durable state, for a journal snapshot.
-    pub fn snapshot(&self) -> EngineState {
-        EngineState {
-            files: self.files.clone(),
-            runs: self.runs.clone(),
-            tasks: self.tasks.clone(),
-            refused_requests: self.refused_requests.clone(),
-            rejected: self.rejected.clone(),
-            acted: self.acted.clone(),
-            conflicts: self.conflicts.clone(),
-            decisions: self.decisions.clone(),
-            next_task: self.next_task,
-            next_run: self.next_run,
-            catching_up: self.catching_up,
-            playbook: Some(self.playbook.clone()),
-            agents: Some(self.agents.clone()),
-        }
-    }
-
-    /// A digest of everything the engine decides with and has decided: two
-    /// engines with the same digest act the same on the next event.
-    pub fn digest(&self) -> String {
-        let view = StateView {
-            files: format!("{} {:032x}", self.files.len(), self.files_sum),
-            runs: &self.runs,
-            tasks: &self.tasks,
-            refused_requests: &self.refused_requests,
-            rejected: &self.rejected,
-            acted: format!("{:032x}", self.acted_sum),
-            conflicts: &self.conflicts,
-            decisions: &self.decisions,
-            next_task: self.next_task,
-            next_run: self.next_run,
-            catching_up: self.catching_up,
-            agents: &self.agents,
-            playbook_digest: &self.playbook_digest,
-        };
-        // serde_json writes in small pieces; blake3 wants large ones.
-        let mut hasher = std::io::BufWriter::with_capacity(64 * 1024, blake3::Hasher::new());
-        serde_json::to_writer(&mut hasher, &view).expect("engine state serializes");
-        let hasher = hasher.into_inner().expect("hashing cannot fail");
-        hasher.finalize().to_hex()[..32].to_string()
-    }
-
-    /// An engine at a snapshot's state, its indexes rebuilt. `playbook` and
-    /// `agents` are used only when the snapshot predates journaled
-    /// configuration.
-    pub fn restore(
-        playbook: Playbook,
-        agents: BTreeMap<String, AgentPolicy>,
-        state: EngineState,
-    ) -> Engine {
-        let mut e = Engine::new(
-            state.playbook.unwrap_or(playbook),
-            state.agents.unwrap_or(agents),
-        );
-        e.catching_up = state.catching_up;
-        e.files_sum = state
-            .files
-            .iter()
-            .fold(0, |sum, (p, f)| sum.wrapping_add(file_hash(p, f)));
-        e.acted_sum = state.acted.iter().fold(0, |sum, (p, versions)| {
-            versions
-                .iter()
-                .fold(sum, |sum, h| sum.wrapping_add(acted_hash(p, h)))
-        });
-        e.files = state.files;
-        e.runs = state.runs;
-        e.refused_requests = state.refused_requests;
-        e.rejected = state.rejected;
-        e.acted = state.acted;
-        e.conflicts = state.conflicts;
-        e.decisions = state.decisions;
-        e.next_task = state.next_task.max(1);
-        e.next_run = state.next_run.max(1);
-        for (id, task) in state.tasks {
-            let facts = Facts::of(&task);
-            e.tasks.insert(id.clone(), task);
-            e.reindex(&id, Facts::NONE, facts);
-        }
-        e
-    }
-
     pub fn new(playbook: Playbook, agents: BTreeMap<String, AgentPolicy>) -> Engine {
-        Engine {
-            playbook_digest: playbook.digest(),
-            catching_up: false,
-            files_sum: 0,
-            acted_sum: 0,
-            playbook,
-            agents,
-            files: BTreeMap::new(),
-            runs: BTreeMap::new(),
-            tasks: BTreeMap::new(),
-            refused_requests: Vec::new(),
-            rejected: BTreeMap::new(),
-            acted: BTreeMap::new(),
-            conflicts: BTreeMap::new(),
-            decisions: BTreeMap::new(),
-            open: BTreeMap::new(),
-            queues: BTreeMap::new(),
-            busy: BTreeMap::new(),
-            next_task: 1,
-            next_run: 1,
-        }
+        Engine::restore(playbook, agents, EngineState::default())
     }
 
     // ---- read access, for the daemon, status and the run record ----
 
     pub fn playbook(&self) -> &Playbook {
-        &self.playbook
+        &self.state.playbook
     }
     pub fn files(&self) -> &BTreeMap<String, FileEntry> {
-        &self.files
+        &self.state.files
     }
     pub fn runs(&self) -> &BTreeMap<RunId, Run> {
-        &self.runs
+        &self.state.runs
     }
     pub fn run(&self, id: &str) -> Option<&Run> {
-        self.runs.get(id)
+        self.state.runs.get(id)
     }
     pub fn tasks(&self) -> &BTreeMap<TaskId, Task> {
-        &self.tasks
+        &self.state.tasks
     }
     pub fn task(&self, id: &str) -> Option<&Task> {
-        self.tasks.get(id)
+        self.state.tasks.get(id)
     }
     pub fn rejected(&self) -> &BTreeMap<String, Diagnostic> {
-        &self.rejected
+        &self.state.rejected
     }
     /// Whether this version of a file has been acted on already.
     pub fn acted_on(&self, path: &str, hash: &str) -> bool {
-        self.acted.get(path).is_some_and(|v| v.contains(hash))
+        self.state.acted.get(path).is_some_and(|v| v.contains(hash))
     }
     pub fn conflicts(&self) -> &BTreeMap<String, ConflictState> {
-        &self.conflicts
+        &self.state.conflicts
     }
     pub fn decisions(&self) -> &BTreeMap<String, DecisionState> {
-        &self.decisions
+        &self.state.decisions
     }
     pub fn refused_requests(&self) -> &[RefusedRequest] {
-        &self.refused_requests
+        &self.state.refused_requests
     }
     pub fn active_run(&self) -> Option<&Run> {
-        self.runs
+        self.state
+            .runs
             .values()
             .find(|r| r.is_active() && !r.phases.is_empty())
     }
     /// Runs in progress (team runs and agent runs).
     fn active_run_ids(&self) -> Vec<RunId> {
-        self.runs
+        self.state
+            .runs
             .values()
             .filter(|r| r.is_active())
             .map(|r| r.id.clone())
@@ -312,10 +145,10 @@ impl Engine {
     }
 
     pub fn agents(&self) -> &BTreeMap<String, AgentPolicy> {
-        &self.agents
+        &self.state.agents
     }
     pub fn playbook_digest(&self) -> &str {
-        &self.playbook_digest
+        &self.index.playbook_digest
     }
 
     /// The event that gives the engine this configuration: the playbook goes
@@ -329,7 +162,7 @@ impl Engine {
         let digest = playbook.digest();
         Event::Configured {
             agents,
-            playbook: (digest != self.playbook_digest).then(|| Box::new(playbook.clone())),
+            playbook: (digest != self.index.playbook_digest).then(|| Box::new(playbook.clone())),
             playbook_digest: digest,
             at,
         }
@@ -337,108 +170,8 @@ impl Engine {
 
     /// Whether the engine is between [`Event::Restarted`] and [`Event::CaughtUp`].
     pub fn catching_up(&self) -> bool {
-        self.catching_up
+        self.state.catching_up
     }
-
-    /// A file is present when it exists and is non-empty; a directory output
-    /// (`dir/`) when at least one non-empty file lies under it.
-    pub fn output_present(&self, output: &str) -> bool {
-        if output.ends_with('/') {
-            self.files
-                .range(output.to_string()..)
-                .take_while(|(p, _)| p.starts_with(output))
-                .any(|(_, f)| f.size > 0)
-        } else {
-            self.files.get(output).is_some_and(|f| f.size > 0)
-        }
-    }
-
-    fn missing_outputs(&self, outputs: &[String]) -> Vec<String> {
-        outputs
-            .iter()
-            .filter(|o| !self.output_present(o))
-            .cloned()
-            .collect()
-    }
-
-    /// A run is stalled when it is active and nothing can move it: no task
-    /// queued, running, or waiting for a retry, anywhere.
-    pub fn stalled(&self, run: &str) -> Option<String> {
-        let r = self.runs.get(run)?;
-        if !r.is_active() {
-            return None;
-        }
-        let moving = self.open_tasks().any(|t| {
-            matches!(
-                t.state,
-                TaskState::Queued | TaskState::Running | TaskState::RetryWait
-            )
-        });
-        if moving {
-            return None;
-        }
-        Some(self.explain_wait(r))
-    }
-
-    /// Why a run is not finished, in one paragraph.
-    pub fn explain_wait(&self, r: &Run) -> String {
-        let mut why = Vec::new();
-        if let Some(phase) = r.current_phase() {
-            for s in r.steps.values().filter(|s| s.phase == phase) {
-                match &s.state {
-                    StepState::Done => {}
-                    StepState::AwaitingOutputs { missing } => {
-                        why.push(format!("step {} is missing {}", s.id, missing.join(", ")))
-                    }
-                    StepState::Active { task } => {
-                        let state = self
-                            .tasks
-                            .get(task)
-                            .map(|t| match &t.state {
-                                TaskState::Done { outcome } => outcome.label(),
-                                TaskState::Blocked => {
-                                    format!("blocked: {}", t.blockers.join("; "))
-                                }
-                                other => format!("{other:?}").to_lowercase(),
-                            })
-                            .unwrap_or_default();
-                        why.push(format!("step {} ({}) is {}", s.id, task, state));
-                    }
-                    StepState::Waiting => why.push(format!("step {} has not started", s.id)),
-                }
-            }
-            if let Some(g) = r.gates.get(&phase) {
-                if g.passed_at.is_none() {
-                    let unticked: Vec<&str> = g
-                        .boxes
-                        .iter()
-                        .filter(|(_, t)| !t)
-                        .map(|(s, _)| s.as_str())
-                        .collect();
-                    if !unticked.is_empty() {
-                        why.push(format!(
-                            "gate {} has {} unticked box(es), first: \"{}\"",
-                            g.path,
-                            unticked.len(),
-                            unticked[0]
-                        ));
-                    }
-                    if let Some(checks) = &g.checks {
-                        for c in checks.iter().filter(|c| !c.passed) {
-                            why.push(format!("gate check failed: {}: {}", c.name, c.detail));
-                        }
-                    }
-                }
-            }
-        }
-        if why.is_empty() {
-            "nothing is running and nothing is left to start".to_string()
-        } else {
-            why.join("; ")
-        }
-    }
-
-    // ---- the one entry point ----
 
     /// Apply one event; return what the daemon must do about it.
     pub fn handle(&mut self, event: &Event) -> Vec<Action> {
@@ -453,54 +186,15 @@ impl Engine {
                 content,
                 ..
             } => {
-                // The same version again (a replayed or duplicated event) changes nothing.
-                if self.files.get(path).is_some_and(|f| f.hash == *hash) {
-                    self.dispatch(at, &mut out);
-                    return out;
-                }
-                self.set_file(
-                    path,
-                    Some(FileEntry {
-                        hash: hash.clone(),
-                        size: *size,
-                        mtime_ns: *mtime_ns,
-                    }),
-                );
-                let reactive = !matches!(content, FileContent::Plain)
-                    || self
-                        .playbook
-                        .routes
-                        .iter()
-                        .any(|r| route_matches(&r.path, path));
-                // A gate file is read whatever content it has had before: it
-                // is gtmd's own file, and an old copy put back must be
-                // answered (rewritten) rather than taken as done.
-                let gate = matches!(content, FileContent::Gate { .. });
-                if reactive && !gate {
-                    let versions = self.acted.entry(path.clone()).or_default();
-                    let new = versions.insert(hash.clone());
-                    if new {
-                        self.acted_sum = self.acted_sum.wrapping_add(acted_hash(path, hash));
-                    } else {
-                        // Already acted on; only whether it is refused may change.
-                        match content {
-                            FileContent::Rejected { diagnostic } => {
-                                self.rejected.insert(path.clone(), diagnostic.clone());
-                            }
-                            _ => {
-                                self.rejected.remove(path);
-                            }
-                        }
-                        self.on_output_changed(path, at, &mut out);
-                        self.on_conflict_file_back(path, content, at, &mut out);
-                        self.dispatch(at, &mut out);
-                        return out;
-                    }
-                }
-                self.on_file(path, content, at, &mut out);
+                let entry = FileEntry {
+                    hash: hash.clone(),
+                    size: *size,
+                    mtime_ns: *mtime_ns,
+                };
+                self.on_file_changed(path, entry, content, at, &mut out);
             }
             Event::FileTouched { path, mtime_ns, .. } => {
-                if let Some(f) = self.files.get(path) {
+                if let Some(f) = self.state.files.get(path) {
                     let touched = FileEntry {
                         mtime_ns: *mtime_ns,
                         ..f.clone()
@@ -514,14 +208,7 @@ impl Engine {
             }
             Event::RunRequested { request, .. } => self.on_request(request, at, &mut out),
             Event::TaskExited { task, exit, .. } => self.on_exit(task, exit, at, &mut out),
-            Event::RetryDue { task, .. } => {
-                self.mutate_task(task, |t| {
-                    if t.state == TaskState::RetryWait {
-                        t.state = TaskState::Queued;
-                        t.attempt += 1;
-                    }
-                });
-            }
+            Event::RetryDue { task, .. } => self.on_retry_due(task),
             Event::GateEvaluated {
                 run, phase, checks, ..
             } => self.on_gate_evaluated(run, *phase, checks, at, &mut out),
@@ -534,11 +221,10 @@ impl Engine {
                 playbook_digest,
                 ..
             } => {
-                self.agents = agents.clone();
-                if let Some(p) = playbook {
-                    self.playbook = (**p).clone();
-                    self.playbook_digest = playbook_digest.clone();
-                }
+                let playbook = playbook
+                    .as_ref()
+                    .map(|p| ((**p).clone(), playbook_digest.clone()));
+                self.set_configuration(agents.clone(), playbook);
             }
             Event::Restarted { .. } => self.on_restarted(at, &mut out),
             Event::CaughtUp { .. } => self.on_caught_up(at, &mut out),
@@ -547,65 +233,6 @@ impl Engine {
         }
         self.dispatch(at, &mut out);
         out
-    }
-}
-
-impl Engine {
-    /// Change the file index, keeping its digest in step.
-    fn set_file(&mut self, path: &str, entry: Option<FileEntry>) {
-        let old = match entry {
-            Some(e) => {
-                self.files_sum = self.files_sum.wrapping_add(file_hash(path, &e));
-                self.files.insert(path.to_string(), e)
-            }
-            None => self.files.remove(path),
-        };
-        if let Some(old) = old {
-            self.files_sum = self.files_sum.wrapping_sub(file_hash(path, &old));
-        }
-    }
-}
-
-struct NewTask {
-    agent: String,
-    run: Option<RunId>,
-    phase: Option<u8>,
-    step: Option<String>,
-    kind: TaskKind,
-    text: String,
-    trigger: String,
-    details: Vec<String>,
-}
-
-/// Exponential backoff for retries: 1 s, 2 s, 4 s, ... capped at 60 s.
-pub fn backoff_ms(attempt: u32) -> u64 {
-    1000u64
-        .saturating_mul(1 << attempt.saturating_sub(1).min(6))
-        .min(60_000)
-}
-
-fn route_matches(pattern: &str, path: &str) -> bool {
-    match pattern.strip_suffix('*') {
-        Some(prefix) => path.starts_with(prefix),
-        None => pattern == path,
-    }
-}
-
-fn same_item(a: &str, b: &str) -> bool {
-    let norm = |s: &str| {
-        s.split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
-            .to_lowercase()
-    };
-    norm(a) == norm(b)
-}
-
-fn capitalise(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
-        None => String::new(),
     }
 }
 
@@ -631,28 +258,4 @@ pub fn date_of(at: Millis) -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = if m <= 2 { y + 1 } else { y };
     format!("{y:04}-{m:02}-{d:02}")
-}
-
-/// What the indexes need to know of a task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Facts {
-    open: bool,
-    queued: bool,
-    busy: bool,
-}
-
-impl Facts {
-    const NONE: Facts = Facts {
-        open: false,
-        queued: false,
-        busy: false,
-    };
-
-    fn of(t: &Task) -> Facts {
-        Facts {
-            open: t.is_open(),
-            queued: t.state == TaskState::Queued,
-            busy: t.state == TaskState::Running || t.process_alive,
-        }
-    }
 }

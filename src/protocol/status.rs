@@ -138,239 +138,27 @@ pub fn parse_phase(s: &str) -> Option<u8> {
 
 /// Parses a status file. `path` is only used in messages.
 pub fn parse_status(path: &str, text: &str) -> Result<StatusReport, Diagnostic> {
-    let block = match extract_yaml(text) {
-        Some(b) => b,
-        None if looks_like_yaml(text) => {
-            // Meant as YAML but broken (e.g. truncated mid-write): say where.
-            let whole = YamlBlock {
-                text: text.strip_prefix('\u{feff}').unwrap_or(text).to_string(),
-                first_line: 1,
-            };
-            match parse_yaml_value(path, &whole) {
-                Err(mut d) => {
-                    d.message = format!(
-                        "{}; a status file holds YAML with {FIELDS} (whole file, front matter, or a ```yaml block)",
-                        d.message
-                    );
-                    return Err(d);
-                }
-                Ok(_) => return Err(not_a_mapping(path, 1)),
-            }
-        }
-        None => {
-            return Err(Diagnostic::new(
-                path,
-                None,
-                format!(
-                    "no status YAML found: expected YAML (whole file, front matter, or a ```yaml block) \
-                     with {FIELDS}"
-                ),
-            ))
-        }
-    };
+    let block = status_block(path, text)?;
     let value = parse_yaml_value(path, &block)?;
     let Value::Mapping(map) = value else {
         return Err(not_a_mapping(path, block.first_line));
     };
-
-    // Keys in any case, `-` or `_`: `Task-ID`, `task_id`, `taskid`.
-    let mut fields: Vec<(String, String, Value)> = Vec::new();
-    for (k, v) in map {
-        let original = match &k {
-            Value::String(s) => s.clone(),
-            Value::Number(n) => n.to_string(),
-            Value::Bool(b) => b.to_string(),
-            _ => continue,
-        };
-        let norm = original
-            .trim()
-            .to_ascii_lowercase()
-            .replace(['-', ' '], "_");
-        fields.push((norm, original, v));
-    }
-    let get = |names: &[&str]| -> Option<(&str, &Value)> {
-        fields
-            .iter()
-            .find(|(n, _, _)| names.contains(&n.as_str()))
-            .map(|(_, o, v)| (o.as_str(), v))
-    };
-    let line = |key: &str| key_line(&block, key).or(Some(block.first_line));
-    let err = |key: &str, msg: String| Diagnostic::new(path, line(key), msg);
-
-    // agent
-    let agent = match get(&["agent"]) {
-        None | Some((_, Value::Null)) => {
-            return Err(Diagnostic::new(
-                path,
-                Some(block.first_line),
-                format!(
-                    "status has no `agent`: expected `agent:` with one of {}",
-                    accepted_agents()
-                ),
-            ))
-        }
-        Some((key, v)) => {
-            let raw = scalar(v).unwrap_or_default();
-            match canonical_agent(&raw) {
-                Some(a) => a.to_string(),
-                None => {
-                    return Err(err(
-                        key,
-                        format!(
-                            "agent {} is not a known agent: expected one of {}",
-                            shown(v),
-                            accepted_agents()
-                        ),
-                    ))
-                }
-            }
-        }
-    };
-
-    // phase: judged once task_id is known.
-    let (phase, bad_phase) = match get(&["phase"]) {
-        None | Some((_, Value::Null)) => (None, None),
-        Some((key, v)) => match scalar(v) {
-            Some(raw) if is_no_phase(&raw) => (None, None),
-            Some(raw) => match parse_phase(&raw) {
-                Some(p) => (Some(p), None),
-                None => (None, Some((key, v))),
-            },
-            None => (None, Some((key, v))),
-        },
-    };
-
-    // task
-    let task = match get(&["task"]) {
-        None | Some((_, Value::Null)) => String::new(),
-        Some((key, v)) => match scalar(v) {
-            Some(s) => s.trim().to_string(),
-            None => {
-                return Err(err(
-                    key,
-                    "task must be text (e.g. `task: Google Ads campaign design`), not a list or mapping"
-                        .to_string(),
-                ))
-            }
-        },
-    };
-
-    // status
-    let status = match get(&["status"]) {
-        None | Some((_, Value::Null)) => {
-            return Err(Diagnostic::new(
-                path,
-                Some(block.first_line),
-                format!(
-                    "status has no `status`: expected `status:` with one of {}",
-                    TaskStatus::accepted()
-                ),
-            ))
-        }
-        Some((key, v)) => match scalar(v).as_deref().and_then(TaskStatus::parse) {
-            Some(s) => s,
-            None => {
-                return Err(err(
-                    key,
-                    format!(
-                        "status {} is not one of {}",
-                        shown(v),
-                        TaskStatus::accepted()
-                    ),
-                ))
-            }
-        },
-    };
-
-    // outputs
-    let outputs = match get(&["outputs", "output"]) {
-        None => Vec::new(),
-        Some((key, v)) => {
-            let items = string_list(v).ok_or_else(|| {
-                err(
-                    key,
-                    "outputs must be a list of paths (or one path, or `none`), not a mapping"
-                        .to_string(),
-                )
-            })?;
-            let mut out = Vec::new();
-            for item in items {
-                match normalize_output(&item) {
-                    Ok(Some(p)) => {
-                        if !out.contains(&p) {
-                            out.push(p)
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(why) => {
-                        return Err(err(
-                            key,
-                            format!(
-                                "output {item:?} {why}: outputs must be paths inside the workspace, \
-                                 like `demand-gen/campaigns/google-ads.md` or `workspace/demand-gen/campaigns/google-ads.md`"
-                            ),
-                        ))
-                    }
-                }
-            }
-            out
-        }
-    };
-
-    // blockers
-    let blockers = match get(&["blockers", "blocker", "blocked_by"]) {
-        None => Vec::new(),
-        Some((_, Value::Bool(false))) => Vec::new(),
-        Some((key, v)) => string_list(v)
-            .ok_or_else(|| {
-                err(
-                    key,
-                    "blockers must be `none`, one sentence, or a list of sentences, not a mapping"
-                        .to_string(),
-                )
-            })?
-            .into_iter()
-            .map(|b| b.trim().to_string())
-            .filter(|b| !is_none_word(b))
-            .collect(),
-    };
-
-    // next
-    let next =
-        match get(&["next", "next_task", "next_step"]) {
-            None | Some((_, Value::Null)) => None,
-            Some((key, v)) => match scalar(v) {
-                Some(s) if is_none_word(s.trim()) => None,
-                Some(s) => Some(s.trim().to_string()),
-                None => return Err(err(
-                    key,
-                    "next must be text (what the agent does next) or `none`, not a list or mapping"
-                        .to_string(),
-                )),
-            },
-        };
-
-    // task_id
-    let task_id = match get(&["task_id", "taskid", "id"]) {
-        None | Some((_, Value::Null)) => None,
-        Some((key, v)) => match v {
-            Value::String(_) | Value::Number(_) => {
-                Some(scalar(v).unwrap_or_default().trim().to_string()).filter(|s| !s.is_empty())
-            }
-            _ => {
-                let shown = shown(v);
-                let msg =
-                    format!("task_id {shown} must be text or a number (e.g. `task_id: t-42`)");
-                return Err(err(key, msg));
-            }
-        },
-    };
-
+    let f = Fields::new(path, &block, map);
+    let agent = f.agent()?;
+    let (phase, bad_phase) = f.phase();
+    let task = f.task()?;
+    let status = f.status()?;
+    let outputs = f.outputs()?;
+    let blockers = f.blockers()?;
+    let next = f.next()?;
+    let task_id = f.task_id()?;
+    // A phase that is no phase is only refused without a task_id: with one,
+    // the task's own phase counts and the engine warns.
     let unknown_phase = match (bad_phase, &task_id) {
         (None, _) => None,
         (Some((_, v)), Some(_)) => Some(shown(v)),
         (Some((key, v)), None) => {
-            return Err(err(
+            return Err(f.err(
                 key,
                 format!(
                     "phase {} is not a phase: expected 1-4 or one of {}, or 0 or none for a task outside a phase (with a task_id, the task's own phase counts)",
@@ -380,7 +168,6 @@ pub fn parse_status(path: &str, text: &str) -> Result<StatusReport, Diagnostic> 
             ))
         }
     };
-
     Ok(StatusReport {
         agent,
         phase,
@@ -392,6 +179,257 @@ pub fn parse_status(path: &str, text: &str) -> Result<StatusReport, Diagnostic> 
         task_id,
         unknown_phase,
     })
+}
+
+/// The YAML of a status file: the whole file, its front matter or a
+/// fenced block. A file meant as YAML but broken (e.g. truncated
+/// mid-write) is refused saying where.
+fn status_block(path: &str, text: &str) -> Result<YamlBlock, Diagnostic> {
+    if let Some(b) = extract_yaml(text) {
+        return Ok(b);
+    }
+    if !looks_like_yaml(text) {
+        return Err(Diagnostic::new(
+            path,
+            None,
+            format!(
+                "no status YAML found: expected YAML (whole file, front matter, or a ```yaml block) \
+                 with {FIELDS}"
+            ),
+        ));
+    }
+    let whole = YamlBlock {
+        text: text.strip_prefix('\u{feff}').unwrap_or(text).to_string(),
+        first_line: 1,
+    };
+    match parse_yaml_value(path, &whole) {
+        Err(mut d) => {
+            d.message = format!(
+                "{}; a status file holds YAML with {FIELDS} (whole file, front matter, or a ```yaml block)",
+                d.message
+            );
+            Err(d)
+        }
+        Ok(_) => Err(not_a_mapping(path, 1)),
+    }
+}
+
+/// The keys of a status mapping, found in any case with `-`, `_` or a
+/// space (`Task-ID`, `task_id`), each read into its field with a message
+/// at its line when it cannot be.
+struct Fields<'a> {
+    path: &'a str,
+    block: &'a YamlBlock,
+    /// (normalised key, key as written, value)
+    fields: Vec<(String, String, Value)>,
+}
+
+impl<'a> Fields<'a> {
+    fn new(path: &'a str, block: &'a YamlBlock, map: serde_yaml::Mapping) -> Fields<'a> {
+        let mut fields = Vec::new();
+        for (k, v) in map {
+            let original = match &k {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                _ => continue,
+            };
+            let norm = original
+                .trim()
+                .to_ascii_lowercase()
+                .replace(['-', ' '], "_");
+            fields.push((norm, original, v));
+        }
+        Fields {
+            path,
+            block,
+            fields,
+        }
+    }
+
+    /// The first field under any of `names`: (key as written, value).
+    fn get(&self, names: &[&str]) -> Option<(&str, &Value)> {
+        self.fields
+            .iter()
+            .find(|(n, _, _)| names.contains(&n.as_str()))
+            .map(|(_, o, v)| (o.as_str(), v))
+    }
+
+    /// A message at the line of `key`.
+    fn err(&self, key: &str, msg: String) -> Diagnostic {
+        let line = key_line(self.block, key).or(Some(self.block.first_line));
+        Diagnostic::new(self.path, line, msg)
+    }
+
+    /// A message about a field that is not there, at the block's start.
+    fn missing(&self, msg: String) -> Diagnostic {
+        Diagnostic::new(self.path, Some(self.block.first_line), msg)
+    }
+
+    fn agent(&self) -> Result<String, Diagnostic> {
+        let Some((key, v)) = self
+            .get(&["agent"])
+            .filter(|(_, v)| !matches!(v, Value::Null))
+        else {
+            return Err(self.missing(format!(
+                "status has no `agent`: expected `agent:` with one of {}",
+                accepted_agents()
+            )));
+        };
+        let raw = scalar(v).unwrap_or_default();
+        match canonical_agent(&raw) {
+            Some(a) => Ok(a.to_string()),
+            None => Err(self.err(
+                key,
+                format!(
+                    "agent {} is not a known agent: expected one of {}",
+                    shown(v),
+                    accepted_agents()
+                ),
+            )),
+        }
+    }
+
+    /// The phase, or the field as written when it is no phase (judged once
+    /// the task_id is known).
+    fn phase(&self) -> (Option<u8>, Option<(&str, &Value)>) {
+        match self.get(&["phase"]) {
+            None | Some((_, Value::Null)) => (None, None),
+            Some((key, v)) => match scalar(v) {
+                Some(raw) if is_no_phase(&raw) => (None, None),
+                Some(raw) => match parse_phase(&raw) {
+                    Some(p) => (Some(p), None),
+                    None => (None, Some((key, v))),
+                },
+                None => (None, Some((key, v))),
+            },
+        }
+    }
+
+    fn task(&self) -> Result<String, Diagnostic> {
+        match self.get(&["task"]) {
+            None | Some((_, Value::Null)) => Ok(String::new()),
+            Some((key, v)) => match scalar(v) {
+                Some(s) => Ok(s.trim().to_string()),
+                None => Err(self.err(
+                    key,
+                    "task must be text (e.g. `task: Google Ads campaign design`), not a list or mapping"
+                        .to_string(),
+                )),
+            },
+        }
+    }
+
+    fn status(&self) -> Result<TaskStatus, Diagnostic> {
+        let Some((key, v)) = self
+            .get(&["status"])
+            .filter(|(_, v)| !matches!(v, Value::Null))
+        else {
+            return Err(self.missing(format!(
+                "status has no `status`: expected `status:` with one of {}",
+                TaskStatus::accepted()
+            )));
+        };
+        scalar(v)
+            .as_deref()
+            .and_then(TaskStatus::parse)
+            .ok_or_else(|| {
+                self.err(
+                    key,
+                    format!(
+                        "status {} is not one of {}",
+                        shown(v),
+                        TaskStatus::accepted()
+                    ),
+                )
+            })
+    }
+
+    /// Workspace-relative paths, each once; a path leading out of the
+    /// workspace is refused.
+    fn outputs(&self) -> Result<Vec<String>, Diagnostic> {
+        let Some((key, v)) = self.get(&["outputs", "output"]) else {
+            return Ok(Vec::new());
+        };
+        let items = string_list(v).ok_or_else(|| {
+            self.err(
+                key,
+                "outputs must be a list of paths (or one path, or `none`), not a mapping"
+                    .to_string(),
+            )
+        })?;
+        let mut out = Vec::new();
+        for item in items {
+            match normalize_output(&item) {
+                Ok(Some(p)) => {
+                    if !out.contains(&p) {
+                        out.push(p)
+                    }
+                }
+                Ok(None) => {}
+                Err(why) => {
+                    return Err(self.err(
+                        key,
+                        format!(
+                            "output {item:?} {why}: outputs must be paths inside the workspace, \
+                             like `demand-gen/campaigns/google-ads.md` or `workspace/demand-gen/campaigns/google-ads.md`"
+                        ),
+                    ))
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn blockers(&self) -> Result<Vec<String>, Diagnostic> {
+        match self.get(&["blockers", "blocker", "blocked_by"]) {
+            None => Ok(Vec::new()),
+            Some((_, Value::Bool(false))) => Ok(Vec::new()),
+            Some((key, v)) => Ok(string_list(v)
+                .ok_or_else(|| {
+                    self.err(
+                        key,
+                        "blockers must be `none`, one sentence, or a list of sentences, not a mapping"
+                            .to_string(),
+                    )
+                })?
+                .into_iter()
+                .map(|b| b.trim().to_string())
+                .filter(|b| !is_none_word(b))
+                .collect()),
+        }
+    }
+
+    fn next(&self) -> Result<Option<String>, Diagnostic> {
+        match self.get(&["next", "next_task", "next_step"]) {
+            None | Some((_, Value::Null)) => Ok(None),
+            Some((key, v)) => match scalar(v) {
+                Some(s) if is_none_word(s.trim()) => Ok(None),
+                Some(s) => Ok(Some(s.trim().to_string())),
+                None => Err(self.err(
+                    key,
+                    "next must be text (what the agent does next) or `none`, not a list or mapping"
+                        .to_string(),
+                )),
+            },
+        }
+    }
+
+    fn task_id(&self) -> Result<Option<String>, Diagnostic> {
+        match self.get(&["task_id", "taskid", "id"]) {
+            None | Some((_, Value::Null)) => Ok(None),
+            Some((_, v @ (Value::String(_) | Value::Number(_)))) => Ok(Some(
+                scalar(v).unwrap_or_default().trim().to_string(),
+            )
+            .filter(|s| !s.is_empty())),
+            Some((key, v)) => {
+                let shown = shown(v);
+                let msg =
+                    format!("task_id {shown} must be text or a number (e.g. `task_id: t-42`)");
+                Err(self.err(key, msg))
+            }
+        }
+    }
 }
 
 /// A phase that says "outside any phase", as agents write it for a conflict

@@ -1,0 +1,300 @@
+//! How a task ends: complete once its step's outputs exist, failed and
+//! retried with a backoff, escalated to the coordinator when it is blocked
+//! or out of retries, cancelled. The end of a task may end an agent run or
+//! close a conflict.
+
+use super::*;
+
+impl Engine {
+    pub(super) fn complete_task(&mut self, task_id: &str, at: Millis, out: &mut Vec<Action>) {
+        let t = &self.state.tasks[task_id];
+        let (run, step) = (t.run.clone(), t.step.clone());
+        let missing = match &step {
+            Some(s) => self.missing_step_outputs(s),
+            None => Vec::new(),
+        };
+        if missing.is_empty() {
+            self.end_task(task_id, Outcome::Complete, at, out);
+            if let (Some(run), Some(step)) = (run, step) {
+                self.step_done(&run, &step, at, out);
+            }
+        } else {
+            self.end_task(
+                task_id,
+                Outcome::Incomplete {
+                    missing: missing.clone(),
+                },
+                at,
+                out,
+            );
+            let (Some(run), Some(step)) = (run, step) else {
+                return;
+            };
+            if let Some(s) = self
+                .state
+                .runs
+                .get_mut(&run)
+                .and_then(|r| r.steps.get_mut(&step))
+            {
+                s.state = StepState::AwaitingOutputs {
+                    missing: missing.clone(),
+                };
+            }
+            let agent = self.state.tasks[task_id].agent.clone();
+            self.new_task(
+                NewTask {
+                    agent: "coordinator".into(),
+                    run: Some(run.clone()),
+                    phase: self.state.tasks[task_id].phase,
+                    step: None,
+                    kind: TaskKind::MissingOutputs {
+                        step: step.clone(),
+                        missing: missing.clone(),
+                    },
+                    text: format!(
+                        "{agent} reported step {step} complete, but these outputs are missing or empty: {}",
+                        missing.join(", ")
+                    ),
+                    trigger: format!("status of task {task_id}"),
+                    details: vec![
+                        "The step stays open and finishes by itself once every output exists and is non-empty.".into(),
+                        format!("Missing: {}", missing.join(", ")),
+                    ],
+                },
+                at,
+                out,
+            );
+        }
+    }
+
+    pub(super) fn on_exit(
+        &mut self,
+        task_id: &str,
+        exit: &ExitOutcome,
+        at: Millis,
+        out: &mut Vec<Action>,
+    ) {
+        if self
+            .mutate_task(task_id, |t| t.process_alive = false)
+            .is_none()
+        {
+            return;
+        }
+        let t = &self.state.tasks[task_id];
+        if !t.is_open() {
+            // Ended earlier (its status came first): now nothing reads its files.
+            out.push(Action::DropTaskFiles {
+                task: task_id.to_string(),
+            });
+            return;
+        }
+        if t.state != TaskState::Running {
+            return;
+        }
+        if *exit == ExitOutcome::Cancelled {
+            self.end_task(task_id, Outcome::Cancelled, at, out);
+            return;
+        }
+        let step = t.step.clone();
+        if exit.success() {
+            let missing = match &step {
+                Some(s) => self.missing_step_outputs(s),
+                None => Vec::new(),
+            };
+            if missing.is_empty() {
+                self.complete_task(task_id, at, out);
+            } else {
+                self.fail_task(
+                    task_id,
+                    format!(
+                        "exited 0 without a status and without its outputs: {}",
+                        missing.join(", ")
+                    ),
+                    at,
+                    out,
+                );
+            }
+        } else {
+            self.fail_task(task_id, exit.describe(), at, out);
+        }
+    }
+
+    /// The backoff after a failure has passed: the next attempt is queued.
+    pub(super) fn on_retry_due(&mut self, task: &str) {
+        self.mutate_task(task, |t| {
+            if t.state == TaskState::RetryWait {
+                t.state = TaskState::Queued;
+                t.attempt += 1;
+            }
+        });
+    }
+
+    pub(super) fn fail_task(
+        &mut self,
+        task_id: &str,
+        reason: String,
+        at: Millis,
+        out: &mut Vec<Action>,
+    ) {
+        let t = &self.state.tasks[task_id];
+        let retries = self
+            .state
+            .agents
+            .get(&t.agent)
+            .map(|a| a.retries)
+            .unwrap_or(0);
+        if t.attempt <= retries {
+            let delay_ms = backoff_ms(t.attempt);
+            let attempt = t.attempt;
+            self.mutate_task(task_id, |t| t.state = TaskState::RetryWait);
+            self.log_task(
+                task_id,
+                at,
+                format!(
+                    "attempt {attempt} failed ({reason}); retrying in {}s",
+                    delay_ms / 1000
+                ),
+                out,
+            );
+            out.push(Action::ScheduleRetry {
+                task: task_id.to_string(),
+                delay_ms,
+            });
+        } else {
+            let attempts = t.attempt;
+            self.end_task(
+                task_id,
+                Outcome::Failed {
+                    reason: reason.clone(),
+                },
+                at,
+                out,
+            );
+            self.escalate(
+                task_id,
+                format!("failed after {attempts} attempt(s): {reason}"),
+                at,
+                out,
+            );
+        }
+    }
+
+    /// Give the coordinator a task about another task's trouble.
+    pub(super) fn escalate(
+        &mut self,
+        task_id: &str,
+        what: String,
+        at: Millis,
+        out: &mut Vec<Action>,
+    ) {
+        let t = self.state.tasks[task_id].clone();
+        if t.agent == "coordinator" && matches!(t.kind, TaskKind::Escalation { .. }) {
+            // Escalating an escalation would loop; say it instead.
+            out.push(Action::Notice {
+                level: NoticeLevel::Warn,
+                message: format!("coordinator escalation task {task_id} {what}"),
+            });
+            return;
+        }
+        self.new_task(
+            NewTask {
+                agent: "coordinator".into(),
+                run: t.run.clone(),
+                phase: t.phase,
+                step: None,
+                kind: TaskKind::Escalation { of: t.id.clone() },
+                text: format!("{}'s task {} {}", t.agent, t.id, what),
+                trigger: format!("escalation of task {}", t.id),
+                details: vec![
+                    format!("The task: {}", t.text),
+                    "Resolve it: write a decision in strategy/decisions/, fix the inputs, or do the work and write the agent's status file with its task_id.".into(),
+                ],
+            },
+            at,
+            out,
+        );
+    }
+
+    pub(super) fn end_task(
+        &mut self,
+        task_id: &str,
+        outcome: Outcome,
+        at: Millis,
+        out: &mut Vec<Action>,
+    ) {
+        let label = outcome.label();
+        self.mutate_task(task_id, |t| {
+            t.state = TaskState::Done { outcome };
+            t.ended_at = Some(at);
+        });
+        let t = &self.state.tasks[task_id];
+        out.push(Action::TaskEnded {
+            task: task_id.to_string(),
+            agent: t.agent.clone(),
+            outcome: label.clone(),
+            duration_ms: t.started_at.map(|s| at.saturating_sub(s)),
+        });
+        let agent = self.state.tasks[task_id].agent.clone();
+        let has_command = self.state.agents.get(&agent).is_some_and(|a| a.has_command);
+        if !has_command {
+            out.push(Action::CloseInbox {
+                agent,
+                task: task_id.to_string(),
+            });
+        }
+        // A process still running may read its prompt: the files go at its exit.
+        if !self.state.tasks[task_id].process_alive {
+            out.push(Action::DropTaskFiles {
+                task: task_id.to_string(),
+            });
+        }
+        self.log_task(task_id, at, label, out);
+        self.on_task_ended(task_id, at, out);
+    }
+
+    /// An agent run ends with its only task; a decision's last apply task,
+    /// or a review upholding an applied decision, closes its conflict.
+    pub(super) fn on_task_ended(&mut self, task_id: &str, at: Millis, out: &mut Vec<Action>) {
+        match self.state.tasks[task_id].kind.clone() {
+            TaskKind::ApplyDecision { decision, .. } => {
+                self.maybe_close_conflict(&decision, at, out)
+            }
+            TaskKind::ConflictReview { conflict } => {
+                self.on_review_ended(&conflict, task_id, at, out)
+            }
+            _ => {}
+        }
+        let t = &self.state.tasks[task_id];
+        let Some(run) = t.run.clone() else { return };
+        let TaskState::Done { outcome } = &t.state else {
+            return;
+        };
+        let outcome = outcome.clone();
+        let r = self.state.runs.get_mut(&run).unwrap();
+        if !r.is_active() || !r.phases.is_empty() || t.kind != TaskKind::Adhoc {
+            return;
+        }
+        r.ended_at = Some(at);
+        let ok = outcome == Outcome::Complete;
+        r.state = if ok {
+            RunState::Passed
+        } else {
+            RunState::Failed {
+                reason: outcome.label(),
+            }
+        };
+        out.push(Action::RecordChanged { run: run.clone() });
+        out.push(Action::RunFinished {
+            run,
+            ok,
+            summary: format!("task {task_id} {}", outcome.label()),
+        });
+    }
+}
+
+/// Exponential backoff for retries: 1 s, 2 s, 4 s, ... capped at 60 s.
+pub fn backoff_ms(attempt: u32) -> u64 {
+    1000u64
+        .saturating_mul(1 << attempt.saturating_sub(1).min(6))
+        .min(60_000)
+}

@@ -1,0 +1,128 @@
+//! A task as the engine tracks it: what it is for (its kind), where it is
+//! (its state), how it ended, and each agent's policy for running tasks.
+
+use crate::protocol::TaskStatus;
+use serde::{Deserialize, Serialize};
+
+use super::{Millis, RunId, TaskId};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum TaskKind {
+    Step,
+    GateReview {
+        phase: u8,
+    },
+    MissingOutputs {
+        step: String,
+        missing: Vec<String>,
+    },
+    Escalation {
+        of: TaskId,
+    },
+    Route {
+        path: String,
+    },
+    /// The coordinator reviews one version of a conflict.
+    ConflictReview {
+        conflict: String,
+    },
+    /// An affected agent applies the coordinator's decision.
+    ApplyDecision {
+        decision: String,
+        conflict: String,
+    },
+    /// The coordinator is told what could not be read in a decision.
+    DecisionProblem {
+        decision: String,
+    },
+    /// The coordinator is told a chain of hand-offs was stopped.
+    RouteLoop {
+        path: String,
+    },
+    Adhoc,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum TaskState {
+    Queued,
+    Running,
+    /// Failed, waiting for its backoff before the next attempt.
+    RetryWait,
+    /// The agent said it is blocked; the coordinator has been told.
+    Blocked,
+    Done {
+        outcome: Outcome,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum Outcome {
+    Complete,
+    /// Reported complete, but expected outputs were missing or empty.
+    Incomplete {
+        missing: Vec<String>,
+    },
+    Failed {
+        reason: String,
+    },
+    Cancelled,
+}
+
+impl Outcome {
+    pub fn label(&self) -> String {
+        match self {
+            Outcome::Complete => "complete".into(),
+            Outcome::Incomplete { missing } => {
+                format!("incomplete (missing {})", missing.join(", "))
+            }
+            Outcome::Failed { reason } => format!("failed ({reason})"),
+            Outcome::Cancelled => "cancelled".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    pub id: TaskId,
+    pub agent: String,
+    pub run: Option<RunId>,
+    pub phase: Option<u8>,
+    pub step: Option<String>,
+    pub kind: TaskKind,
+    pub text: String,
+    pub trigger: String,
+    pub details: Vec<String>,
+    pub state: TaskState,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// Whether a process of this task may still be alive (command agents).
+    pub process_alive: bool,
+    pub created_at: Millis,
+    pub started_at: Option<Millis>,
+    pub ended_at: Option<Millis>,
+    pub last_status: Option<TaskStatus>,
+    pub blockers: Vec<String>,
+    /// For hand-off tasks: how many hand-offs led to this one (1 = first).
+    #[serde(default)]
+    pub depth: u32,
+    /// Creation order (ids sort as text, which breaks at 10,000).
+    #[serde(default)]
+    pub seq: u64,
+}
+
+impl Task {
+    pub fn is_open(&self) -> bool {
+        !matches!(self.state, TaskState::Done { .. })
+    }
+}
+
+/// What the engine knows of each agent's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentPolicy {
+    pub retries: u32,
+    /// Tasks run as a process (else they go to the inbox).
+    pub has_command: bool,
+}
