@@ -85,7 +85,7 @@ pub enum Mode {
     /// `gtmd run`: serve until told to stop.
     Serve,
     /// `gtmd team run` / `gtmd agent run` with no daemon: run this request to its end.
-    Foreground(RunRequest),
+    Foreground(Box<RunRequest>),
 }
 
 #[derive(Debug, Clone)]
@@ -345,7 +345,7 @@ impl Daemon {
         if let Mode::Foreground(req) = &self.options.mode {
             self.fx.follow = Some((req.id.clone(), None));
             let ev = Event::RunRequested {
-                request: req.clone(),
+                request: (**req).clone(),
                 at: now_ms(),
             };
             self.apply(vec![ev]);
@@ -538,7 +538,7 @@ impl Daemon {
                     size,
                     mtime_ns,
                     at: now_ms(),
-                    content,
+                    content: *content,
                 });
             }
             Observed::Dir => {
