@@ -213,7 +213,7 @@ fn allocation(table: &Table) -> Option<Allocation> {
         .position(|h| header_says(h, &["rationale", "justification", "why", "reason"]));
     let unjustified = why_col.map(|w| {
         data.iter()
-            .filter(|r| r.get(w).map_or(true, |c| c.trim().is_empty()))
+            .filter(|r| r.get(w).is_none_or(|c| c.trim().is_empty()))
             .map(|r| r.first().cloned().unwrap_or_default())
             .collect()
     });

@@ -64,7 +64,8 @@ pub fn watch(
     let handler = move |res: notify::Result<notify::Event>| {
         for msg in convert(res, polling) {
             seen += 1;
-            let lost = (keep_every > 1 && seen % keep_every != 0) || tx.try_send(msg).is_err();
+            let lost =
+                (keep_every > 1 && !seen.is_multiple_of(keep_every)) || tx.try_send(msg).is_err();
             // The first loss wakes the daemon; it rescans and clears the flag.
             if lost && !flag.swap(true, Ordering::AcqRel) {
                 let _ = tx.try_send(WatchMsg::Rescan("events were lost".into()));

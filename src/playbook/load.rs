@@ -975,8 +975,8 @@ fn has_token(line: &str, token: &str) -> bool {
     while let Some(pos) = line[search..].find(token) {
         let p = search + pos;
         let end = p + token.len();
-        let ok_before = line[..p].chars().next_back().map_or(true, |c| !glued(c));
-        let ok_after = line[end..].chars().next().map_or(true, |c| !glued(c));
+        let ok_before = line[..p].chars().next_back().is_none_or(|c| !glued(c));
+        let ok_after = line[end..].chars().next().is_none_or(|c| !glued(c));
         if ok_before && ok_after {
             return true;
         }
