@@ -469,7 +469,7 @@ fn cancel(settings: &Settings, target: CancelTarget, timeout: Duration) -> Resul
         .workspace
         .join("requests")
         .join(format!("{}.yaml", request.id));
-    crate::runner::write_atomic(&path, serde_yaml::to_string(&request)?.as_bytes())?;
+    crate::fsutil::write_atomic(&path, serde_yaml::to_string(&request)?.as_bytes())?;
     let deadline = Instant::now() + timeout;
     loop {
         if open(&crate::replay::load(settings)?) == Some(false) {
@@ -612,7 +612,7 @@ fn follow_daemon(settings: &Settings, request: &RunRequest) -> Result<ExitCode> 
         .join("requests")
         .join(format!("{}.yaml", request.id));
     let text = serde_yaml::to_string(request)?;
-    crate::runner::write_atomic(&path, text.as_bytes())?;
+    crate::fsutil::write_atomic(&path, text.as_bytes())?;
     errln!(
         "request {} handed to the gtmd serving {}",
         request.id,

@@ -16,11 +16,11 @@
 use crate::agents::{AgentDef, Agents};
 use crate::diagnostic::one_line;
 use crate::engine::{ExitOutcome, TaskId, TaskSpec};
+use crate::fsutil::write_replaceable;
 use anyhow::{Context, Result};
 use std::collections::{HashMap, VecDeque};
 use std::fs;
 use std::io::{Read, Write};
-use std::os::fd::FromRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -331,7 +331,9 @@ impl Runner {
             .with_context(|| format!("cannot open the task log {}", log_path.display()))?;
         // stdout and stderr share one pipe (their order is kept); a thread
         // copies it into the log up to the cap, then drains it.
-        let (pipe_read, pipe_write) = cloexec_pipe().context("cannot create the output pipe")?;
+        // Close-on-exec: the child gets the write end only as its stdout and
+        // stderr, not any other process gtmd starts meanwhile.
+        let (pipe_read, pipe_write) = std::io::pipe().context("cannot create the output pipe")?;
         let cap = self.limits.max_log_bytes;
         let log_task = spec.id.clone();
         std::thread::Builder::new()
@@ -359,15 +361,7 @@ impl Runner {
         // Marks the process as ours, so a gtmd restarted after a SIGKILL can
         // find agents (and their children) the old one left behind.
         cmd.env(STRAY_MARK, self.state_dir.display().to_string());
-        // SAFETY: prctl is async-signal-safe; it runs in the child before exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        crate::os::die_with_parent(&mut cmd);
         let mut child = cmd
             .spawn()
             .with_context(|| format!("cannot start {program:?}"))?;
@@ -405,7 +399,7 @@ impl Runner {
                 }
             };
             // Whatever the task left behind in its group goes with it.
-            signal_group(pgid, libc::SIGKILL);
+            crate::os::kill_group(pgid);
             let _ = exits.send(TaskExit { task, exit });
         });
         Ok(())
@@ -445,21 +439,9 @@ impl Runner {
     /// Last resort at exit: KILL every group still known.
     pub fn kill_all(&mut self) {
         for child in self.running.values() {
-            signal_group(child.pgid, libc::SIGKILL);
+            crate::os::kill_group(child.pgid);
         }
     }
-}
-
-/// A pipe whose both ends are closed on exec: (read end, write end). A child
-/// gets the write end only where it is passed explicitly (as stdout/stderr).
-pub fn cloexec_pipe() -> std::io::Result<(fs::File, fs::File)> {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: pipe2 fills both descriptors on success; we take ownership once.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: both descriptors are fresh, valid and owned by nothing else.
-    unsafe { Ok((fs::File::from_raw_fd(fds[0]), fs::File::from_raw_fd(fds[1]))) }
 }
 
 /// Copy a task's output into its log until the log holds `cap` bytes; say so
@@ -506,23 +488,14 @@ fn status_outcome(status: std::io::Result<std::process::ExitStatus>) -> ExitOutc
     }
 }
 
-fn signal_group(pgid: i32, sig: i32) {
-    if pgid > 0 {
-        // SAFETY: kill(2) with a negative pid signals the group; no memory involved.
-        unsafe {
-            libc::kill(-pgid, sig);
-        }
-    }
-}
-
 /// TERM the group, give it [`KILL_GRACE`], then KILL it.
 async fn stop_group(pgid: i32, child: &mut tokio::process::Child) {
-    signal_group(pgid, libc::SIGTERM);
+    crate::os::term_group(pgid);
     if tokio::time::timeout(KILL_GRACE, child.wait())
         .await
         .is_err()
     {
-        signal_group(pgid, libc::SIGKILL);
+        crate::os::kill_group(pgid);
         let _ = child.wait().await;
     }
 }
@@ -728,68 +701,16 @@ pub fn render_prompt(spec: &TaskSpec, agent: Option<&AgentDef>) -> String {
     s
 }
 
-/// Write a file so readers see the old or the new content, never half: a
-/// dot-named temporary in the same directory (which the watcher ignores),
-/// fsynced, then renamed.
-pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
-    write_via_temp(path, contents, true)
-}
-
-/// As [`write_atomic`], without the fsync: for files gtmd rebuilds from its
-/// journal after a crash (prompts, inbox files).
-pub fn write_replaceable(path: &Path, contents: &[u8]) -> Result<()> {
-    write_via_temp(path, contents, false)
-}
-
-fn write_via_temp(path: &Path, contents: &[u8], durable: bool) -> Result<()> {
-    let dir = path.parent().context("a file path without a directory")?;
-    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let name = path
-        .file_name()
-        .context("a file path without a name")?
-        .to_string_lossy();
-    let tmp = dir.join(format!(".{name}.gtmd-tmp"));
-    let mut f =
-        fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(contents)?;
-    if durable {
-        f.sync_data()?;
-    }
-    drop(f);
-    fs::rename(&tmp, path).with_context(|| format!("cannot rename into {}", path.display()))?;
-    Ok(())
-}
-
 /// Kill agent processes a previous gtmd of this state directory left behind
 /// (it was killed with SIGKILL: its direct children died with it through the
 /// parent-death signal, but their own children may not have). The state
 /// lock guarantees no other live gtmd owns processes with this mark.
 pub fn kill_strays(state_dir: &Path) -> usize {
-    let mark = format!("{STRAY_MARK}={}", state_dir.display());
-    let me = std::process::id();
-    let mut killed = 0;
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return 0;
-    };
-    for e in entries.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let Ok(environ) = fs::read(e.path().join("environ")) else {
-            continue;
-        };
-        if environ.split(|b| *b == 0).any(|kv| kv == mark.as_bytes()) {
-            // SAFETY: kill(2) on a pid read from /proc; no memory involved.
-            unsafe {
-                libc::kill(pid as i32, libc::SIGKILL);
-            }
-            killed += 1;
-        }
+    let strays = crate::os::processes_with_env(&format!("{STRAY_MARK}={}", state_dir.display()));
+    for &pid in &strays {
+        crate::os::kill(pid);
     }
-    killed
+    strays.len()
 }
 
 #[cfg(test)]

@@ -332,11 +332,7 @@ impl Daemon {
         self.checkpoint();
         // Start-up (replay, scan) is the high-water mark of the heap; give
         // what it no longer needs back to the system before idling.
-        // SAFETY: malloc_trim only releases free memory of glibc's allocator.
-        #[cfg(target_env = "gnu")]
-        unsafe {
-            libc::malloc_trim(0);
-        }
+        crate::os::release_free_memory();
         tracing::info!(
             workspace = %self.fx.ingest.root().display(),
             "ready: watching the workspace"
@@ -938,8 +934,8 @@ impl Daemon {
                 let text = record::render(&self.engine, r);
                 let path = self.fx.ingest.root().join(record::record_path(&run));
                 // Rebuilt from the journal at any time: no fsync on this path.
-                if let Err(e) = crate::runner::write_replaceable(&path, text.as_bytes()) {
-                    tracing::error!(file = %path.display(), "cannot write the run record: {e:#}");
+                if let Err(e) = crate::fsutil::write_replaceable(&path, text.as_bytes()) {
+                    tracing::error!(file = %path.display(), "cannot write the run record: {}", crate::diagnostic::chain(&e));
                 }
             }
         }
