@@ -137,7 +137,8 @@ impl Effects {
         tracing::info!(task = %spec.id, agent = %spec.agent, trigger = %spec.trigger, "task started");
         match self.runner.start(spec) {
             Ok(()) => Vec::new(),
-            Err(error) => {
+            Err(e) => {
+                let error = chain(&e);
                 tracing::warn!(task = %spec.id, "task could not start: {error}");
                 vec![Event::TaskExited {
                     task: spec.id.clone(),
