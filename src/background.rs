@@ -17,7 +17,6 @@ use anyhow::{Context, Result};
 use daemonize::{Daemonize, Outcome};
 use std::fs::{self, File, OpenOptions};
 use std::io::Read;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -64,8 +63,9 @@ pub fn start(pid_file: &Path, log_file: &Path, workspace: &Path) -> Result<Role>
         .mode(0o660)
         .open(log_file)
         .with_context(|| format!("cannot open the log file {}", log_file.display()))?;
+    // Close-on-exec: the agents the background gtmd starts never hold it.
     let (mut ready_read, ready_write) =
-        crate::runner::cloexec_pipe().context("cannot create the readiness pipe")?;
+        std::io::pipe().context("cannot create the readiness pipe")?;
     let daemonize = Daemonize::new()
         .pid_file(pid_file)
         .working_directory("/")
@@ -129,8 +129,9 @@ fn check_pid_file(path: &Path) -> Result<()> {
     };
     let pid = fs::read_to_string(path).unwrap_or_default();
     let pid = pid.trim();
-    // SAFETY: flock on a descriptor we own; released when `file` drops.
-    let held = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0;
+    // The flock(2) daemonize holds on it for the daemon's life; our probe
+    // is released when `file` drops.
+    let held = file.try_lock().is_err();
     if held {
         anyhow::bail!(
             "refusing to start: another gtmd (pid {pid}) is running with the pid file {}; stop it first (kill -TERM {pid}) or give another --pid-file",

@@ -26,11 +26,10 @@ pub fn check(
     } else {
         let ingest = Ingest::new(&paths.workspace, &paths.state_dir, max_file_size);
         for rel in ingest.scan("") {
-            if let Observed::New {
-                content: FileContent::Rejected { mut diagnostic },
-                ..
-            } = ingest.observe(&rel, None, false)
-            {
+            let Observed::New { content, .. } = ingest.observe(&rel, None, false) else {
+                continue;
+            };
+            if let FileContent::Rejected { mut diagnostic } = *content {
                 diagnostic.path = paths.workspace.join(&diagnostic.path).display().to_string();
                 errors.push(diagnostic);
             }

@@ -61,7 +61,7 @@ pub fn follow(
     abandoned: impl Fn() -> bool,
 ) -> Result<Followed> {
     let path = request_path(&settings.paths.workspace, &request.id);
-    crate::runner::write_atomic(&path, serde_yaml::to_string(request)?.as_bytes())?;
+    crate::fsutil::write_atomic(&path, serde_yaml::to_string(request)?.as_bytes())?;
     progress(&format!(
         "request {} handed to the gtmd serving {}",
         request.id,
@@ -138,7 +138,7 @@ pub fn cancel(settings: &Settings, target: CancelTarget, timeout: Duration) -> R
         cancel: target.clone(),
     };
     let path = request_path(&settings.paths.workspace, &request.id);
-    crate::runner::write_atomic(&path, serde_yaml::to_string(&request)?.as_bytes())?;
+    crate::fsutil::write_atomic(&path, serde_yaml::to_string(&request)?.as_bytes())?;
     let deadline = Instant::now() + timeout;
     let ended = || -> Result<bool> {
         let engine = crate::replay::load(settings)?;

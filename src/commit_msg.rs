@@ -96,39 +96,72 @@ fn accepted(actions: &[String]) -> String {
     )
 }
 
+/// A commit message that does not follow the convention. Its message says
+/// what is wrong and, in `accepted`, every agent and action word accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommitMsgError {
+    #[error("the commit message is empty; {accepted}")]
+    Empty { accepted: String },
+    #[error("{problem} in {subject:?}; {accepted}")]
+    Subject {
+        problem: SubjectProblem,
+        subject: String,
+        accepted: String,
+    },
+}
+
+/// What is wrong with a subject line, in the order it is read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubjectProblem {
+    #[error("the subject does not start with `[agent]`")]
+    NoAgent,
+    #[error("no `]` closes the agent name")]
+    UnclosedAgent,
+    #[error("unknown agent {0:?}")]
+    UnknownAgent(String),
+    #[error("a space must follow `]`")]
+    NoSpaceAfterAgent,
+    #[error("no `action:` after the agent")]
+    NoAction,
+    #[error("unknown action {0:?}")]
+    UnknownAction(String),
+    #[error("the description after `action: ` is empty")]
+    EmptyDescription,
+}
+
 /// Check a whole commit message (as git hands it to a `commit-msg` hook).
 /// `Ok` with nothing to say, or `Err` with what is wrong and what is accepted.
-pub fn check(text: &str, actions: &[String]) -> Result<(), String> {
+pub fn check(text: &str, actions: &[String]) -> Result<(), CommitMsgError> {
     let Some(subject) = subject(text) else {
-        return Err(format!(
-            "the commit message is empty; {}",
-            accepted(actions)
-        ));
+        return Err(CommitMsgError::Empty {
+            accepted: accepted(actions),
+        });
     };
     if GIT_OWN.iter().any(|p| subject.starts_with(p)) {
         return Ok(());
     }
-    let fail = |what: String| Err(format!("{what} in {subject:?}; {}", accepted(actions)));
-    let Some(rest) = subject.strip_prefix('[') else {
-        return fail("the subject does not start with `[agent]`".into());
-    };
-    let Some((agent, rest)) = rest.split_once(']') else {
-        return fail("no `]` closes the agent name".into());
-    };
+    check_subject(subject, actions).map_err(|problem| CommitMsgError::Subject {
+        problem,
+        subject: subject.to_string(),
+        accepted: accepted(actions),
+    })
+}
+
+fn check_subject(subject: &str, actions: &[String]) -> Result<(), SubjectProblem> {
+    let rest = subject.strip_prefix('[').ok_or(SubjectProblem::NoAgent)?;
+    let (agent, rest) = rest.split_once(']').ok_or(SubjectProblem::UnclosedAgent)?;
     if canonical_agent(agent).is_none() || agent.trim() != agent || agent.is_empty() {
-        return fail(format!("unknown agent {agent:?}"));
+        return Err(SubjectProblem::UnknownAgent(agent.to_string()));
     }
-    let Some(rest) = rest.strip_prefix(' ') else {
-        return fail("a space must follow `]`".into());
-    };
-    let Some((action, desc)) = rest.split_once(':') else {
-        return fail("no `action:` after the agent".into());
-    };
+    let rest = rest
+        .strip_prefix(' ')
+        .ok_or(SubjectProblem::NoSpaceAfterAgent)?;
+    let (action, desc) = rest.split_once(':').ok_or(SubjectProblem::NoAction)?;
     if !actions.iter().any(|a| a == action) {
-        return fail(format!("unknown action {action:?}"));
+        return Err(SubjectProblem::UnknownAction(action.to_string()));
     }
     if !desc.starts_with(' ') || desc.trim().is_empty() {
-        return fail("the description after `action: ` is empty".into());
+        return Err(SubjectProblem::EmptyDescription);
     }
     Ok(())
 }
@@ -190,7 +223,7 @@ mod tests {
             ("[demand-gen] campaign x", "no `action:`"),
         ];
         for (m, want) in cases {
-            let err = check(m, &actions()).unwrap_err();
+            let err = check(m, &actions()).unwrap_err().to_string();
             assert!(err.contains(want), "{m:?}: {err}");
             assert!(err.contains("[agent] action: brief description"), "{err}");
             assert!(err.contains("crm"), "{err}");

@@ -87,9 +87,9 @@ fn number(cell: &str) -> Option<f64> {
     let first = t.split_whitespace().next()?;
     let rest: Vec<&str> = t.split_whitespace().skip(1).collect();
     let unit_ok = rest.len() <= 1
-        && rest.first().map_or(true, |u| {
-            matches!(u.to_lowercase().as_str(), "months" | "month" | "mo")
-        });
+        && rest
+            .first()
+            .is_none_or(|u| matches!(u.to_lowercase().as_str(), "months" | "month" | "mo"));
     if unit_ok {
         parse_money(first)
     } else {
@@ -261,7 +261,7 @@ pub fn evaluate(
         Verdict::Iterate
     };
     let healthy = multiple <= rules.scale_max_cac_multiple
-        && ltv_cac.map_or(true, |r| r >= rules.scale_min_ltv_cac)
+        && ltv_cac.is_none_or(|r| r >= rules.scale_min_ltv_cac)
         && match (e.payback, payback_target) {
             (Some(p), Some(t)) => p <= *t,
             _ => true,

@@ -49,6 +49,20 @@ pub fn line_of_offset(text: &str, offset: usize) -> usize {
         + 1
 }
 
+/// An error and its causes on one line, `outer: inner: innermost`, as
+/// anyhow's `{:#}` prints them: for typed errors that end up as text in a
+/// log line or the journal, where `Display` alone would drop the cause.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 /// Text on one line, runs of whitespace (newlines included) made one space:
 /// for log lines, table cells and list items built from what files say.
 pub fn one_line(s: &str) -> String {

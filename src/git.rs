@@ -8,8 +8,18 @@
 //! workspace is not in a git repository, or git fails, it says so once and
 //! goes on without that commit.
 
+use crate::diagnostic::chain;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+
+/// Why a git command did not do its part.
+#[derive(Debug, thiserror::Error)]
+enum GitError {
+    #[error("cannot run git (is it installed and on the PATH?)")]
+    Run(#[source] std::io::Error),
+    #[error("`git {command}` failed: {stderr}")]
+    Failed { command: String, stderr: String },
+}
 
 pub struct Git {
     workspace: PathBuf,
@@ -27,7 +37,7 @@ impl Git {
         }
     }
 
-    fn git(&self, args: &[&str]) -> Result<String, String> {
+    fn git(&self, args: &[&str]) -> Result<String, GitError> {
         let out = Command::new("git")
             .args(args)
             .current_dir(&self.workspace)
@@ -35,20 +45,20 @@ impl Git {
             .env("GIT_TERMINAL_PROMPT", "0")
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| format!("cannot run git: {e}"))?;
+            .map_err(GitError::Run)?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
         } else {
-            Err(format!(
-                "`git {}` failed: {}",
-                args.first().copied().unwrap_or(""),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
+            Err(GitError::Failed {
+                command: args.first().copied().unwrap_or("").to_string(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            })
         }
     }
 
     /// Warn the first time; later failures are only debug lines.
-    fn failed(&mut self, why: &str) {
+    fn failed(&mut self, e: &GitError) {
+        let why = chain(e);
         if self.warned {
             tracing::debug!("git: {why}");
         } else {
@@ -118,7 +128,7 @@ impl Git {
     }
 
     /// Switch to `branch`, creating it from the current HEAD if it does not exist.
-    fn on_branch(&self, branch: &str) -> Result<(), String> {
+    fn on_branch(&self, branch: &str) -> Result<(), GitError> {
         let current = self.git(&["symbolic-ref", "--short", "-q", "HEAD"]).ok();
         if current.as_deref() == Some(branch) {
             return Ok(());

@@ -34,12 +34,13 @@ pub enum Observed {
     /// The same content with a new modification time (touched, or rewritten
     /// unchanged): worth recording so the next start need not read it again.
     Touched { mtime_ns: u64 },
-    /// A version gtmd has not acted on.
+    /// A version gtmd has not acted on. Its content is boxed: it is by far
+    /// the largest variant, and most observations are of the small ones.
     New {
         hash: String,
         size: u64,
         mtime_ns: u64,
-        content: FileContent,
+        content: Box<FileContent>,
     },
 }
 
@@ -174,7 +175,7 @@ impl Ingest {
                 hash,
                 size,
                 mtime_ns,
-                content: FileContent::Rejected { diagnostic: d },
+                content: Box::new(FileContent::Rejected { diagnostic: d }),
             };
         }
         let bytes = match read_bounded(path, self.max_protocol_size) {
@@ -200,7 +201,7 @@ impl Ingest {
             hash,
             size: bytes.len() as u64,
             mtime_ns,
-            content,
+            content: Box::new(content),
         }
     }
 
@@ -248,7 +249,7 @@ impl Ingest {
                 hash,
                 size,
                 mtime_ns: mtime_ns(meta),
-                content,
+                content: Box::new(content),
             };
         }
         let hash = format!("link-out:{}", target.display());
@@ -267,7 +268,7 @@ impl Ingest {
             hash,
             size: 0,
             mtime_ns: mtime_ns(meta),
-            content: FileContent::Rejected { diagnostic: d },
+            content: Box::new(FileContent::Rejected { diagnostic: d }),
         }
     }
 
@@ -376,7 +377,7 @@ impl Ingest {
             hash,
             size: meta.len(),
             mtime_ns: mtime_ns(&meta),
-            content: FileContent::Rejected { diagnostic: d },
+            content: Box::new(FileContent::Rejected { diagnostic: d }),
         }
     }
 }
@@ -416,7 +417,7 @@ fn not_regular(rel: &str, meta: &fs::Metadata, known: Option<&FileEntry>) -> Obs
         hash,
         size: 0,
         mtime_ns: mtime_ns(meta),
-        content: FileContent::Rejected { diagnostic: d },
+        content: Box::new(FileContent::Rejected { diagnostic: d }),
     }
 }
 
@@ -625,7 +626,7 @@ fn observe_plain(path: &Path, mtime_ns: u64, known: Option<&FileEntry>) -> Obser
         hash,
         size,
         mtime_ns,
-        content: FileContent::Plain,
+        content: Box::new(FileContent::Plain),
     }
 }
 

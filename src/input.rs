@@ -108,9 +108,7 @@ mod tests {
     fn endless_devices_fifos_and_directories_are_refused_at_once() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("fifo");
-        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
-        // SAFETY: mkfifo(3) on a NUL-terminated path we own.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        crate::os::mkfifo(&fifo).unwrap();
         for (path, what) in [
             (Path::new("/dev/zero"), "a character device"),
             (fifo.as_path(), "a FIFO (named pipe)"),

@@ -15,9 +15,8 @@
 
 use crate::engine::{EngineState, Event};
 use anyhow::{Context, Result};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 pub const JOURNAL_FILE: &str = "journal.jsonl";
@@ -199,15 +198,10 @@ impl Journal {
             serde_json::to_writer(&mut self.buf, e)?;
             self.buf.push(b'\n');
         }
-        let res = self.file.write_all(&self.buf).and_then(|_| {
-            // SAFETY: fdatasync on a valid, owned descriptor.
-            let rc = unsafe { libc::fdatasync(self.file.as_raw_fd()) };
-            if rc == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        });
+        let res = self
+            .file
+            .write_all(&self.buf)
+            .and_then(|_| self.file.sync_data());
         if let Err(e) = res {
             // Leave no half entry behind: cut back to the last good length.
             let _ = self.file.set_len(self.len);
@@ -302,9 +296,17 @@ impl StateLock {
             .truncate(false)
             .open(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
-        // SAFETY: flock on a valid, owned descriptor.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
+        // flock(2) on Linux, the lock gtmd has always taken: a gtmd of an
+        // older version on the same state directory is seen too.
+        if let Err(e) = file.try_lock() {
+            if let TryLockError::Error(e) = e {
+                return Err(e).with_context(|| {
+                    format!(
+                        "cannot lock {}; the state directory must be on a file system with file locks (flock)",
+                        path.display()
+                    )
+                });
+            }
             let pid = fs::read_to_string(&path).unwrap_or_default();
             anyhow::bail!(
                 "another gtmd (pid {}) already serves this workspace (lock {}); stop it first, or use `gtmd team run` / `gtmd agent run` to talk to it",
@@ -323,9 +325,8 @@ impl StateLock {
         let Ok(file) = File::open(&path) else {
             return false;
         };
-        // SAFETY: as above; a shared probe released when `file` drops.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
-        rc != 0
+        // A shared probe, released when `file` drops.
+        file.try_lock_shared().is_err()
     }
 }
 
@@ -365,9 +366,15 @@ impl WorkspaceLock {
                     path.display()
                 )
             })?;
-        // SAFETY: flock on a valid, owned descriptor.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
+        if let Err(e) = file.try_lock() {
+            if let TryLockError::Error(e) = e {
+                return Err(e).with_context(|| {
+                    format!(
+                        "cannot lock {}; the workspace must be on a file system with file locks (flock)",
+                        path.display()
+                    )
+                });
+            }
             let holder = read_holder(&path);
             anyhow::bail!(
                 "another gtmd (pid {}) already serves this workspace {} with the state directory {} (lock {}); one workspace has one gtmd, whatever its --state-dir: stop it first, or use `gtmd team run` / `gtmd agent run` to talk to it",
@@ -388,9 +395,8 @@ impl WorkspaceLock {
     pub fn holder(workspace: &Path) -> Option<Holder> {
         let path = workspace.join(WORKSPACE_LOCK_FILE);
         let file = File::open(&path).ok()?;
-        // SAFETY: as above; a shared probe released when `file` drops.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
-        (rc != 0).then(|| read_holder(&path))
+        // A shared probe, released when `file` drops.
+        file.try_lock_shared().is_err().then(|| read_holder(&path))
     }
 }
 

@@ -72,12 +72,8 @@ mod tests {
 
     #[test]
     fn a_closed_pipe_is_an_error_that_is_remembered() {
-        let mut fds = [0; 2];
-        // SAFETY: pipe(2) into an array we own; both ends are closed below.
-        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-        unsafe { libc::close(fds[0]) };
-        // SAFETY: fds[1] is the pipe's write end, owned by this File from here.
-        let mut f = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fds[1]) };
+        let (read_end, mut f) = io::pipe().unwrap();
+        drop(read_end);
         let e = write(&mut f, "x\n").unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
         assert!(closed());

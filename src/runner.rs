@@ -14,13 +14,13 @@
 //! running) and starts when another process exits.
 
 use crate::agents::{AgentDef, Agents};
+use crate::diagnostic::chain;
 use crate::diagnostic::one_line;
 use crate::engine::{ExitOutcome, TaskId, TaskSpec};
-use anyhow::{Context, Result};
+use crate::fsutil::{write_replaceable, WriteError};
 use std::collections::{HashMap, VecDeque};
 use std::fs;
-use std::io::{Read, Write};
-use std::os::fd::FromRawFd;
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -72,6 +72,40 @@ impl Default for Limits {
             max_log_bytes: DEFAULT_MAX_TASK_LOG,
         }
     }
+}
+
+/// Why a task could not be given to its agent. The daemon journals it, with
+/// its causes ([`chain`]), as the task's exit, so each says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot write the inbox file {}", path.display())]
+    Inbox { path: PathBuf, source: WriteError },
+    /// The prompt or context file under `STATE/tasks/`.
+    #[error(transparent)]
+    TaskFile(WriteError),
+    #[error("gtmd is stopping")]
+    Stopping,
+    #[error("the agent command is empty")]
+    EmptyCommand,
+    #[error(
+        "an argument of the agent command is {len} bytes once its placeholders are filled in, over Linux's limit of 128 KiB per argument; give the agent {{prompt_file}} instead of repeating {{task}} or {{trigger}}"
+    )]
+    ArgTooLong { len: usize },
+    #[error(
+        "the agent command's arguments and environment are {total} bytes once its placeholders are filled in, over gtmd's limit of {max}; give the agent {{prompt_file}} instead of repeating {{task}} or {{trigger}}",
+        max = MAX_TOTAL
+    )]
+    ArgsTooLong { total: usize },
+    #[error("cannot create the task log directory {}", dir.display())]
+    LogDir { dir: PathBuf, source: io::Error },
+    #[error("cannot open the task log {}", path.display())]
+    Log { path: PathBuf, source: io::Error },
+    #[error("cannot create the output pipe")]
+    Pipe(#[source] io::Error),
+    #[error("cannot start the task log copier")]
+    LogCopier(#[source] io::Error),
+    #[error("cannot start {program:?}")]
+    Spawn { program: String, source: io::Error },
 }
 
 #[derive(Debug)]
@@ -184,7 +218,7 @@ impl Runner {
     }
 
     /// Give a task to its agent. Errors are reported as a failed start.
-    pub fn start(&mut self, spec: &TaskSpec) -> Result<(), String> {
+    pub fn start(&mut self, spec: &TaskSpec) -> Result<(), StartError> {
         let agent = self.agents.get(&spec.agent).cloned();
         let prompt = render_prompt(spec, agent.as_ref());
         let template = self
@@ -193,20 +227,16 @@ impl Runner {
             .or_else(|| agent.as_ref().and_then(|a| a.command.clone()));
         match template {
             // The inbox file is the prompt: nothing under STATE/tasks/.
-            None => self
-                .write_inbox(spec, &prompt)
-                .map_err(|e| format!("{e:#}")),
+            None => self.write_inbox(spec, &prompt),
             Some(template) => {
-                let files = self
-                    .write_task_files(spec, &prompt)
-                    .map_err(|e| format!("{e:#}"))?;
+                let files = self.write_task_files(spec, &prompt)?;
                 let timeout = agent
                     .as_ref()
                     .and_then(|a| a.timeout_secs)
                     .map(Duration::from_secs)
                     .unwrap_or(self.default_timeout);
                 if self.closed {
-                    return Err("gtmd is stopping".into());
+                    return Err(StartError::Stopping);
                 }
                 if !self.slot_free() {
                     tracing::info!(
@@ -224,7 +254,6 @@ impl Runner {
                     return Ok(());
                 }
                 self.spawn(spec, &template, &files, timeout)
-                    .map_err(|e| format!("{e:#}"))
             }
         }
     }
@@ -237,12 +266,11 @@ impl Runner {
                 break;
             };
             if let Err(e) = self.spawn(&p.spec, &p.template, &p.files, p.timeout) {
-                tracing::warn!(task = %p.spec.id, "task could not start: {e:#}");
+                let error = chain(&e);
+                tracing::warn!(task = %p.spec.id, "task could not start: {error}");
                 let _ = self.exits.send(TaskExit {
                     task: p.spec.id.clone(),
-                    exit: ExitOutcome::SpawnFailed {
-                        error: format!("{e:#}"),
-                    },
+                    exit: ExitOutcome::SpawnFailed { error },
                 });
             }
         }
@@ -256,16 +284,16 @@ impl Runner {
         }
     }
 
-    fn write_task_files(&self, spec: &TaskSpec, prompt: &str) -> Result<TaskFiles> {
+    fn write_task_files(&self, spec: &TaskSpec, prompt: &str) -> Result<TaskFiles, StartError> {
         let files = self.task_files(&spec.id);
         // Not fsynced: after a crash the task is started again and its files
         // rewritten from the journal; the fsync would delay every start.
-        write_replaceable(&files.prompt, prompt.as_bytes())?;
+        write_replaceable(&files.prompt, prompt.as_bytes()).map_err(StartError::TaskFile)?;
         let mut context = spec.context.join("\n");
         if !context.is_empty() {
             context.push('\n');
         }
-        write_replaceable(&files.context, context.as_bytes())?;
+        write_replaceable(&files.context, context.as_bytes()).map_err(StartError::TaskFile)?;
         Ok(files)
     }
 
@@ -276,10 +304,10 @@ impl Runner {
             .join(format!("{task}.md"))
     }
 
-    fn write_inbox(&self, spec: &TaskSpec, prompt: &str) -> Result<()> {
+    fn write_inbox(&self, spec: &TaskSpec, prompt: &str) -> Result<(), StartError> {
         let path = self.inbox_path(&spec.agent, &spec.id);
         write_replaceable(&path, prompt.as_bytes())
-            .with_context(|| format!("cannot write the inbox file {}", path.display()))
+            .map_err(|source| StartError::Inbox { path, source })
     }
 
     /// The task ended: its inbox file goes away (the run record keeps the history).
@@ -316,38 +344,18 @@ impl Runner {
         template: &[String],
         files: &TaskFiles,
         timeout: Duration,
-    ) -> Result<()> {
+    ) -> Result<(), StartError> {
         let argv = expand_argv(template, &placeholders(spec, &self.workspace, files));
         let env = task_env(spec, &self.workspace, files);
         check_arg_sizes(&argv, &env)?;
-        let (program, args) = argv.split_first().context("the agent command is empty")?;
-        let log_dir = self.state_dir.join("logs");
-        fs::create_dir_all(&log_dir)?;
-        let log_path = log_dir.join(format!("{}.log", spec.id));
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .with_context(|| format!("cannot open the task log {}", log_path.display()))?;
-        // stdout and stderr share one pipe (their order is kept); a thread
-        // copies it into the log up to the cap, then drains it.
-        let (pipe_read, pipe_write) = cloexec_pipe().context("cannot create the output pipe")?;
-        let cap = self.limits.max_log_bytes;
-        let log_task = spec.id.clone();
-        std::thread::Builder::new()
-            .name("task-log".into())
-            .spawn(move || {
-                if let Err(e) = copy_capped(pipe_read, log, cap) {
-                    tracing::warn!(task = %log_task, "cannot write the task log: {e}");
-                }
-            })
-            .context("cannot start the task log copier")?;
+        let (program, args) = argv.split_first().ok_or(StartError::EmptyCommand)?;
+        let (log_path, output) = self.task_output(&spec.id)?;
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(args)
             .current_dir(&self.workspace)
             .stdin(Stdio::null())
-            .stdout(Stdio::from(pipe_write.try_clone()?))
-            .stderr(Stdio::from(pipe_write))
+            .stdout(Stdio::from(output.try_clone().map_err(StartError::Pipe)?))
+            .stderr(Stdio::from(output))
             .process_group(0)
             .kill_on_drop(false);
         for k in SUPERVISOR_ENV {
@@ -359,24 +367,17 @@ impl Runner {
         // Marks the process as ours, so a gtmd restarted after a SIGKILL can
         // find agents (and their children) the old one left behind.
         cmd.env(STRAY_MARK, self.state_dir.display().to_string());
-        // SAFETY: prctl is async-signal-safe; it runs in the child before exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start {program:?}"))?;
+        crate::os::die_with_parent(&mut cmd);
+        let child = cmd.spawn().map_err(|source| StartError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
         // Our copies of the pipe's write end go, so the copier sees the end
         // of the output when the task's processes are gone.
         drop(cmd);
         let pgid = child.id().map(|p| p as i32).unwrap_or(0);
         tracing::info!(task = %spec.id, pid = pgid, log = %log_path.display(), "agent process started");
-        let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
         self.running.insert(
             spec.id.clone(),
             RunningChild {
@@ -384,31 +385,47 @@ impl Runner {
                 stop: Some(stop_tx),
             },
         );
+        let exit = watch_child(child, pgid, timeout, stop_rx, spec.id.clone());
         let exits = self.exits.clone();
-        let task = spec.id.clone();
         tokio::spawn(async move {
-            let exit = tokio::select! {
-                status = child.wait() => status_outcome(status),
-                _ = tokio::time::sleep(timeout) => {
-                    tracing::warn!(
-                        task = %task,
-                        "task over its timeout of {} s: stopping its process group (TERM, then KILL after {} s)",
-                        timeout.as_secs(),
-                        KILL_GRACE.as_secs()
-                    );
-                    stop_group(pgid, &mut child).await;
-                    ExitOutcome::TimedOut { after_secs: timeout.as_secs() }
-                }
-                _ = &mut stop_rx => {
-                    stop_group(pgid, &mut child).await;
-                    ExitOutcome::Cancelled
-                }
-            };
-            // Whatever the task left behind in its group goes with it.
-            signal_group(pgid, libc::SIGKILL);
-            let _ = exits.send(TaskExit { task, exit });
+            let _ = exits.send(exit.await);
         });
         Ok(())
+    }
+
+    /// Where a task's output goes: its log file under `STATE/logs/` (the
+    /// path is returned) and the write end of a pipe whose other end a
+    /// thread copies into the log up to the cap, then drains. stdout and
+    /// stderr share the pipe, so their order is kept.
+    fn task_output(&self, task: &str) -> Result<(PathBuf, io::PipeWriter), StartError> {
+        let log_dir = self.state_dir.join("logs");
+        fs::create_dir_all(&log_dir).map_err(|source| StartError::LogDir {
+            dir: log_dir.clone(),
+            source,
+        })?;
+        let log_path = log_dir.join(format!("{task}.log"));
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|source| StartError::Log {
+                path: log_path.clone(),
+                source,
+            })?;
+        // Close-on-exec: the child gets the write end only as its stdout and
+        // stderr, not any other process gtmd starts meanwhile.
+        let (pipe_read, pipe_write) = io::pipe().map_err(StartError::Pipe)?;
+        let cap = self.limits.max_log_bytes;
+        let log_task = task.to_string();
+        std::thread::Builder::new()
+            .name("task-log".into())
+            .spawn(move || {
+                if let Err(e) = copy_capped(pipe_read, log, cap) {
+                    tracing::warn!(task = %log_task, "cannot write the task log: {e}");
+                }
+            })
+            .map_err(StartError::LogCopier)?;
+        Ok((log_path, pipe_write))
     }
 
     /// The daemon saw the exit; forget the child, and start a waiting task
@@ -445,21 +462,9 @@ impl Runner {
     /// Last resort at exit: KILL every group still known.
     pub fn kill_all(&mut self) {
         for child in self.running.values() {
-            signal_group(child.pgid, libc::SIGKILL);
+            crate::os::kill_group(child.pgid);
         }
     }
-}
-
-/// A pipe whose both ends are closed on exec: (read end, write end). A child
-/// gets the write end only where it is passed explicitly (as stdout/stderr).
-pub fn cloexec_pipe() -> std::io::Result<(fs::File, fs::File)> {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: pipe2 fills both descriptors on success; we take ownership once.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: both descriptors are fresh, valid and owned by nothing else.
-    unsafe { Ok((fs::File::from_raw_fd(fds[0]), fs::File::from_raw_fd(fds[1]))) }
 }
 
 /// Copy a task's output into its log until the log holds `cap` bytes; say so
@@ -506,23 +511,45 @@ fn status_outcome(status: std::io::Result<std::process::ExitStatus>) -> ExitOutc
     }
 }
 
-fn signal_group(pgid: i32, sig: i32) {
-    if pgid > 0 {
-        // SAFETY: kill(2) with a negative pid signals the group; no memory involved.
-        unsafe {
-            libc::kill(-pgid, sig);
+/// Wait for a task's process until it exits, its timeout passes or it is
+/// cancelled (then its group is stopped), and say how it ended. Whatever the
+/// task left behind in its group goes with it.
+async fn watch_child(
+    mut child: tokio::process::Child,
+    pgid: i32,
+    timeout: Duration,
+    mut stop: oneshot::Receiver<()>,
+    task: TaskId,
+) -> TaskExit {
+    let exit = tokio::select! {
+        status = child.wait() => status_outcome(status),
+        _ = tokio::time::sleep(timeout) => {
+            tracing::warn!(
+                task = %task,
+                "task over its timeout of {} s: stopping its process group (TERM, then KILL after {} s)",
+                timeout.as_secs(),
+                KILL_GRACE.as_secs()
+            );
+            stop_group(pgid, &mut child).await;
+            ExitOutcome::TimedOut { after_secs: timeout.as_secs() }
         }
-    }
+        _ = &mut stop => {
+            stop_group(pgid, &mut child).await;
+            ExitOutcome::Cancelled
+        }
+    };
+    crate::os::kill_group(pgid);
+    TaskExit { task, exit }
 }
 
 /// TERM the group, give it [`KILL_GRACE`], then KILL it.
 async fn stop_group(pgid: i32, child: &mut tokio::process::Child) {
-    signal_group(pgid, libc::SIGTERM);
+    crate::os::term_group(pgid);
     if tokio::time::timeout(KILL_GRACE, child.wait())
         .await
         .is_err()
     {
-        signal_group(pgid, libc::SIGKILL);
+        crate::os::kill_group(pgid);
         let _ = child.wait().await;
     }
 }
@@ -586,12 +613,9 @@ fn bounded_lines(items: &[String], file: &Path) -> String {
 
 /// Refuse to start a process the kernel would refuse (E2BIG) with a message
 /// that says why: a template repeating `{task}` many times, say.
-fn check_arg_sizes(argv: &[String], env: &[(&str, String)]) -> Result<()> {
+fn check_arg_sizes(argv: &[String], env: &[(&str, String)]) -> Result<(), StartError> {
     if let Some(a) = argv.iter().find(|a| a.len() > MAX_ARG) {
-        anyhow::bail!(
-            "an argument of the agent command is {} bytes once its placeholders are filled in, over Linux's limit of 128 KiB per argument; give the agent {{prompt_file}} instead of repeating {{task}} or {{trigger}}",
-            a.len()
-        );
+        return Err(StartError::ArgTooLong { len: a.len() });
     }
     let total: usize = argv.iter().map(|a| a.len() + 1).sum::<usize>()
         + env
@@ -599,9 +623,7 @@ fn check_arg_sizes(argv: &[String], env: &[(&str, String)]) -> Result<()> {
             .map(|(k, v)| k.len() + v.len() + 2)
             .sum::<usize>();
     if total > MAX_TOTAL {
-        anyhow::bail!(
-            "the agent command's arguments and environment are {total} bytes once its placeholders are filled in, over gtmd's limit of {MAX_TOTAL}; give the agent {{prompt_file}} instead of repeating {{task}} or {{trigger}}"
-        );
+        return Err(StartError::ArgsTooLong { total });
     }
     Ok(())
 }
@@ -728,68 +750,16 @@ pub fn render_prompt(spec: &TaskSpec, agent: Option<&AgentDef>) -> String {
     s
 }
 
-/// Write a file so readers see the old or the new content, never half: a
-/// dot-named temporary in the same directory (which the watcher ignores),
-/// fsynced, then renamed.
-pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
-    write_via_temp(path, contents, true)
-}
-
-/// As [`write_atomic`], without the fsync: for files gtmd rebuilds from its
-/// journal after a crash (prompts, inbox files).
-pub fn write_replaceable(path: &Path, contents: &[u8]) -> Result<()> {
-    write_via_temp(path, contents, false)
-}
-
-fn write_via_temp(path: &Path, contents: &[u8], durable: bool) -> Result<()> {
-    let dir = path.parent().context("a file path without a directory")?;
-    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let name = path
-        .file_name()
-        .context("a file path without a name")?
-        .to_string_lossy();
-    let tmp = dir.join(format!(".{name}.gtmd-tmp"));
-    let mut f =
-        fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(contents)?;
-    if durable {
-        f.sync_data()?;
-    }
-    drop(f);
-    fs::rename(&tmp, path).with_context(|| format!("cannot rename into {}", path.display()))?;
-    Ok(())
-}
-
 /// Kill agent processes a previous gtmd of this state directory left behind
 /// (it was killed with SIGKILL: its direct children died with it through the
 /// parent-death signal, but their own children may not have). The state
 /// lock guarantees no other live gtmd owns processes with this mark.
 pub fn kill_strays(state_dir: &Path) -> usize {
-    let mark = format!("{STRAY_MARK}={}", state_dir.display());
-    let me = std::process::id();
-    let mut killed = 0;
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return 0;
-    };
-    for e in entries.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let Ok(environ) = fs::read(e.path().join("environ")) else {
-            continue;
-        };
-        if environ.split(|b| *b == 0).any(|kv| kv == mark.as_bytes()) {
-            // SAFETY: kill(2) on a pid read from /proc; no memory involved.
-            unsafe {
-                libc::kill(pid as i32, libc::SIGKILL);
-            }
-            killed += 1;
-        }
+    let strays = crate::os::processes_with_env(&format!("{STRAY_MARK}={}", state_dir.display()));
+    for &pid in &strays {
+        crate::os::kill(pid);
     }
-    killed
+    strays.len()
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, PipeWriter, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +24,7 @@ use std::time::Duration;
 /// The last `STATUS=` sent, so an unchanged status is not sent again.
 static LAST_STATUS: Mutex<String> = Mutex::new(String::new());
 /// `--daemon`: the write end of the parent's readiness pipe, until used.
-static READY_PIPE: Mutex<Option<File>> = Mutex::new(None);
+static READY_PIPE: Mutex<Option<PipeWriter>> = Mutex::new(None);
 
 /// Notifications dropped because the manager's queue was full.
 static DROPPED: AtomicU64 = AtomicU64::new(0);
@@ -104,7 +104,7 @@ pub fn stopping(status: &str) {
 }
 
 /// `--daemon`: where to say "ready" (or why not) to the parent.
-pub fn set_ready_pipe(pipe: File) {
+pub fn set_ready_pipe(pipe: PipeWriter) {
     *READY_PIPE.lock().unwrap_or_else(|e| e.into_inner()) = Some(pipe);
 }
 
@@ -173,12 +173,16 @@ pub fn stderr_is_journal() -> bool {
     let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
         return false;
     };
-    // SAFETY: fstat on fd 2 into a zeroed stat buffer we own.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    if unsafe { libc::fstat(2, &mut st) } != 0 {
+    // fstat(2) of fd 2, through a duplicate that a File can own and close.
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let Ok(fd) = io::stderr().as_fd().try_clone_to_owned() else {
         return false;
-    }
-    st.st_dev as u64 == dev && st.st_ino as u64 == ino
+    };
+    let Ok(meta) = File::from(fd).metadata() else {
+        return false;
+    };
+    meta.dev() == dev && meta.ino() == ino
 }
 
 #[cfg(test)]

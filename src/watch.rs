@@ -93,7 +93,7 @@ impl Forward {
     fn send(&mut self, msgs: Vec<WatchMsg>) {
         for msg in msgs {
             self.seen += 1;
-            let dropped = self.keep_every > 1 && self.seen % self.keep_every != 0;
+            let dropped = self.keep_every > 1 && !self.seen.is_multiple_of(self.keep_every);
             let lost = dropped || self.tx.try_send(msg).is_err();
             if lost && !self.overflowed.swap(true, Ordering::AcqRel) {
                 let _ = self

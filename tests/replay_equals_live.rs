@@ -567,7 +567,7 @@ impl Sim {
         // A digest costs a pass over the state; every few steps is enough
         // to tell where a replay parts (starts and stops add their own).
         self.steps += 1;
-        if self.steps % 4 == 0 {
+        if self.steps.is_multiple_of(4) {
             self.checkpoint();
         }
         self.check_processes();

@@ -102,7 +102,7 @@ fn sigkill_at_random_moments_loses_and_repeats_no_reaction() {
                 let v = written.entry(name.clone()).or_insert(0usize);
                 *v += 1;
                 let text = conflict(i % 150, *v);
-                if i % 2 == 0 {
+                if i.is_multiple_of(2) {
                     fs::write(dir.join(&name), text).unwrap();
                 } else {
                     let tmp = dir.join(format!(".{name}.tmp"));

@@ -146,7 +146,7 @@ fn submit(common: &Common, settings: Settings, request: RunRequest, git: bool) -
             Followed::Abandoned => ExitCode::SUCCESS,
         });
     }
-    let mut options = options(common, None, Mode::Foreground(request), true);
+    let mut options = options(common, None, Mode::Foreground(Box::new(request)), true);
     options.git = git;
     let outcome = serve(settings, options)?;
     Ok(report(outcome))

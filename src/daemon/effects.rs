@@ -9,9 +9,11 @@
 //! are journaled before the engine sees them like any other event.
 
 use super::{now_ms, Outcome};
+use crate::diagnostic::chain;
 use crate::engine::{Action, Engine, Event, ExitOutcome, NoticeLevel, TaskId, TaskSpec};
+use crate::fsutil::write_atomic;
 use crate::gate_checks::run_gate_checks;
-use crate::runner::{write_atomic, Runner};
+use crate::runner::Runner;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -50,7 +52,7 @@ impl crate::apply::Effects for Effects {
             Action::WriteFile { path, contents } => {
                 let abs = self.ingest.root().join(&path);
                 if let Err(e) = write_atomic(&abs, contents.as_bytes()) {
-                    tracing::error!(file = %path, "cannot write: {e:#}");
+                    tracing::error!(file = %path, "cannot write: {}", chain(&e));
                 } else {
                     tracing::info!(file = %path, "wrote gate file");
                 }
@@ -138,7 +140,8 @@ impl Effects {
         tracing::info!(task = %spec.id, agent = %spec.agent, trigger = %spec.trigger, "task started");
         match self.runner.start(spec) {
             Ok(()) => Vec::new(),
-            Err(error) => {
+            Err(e) => {
+                let error = chain(&e);
                 tracing::warn!(task = %spec.id, "task could not start: {error}");
                 vec![Event::TaskExited {
                     task: spec.id.clone(),

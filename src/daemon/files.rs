@@ -145,7 +145,7 @@ impl Daemon {
                     size,
                     mtime_ns,
                     at: now_ms(),
-                    content,
+                    content: *content,
                 });
             }
             Observed::Dir => {

@@ -50,7 +50,7 @@ pub enum Mode {
     /// `gtmd run`: serve until told to stop.
     Serve,
     /// `gtmd team run` / `gtmd agent run` with no daemon: run this request to its end.
-    Foreground(RunRequest),
+    Foreground(Box<RunRequest>),
 }
 
 #[derive(Debug, Clone)]
@@ -248,11 +248,7 @@ impl Daemon {
         self.checkpoint();
         // Start-up (replay, scan) is the high-water mark of the heap; give
         // what it no longer needs back to the system before idling.
-        // SAFETY: malloc_trim only releases free memory of glibc's allocator.
-        #[cfg(target_env = "gnu")]
-        unsafe {
-            libc::malloc_trim(0);
-        }
+        crate::os::release_free_memory();
         tracing::info!(
             workspace = %self.fx.ingest.root().display(),
             "ready: watching the workspace"
@@ -261,7 +257,7 @@ impl Daemon {
         if let Mode::Foreground(req) = &self.options.mode {
             self.fx.follow = Some((req.id.clone(), None));
             let ev = Event::RunRequested {
-                request: req.clone(),
+                request: (**req).clone(),
                 at: now_ms(),
             };
             self.apply(vec![ev]);

@@ -42,8 +42,8 @@ impl Daemon {
                 let text = record::render(&self.engine, r);
                 let path = self.fx.ingest.root().join(record::record_path(&run));
                 // Rebuilt from the journal at any time: no fsync on this path.
-                if let Err(e) = crate::runner::write_replaceable(&path, text.as_bytes()) {
-                    tracing::error!(file = %path.display(), "cannot write the run record: {e:#}");
+                if let Err(e) = crate::fsutil::write_replaceable(&path, text.as_bytes()) {
+                    tracing::error!(file = %path.display(), "cannot write the run record: {}", crate::diagnostic::chain(&e));
                 }
             }
         }
@@ -82,8 +82,8 @@ impl Daemon {
         // Rebuilt from the journal at any time: no fsync on this path.
         match serde_json::to_vec(&feed) {
             Ok(bytes) => {
-                if let Err(e) = crate::runner::write_replaceable(&path, &bytes) {
-                    tracing::warn!(file = %path.display(), "cannot write the feed: {e:#}");
+                if let Err(e) = crate::fsutil::write_replaceable(&path, &bytes) {
+                    tracing::warn!(file = %path.display(), "cannot write the feed: {}", crate::diagnostic::chain(&e));
                 }
             }
             Err(e) => tracing::warn!("cannot serialize the feed: {e}"),

@@ -7,7 +7,12 @@
 //! (unknown agent, dependency cycle, an output outside the workspace), so the
 //! engine never meets a half-valid playbook.
 
+#[cfg(test)]
+mod fixtures;
 mod load;
+mod locate;
+mod raw;
+mod validate;
 
 pub use load::{load_playbook, parse_playbook, DEFAULT_PLAYBOOK, DEFAULT_PLAYBOOK_NAME};
 

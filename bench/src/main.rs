@@ -16,15 +16,10 @@
 //! `--compare` runs cases 1 and 2 against an `inotifywait -m | while read`
 //! loop too. `cargo build --release && target/release/gtmd-bench`.
 
-#[path = "gtmd-bench/agent.rs"]
 mod agent;
-#[path = "gtmd-bench/cases.rs"]
 mod cases;
-#[path = "gtmd-bench/harness.rs"]
 mod harness;
-#[path = "gtmd-bench/inotify.rs"]
 mod inotify;
-#[path = "gtmd-bench/report.rs"]
 mod report;
 
 use anyhow::{bail, Context, Result};
