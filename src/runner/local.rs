@@ -1,0 +1,335 @@
+//! Where a task's process runs: here, as a child of gtmd. Each process gets
+//! its own process group (so a stop reaches everything it started), the
+//! workspace as working directory, a log file fed through a pipe up to a
+//! cap, and a parent-death signal so it cannot outlive gtmd. One tokio task
+//! per child waits for it, enforces the timeout (TERM to the group, a grace
+//! period, then KILL) and reports the exit. A cluster scheduler is another
+//! backend beside this one.
+
+use super::{Limits, ProcessSpec, StartError, TaskExit};
+use crate::engine::{ExitOutcome, TaskId};
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Environment variable naming the state directory of the gtmd that started
+/// a process; inherited by everything the agent starts.
+pub const STRAY_MARK: &str = "GTMD_STATE_DIR";
+/// How long a process gets between SIGTERM and SIGKILL.
+pub const KILL_GRACE: Duration = Duration::from_secs(3);
+/// Environment variables meant for gtmd alone, never passed to agents (an
+/// agent writing to the notify socket would speak for gtmd; its output is a
+/// log file, not the journal).
+pub const SUPERVISOR_ENV: [&str; 4] = [
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "JOURNAL_STREAM",
+];
+
+/// Task processes started here, each in its own process group.
+pub struct LocalBackend {
+    workspace: PathBuf,
+    state_dir: PathBuf,
+    exits: mpsc::UnboundedSender<TaskExit>,
+    running: HashMap<TaskId, RunningChild>,
+}
+
+struct RunningChild {
+    pgid: i32,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl LocalBackend {
+    pub fn new(
+        workspace: PathBuf,
+        state_dir: PathBuf,
+        exits: mpsc::UnboundedSender<TaskExit>,
+    ) -> LocalBackend {
+        LocalBackend {
+            workspace,
+            state_dir,
+            exits,
+            running: HashMap::new(),
+        }
+    }
+
+    /// Processes alive (their exits not yet seen by the daemon).
+    pub fn running(&self) -> usize {
+        self.running.len()
+    }
+
+    pub fn knows(&self, task: &str) -> bool {
+        self.running.contains_key(task)
+    }
+
+    /// Start a task's process; its exit comes on the exit channel.
+    pub fn spawn(
+        &mut self,
+        task: &TaskId,
+        process: &ProcessSpec,
+        timeout: Duration,
+        limits: &Limits,
+    ) -> Result<(), StartError> {
+        let (program, args) = process.argv.split_first().ok_or(StartError::EmptyCommand)?;
+        let (log_path, output) = self.task_output(task, limits.max_log_bytes)?;
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
+            .current_dir(&self.workspace)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(output.try_clone().map_err(StartError::Pipe)?))
+            .stderr(Stdio::from(output))
+            .process_group(0)
+            .kill_on_drop(false);
+        for k in SUPERVISOR_ENV {
+            cmd.env_remove(k);
+        }
+        for (k, v) in &process.env {
+            cmd.env(k, v);
+        }
+        // Marks the process as ours, so a gtmd restarted after a SIGKILL can
+        // find agents (and their children) the old one left behind.
+        cmd.env(STRAY_MARK, self.state_dir.display().to_string());
+        crate::os::die_with_parent(&mut cmd);
+        let child = cmd.spawn().map_err(|source| StartError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
+        // Our copies of the pipe's write end go, so the copier sees the end
+        // of the output when the task's processes are gone.
+        drop(cmd);
+        let pgid = child.id().map(|p| p as i32).unwrap_or(0);
+        tracing::info!(task = %task, pid = pgid, log = %log_path.display(), "agent process started");
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        self.running.insert(
+            task.clone(),
+            RunningChild {
+                pgid,
+                stop: Some(stop_tx),
+            },
+        );
+        let exit = watch_child(child, pgid, timeout, stop_rx, task.clone());
+        let exits = self.exits.clone();
+        tokio::spawn(async move {
+            let _ = exits.send(exit.await);
+        });
+        Ok(())
+    }
+
+    /// Where a task's output goes: its log file under `STATE/logs/` (the
+    /// path is returned) and the write end of a pipe whose other end a
+    /// thread copies into the log up to the cap, then drains. stdout and
+    /// stderr share the pipe, so their order is kept.
+    fn task_output(&self, task: &str, cap: u64) -> Result<(PathBuf, io::PipeWriter), StartError> {
+        let log_dir = self.state_dir.join("logs");
+        fs::create_dir_all(&log_dir).map_err(|source| StartError::LogDir {
+            dir: log_dir.clone(),
+            source,
+        })?;
+        let log_path = log_dir.join(format!("{task}.log"));
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|source| StartError::Log {
+                path: log_path.clone(),
+                source,
+            })?;
+        // Close-on-exec: the child gets the write end only as its stdout and
+        // stderr, not any other process gtmd starts meanwhile.
+        let (pipe_read, pipe_write) = io::pipe().map_err(StartError::Pipe)?;
+        let log_task = task.to_string();
+        std::thread::Builder::new()
+            .name("task-log".into())
+            .spawn(move || {
+                if let Err(e) = copy_capped(pipe_read, log, cap) {
+                    tracing::warn!(task = %log_task, "cannot write the task log: {e}");
+                }
+            })
+            .map_err(StartError::LogCopier)?;
+        Ok((log_path, pipe_write))
+    }
+
+    /// The daemon saw the exit: forget the child.
+    pub fn reaped(&mut self, task: &str) {
+        self.running.remove(task);
+    }
+
+    /// Stop one task's process group; its exit arrives as usual. Whether a
+    /// process of the task was known.
+    pub fn stop(&mut self, task: &str) -> bool {
+        match self.running.get_mut(task) {
+            Some(child) => {
+                if let Some(tx) = child.stop.take() {
+                    let _ = tx.send(());
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stop every running process (shutdown).
+    pub fn stop_all(&mut self) {
+        let ids: Vec<TaskId> = self.running.keys().cloned().collect();
+        for id in ids {
+            self.stop(&id);
+        }
+    }
+
+    /// Last resort at exit: KILL every group still known.
+    pub fn kill_all(&mut self) {
+        for child in self.running.values() {
+            crate::os::kill_group(child.pgid);
+        }
+    }
+}
+
+/// Copy a task's output into its log until the log holds `cap` bytes; say so
+/// once in the log, and keep reading (discarding) so the task never blocks on
+/// a full pipe. Returns at the end of the output.
+pub fn copy_capped(mut from: impl Read, mut log: fs::File, cap: u64) -> std::io::Result<()> {
+    let mut size = log.metadata()?.len();
+    let mut capped = size >= cap;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if capped {
+            continue;
+        }
+        let room = (cap - size).min(n as u64) as usize;
+        log.write_all(&buf[..room])?;
+        size += room as u64;
+        if room < n {
+            capped = true;
+            writeln!(
+                log,
+                "\n[gtmd: this log reached its cap of {cap} bytes (--max-task-log); the rest of the task's output was discarded]"
+            )?;
+        }
+    }
+}
+
+fn status_outcome(status: std::io::Result<std::process::ExitStatus>) -> ExitOutcome {
+    use std::os::unix::process::ExitStatusExt;
+    match status {
+        Ok(s) => match (s.code(), s.signal()) {
+            (Some(code), _) => ExitOutcome::Code { code },
+            (None, Some(signal)) => ExitOutcome::Signal { signal },
+            _ => ExitOutcome::Code { code: -1 },
+        },
+        Err(e) => ExitOutcome::SpawnFailed {
+            error: e.to_string(),
+        },
+    }
+}
+
+/// Wait for a task's process until it exits, its timeout passes or it is
+/// cancelled (then its group is stopped), and say how it ended. Whatever the
+/// task left behind in its group goes with it.
+async fn watch_child(
+    mut child: tokio::process::Child,
+    pgid: i32,
+    timeout: Duration,
+    mut stop: oneshot::Receiver<()>,
+    task: TaskId,
+) -> TaskExit {
+    let exit = tokio::select! {
+        status = child.wait() => status_outcome(status),
+        _ = tokio::time::sleep(timeout) => {
+            tracing::warn!(
+                task = %task,
+                "task over its timeout of {} s: stopping its process group (TERM, then KILL after {} s)",
+                timeout.as_secs(),
+                KILL_GRACE.as_secs()
+            );
+            stop_group(pgid, &mut child).await;
+            ExitOutcome::TimedOut { after_secs: timeout.as_secs() }
+        }
+        _ = &mut stop => {
+            stop_group(pgid, &mut child).await;
+            ExitOutcome::Cancelled
+        }
+    };
+    crate::os::kill_group(pgid);
+    TaskExit { task, exit }
+}
+
+/// TERM the group, give it [`KILL_GRACE`], then KILL it.
+async fn stop_group(pgid: i32, child: &mut tokio::process::Child) {
+    crate::os::term_group(pgid);
+    if tokio::time::timeout(KILL_GRACE, child.wait())
+        .await
+        .is_err()
+    {
+        crate::os::kill_group(pgid);
+        let _ = child.wait().await;
+    }
+}
+
+/// Kill agent processes a previous gtmd of this state directory left behind
+/// (it was killed with SIGKILL: its direct children died with it through the
+/// parent-death signal, but their own children may not have). The state
+/// lock guarantees no other live gtmd owns processes with this mark.
+pub fn kill_strays(state_dir: &Path) -> usize {
+    let strays = crate::os::processes_with_env(&format!("{STRAY_MARK}={}", state_dir.display()));
+    for &pid in &strays {
+        crate::os::kill(pid);
+    }
+    strays.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_log_stops_at_its_cap_and_says_so_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.log");
+        fs::write(&path, b"earlier attempt\n").unwrap();
+        let log = fs::OpenOptions::new().append(true).open(&path).unwrap();
+        let output = vec![b'x'; 300_000];
+        copy_capped(&output[..], log, 100).unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        let (kept, note) = text.split_at(100);
+        assert!(kept.starts_with("earlier attempt\nxxx"), "{kept}");
+        assert_eq!(
+            note.matches("reached its cap of 100 bytes").count(),
+            1,
+            "{note}"
+        );
+        assert!(
+            !note.contains("xx"),
+            "output after the cap was written: {note}"
+        );
+
+        // A log already at its cap gets nothing more, not even a second note.
+        let log = fs::OpenOptions::new().append(true).open(&path).unwrap();
+        copy_capped(&b"more"[..], log, 100).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), text);
+    }
+
+    #[test]
+    fn output_under_the_cap_is_copied_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.log");
+        let log = fs::File::create(&path).unwrap();
+        copy_capped(
+            &b"hello\nworld\n"[..],
+            log,
+            super::super::DEFAULT_MAX_TASK_LOG,
+        )
+        .unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "hello\nworld\n");
+    }
+}

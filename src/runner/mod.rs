@@ -1,0 +1,354 @@
+//! Giving tasks to agents: an inbox file for a person (or an agent with no
+//! command), or a process for an agent that has one.
+//!
+//! Split by question: what to run for a task ([`runtime`]: the argv and
+//! environment, built from the agent's command without a shell), where it
+//! runs ([`local`]: a process group of ours, with its log and timeout), and
+//! what the agent reads ([`prompt`]). This front decides which of the three
+//! a task needs, writes the files a task's process may read in full
+//! (`STATE/tasks/<id>.md` and `.context`), and with `--max-parallel N`
+//! starts at most N processes at once: a task given beyond that waits in a
+//! queue (the engine still counts it as running) and starts when another
+//! process exits.
+
+pub mod local;
+pub mod prompt;
+pub mod runtime;
+
+pub use local::{kill_strays, KILL_GRACE, STRAY_MARK, SUPERVISOR_ENV};
+pub use prompt::render_prompt;
+pub use runtime::{PlainCommand, ProcessSpec, Runtime, TaskContext, MAX_VALUE};
+
+use crate::agents::Agents;
+use crate::diagnostic::chain;
+use crate::engine::{ExitOutcome, TaskId, TaskSpec};
+use crate::fsutil::{write_replaceable, WriteError};
+use local::LocalBackend;
+use std::collections::VecDeque;
+use std::fs;
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Default cap of one task's log file (`--max-task-log`).
+pub const DEFAULT_MAX_TASK_LOG: u64 = 10 * 1024 * 1024;
+
+/// What the runner enforces on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// At most this many agent processes at once (`--max-parallel`).
+    pub max_parallel: Option<usize>,
+    /// A task's log stops growing at this size (`--max-task-log`).
+    pub max_log_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_parallel: None,
+            max_log_bytes: DEFAULT_MAX_TASK_LOG,
+        }
+    }
+}
+
+/// Why a task could not be given to its agent. The daemon journals it, with
+/// its causes ([`chain`]), as the task's exit, so each says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot write the inbox file {}", path.display())]
+    Inbox { path: PathBuf, source: WriteError },
+    /// The prompt or context file under `STATE/tasks/`.
+    #[error(transparent)]
+    TaskFile(WriteError),
+    #[error("gtmd is stopping")]
+    Stopping,
+    #[error("the agent command is empty")]
+    EmptyCommand,
+    #[error(
+        "an argument of the agent command is {len} bytes once its placeholders are filled in, over Linux's limit of 128 KiB per argument; give the agent {{prompt_file}} instead of repeating {{task}} or {{trigger}}"
+    )]
+    ArgTooLong { len: usize },
+    #[error(
+        "the agent command's arguments and environment are {total} bytes once its placeholders are filled in, over gtmd's limit of {max}; give the agent {{prompt_file}} instead of repeating {{task}} or {{trigger}}",
+        max = runtime::MAX_TOTAL
+    )]
+    ArgsTooLong { total: usize },
+    #[error("cannot create the task log directory {}", dir.display())]
+    LogDir { dir: PathBuf, source: io::Error },
+    #[error("cannot open the task log {}", path.display())]
+    Log { path: PathBuf, source: io::Error },
+    #[error("cannot create the output pipe")]
+    Pipe(#[source] io::Error),
+    #[error("cannot start the task log copier")]
+    LogCopier(#[source] io::Error),
+    #[error("cannot start {program:?}")]
+    Spawn { program: String, source: io::Error },
+}
+
+#[derive(Debug)]
+pub struct TaskExit {
+    pub task: TaskId,
+    pub exit: ExitOutcome,
+}
+
+/// What gtmd writes for a command task under `STATE/tasks/`: everything an
+/// argument or environment value may only hold a part of.
+#[derive(Debug, Clone)]
+pub struct TaskFiles {
+    /// The whole prompt: role, task text, details, inputs, outputs, context.
+    pub prompt: PathBuf,
+    /// Every context file (learnings), one workspace path a line.
+    pub context: PathBuf,
+}
+
+pub struct Runner {
+    workspace: PathBuf,
+    state_dir: PathBuf,
+    agents: Agents,
+    /// `--agent-command`, already split: overrides every agent's command.
+    command_override: Option<Vec<String>>,
+    default_timeout: Duration,
+    exits: mpsc::UnboundedSender<TaskExit>,
+    backend: LocalBackend,
+    limits: Limits,
+    /// Tasks waiting for a slot under `--max-parallel`, in order.
+    queue: VecDeque<Pending>,
+    /// Stopping: nothing new starts.
+    closed: bool,
+}
+
+/// A command task waiting for a slot.
+struct Pending {
+    task: TaskId,
+    process: ProcessSpec,
+    timeout: Duration,
+}
+
+impl Runner {
+    pub fn new(
+        workspace: PathBuf,
+        state_dir: PathBuf,
+        agents: Agents,
+        command_override: Option<Vec<String>>,
+        default_timeout: Duration,
+        exits: mpsc::UnboundedSender<TaskExit>,
+    ) -> Runner {
+        Runner {
+            backend: LocalBackend::new(workspace.clone(), state_dir.clone(), exits.clone()),
+            workspace,
+            state_dir,
+            agents,
+            command_override,
+            default_timeout,
+            exits,
+            limits: Limits::default(),
+            queue: VecDeque::new(),
+            closed: false,
+        }
+    }
+
+    pub fn set_agents(&mut self, agents: Agents) {
+        self.agents = agents;
+    }
+
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// The runtime of an agent's tasks; `None`: they go to its inbox.
+    fn runtime(&self, agent: &str) -> Option<Box<dyn Runtime>> {
+        let template = self
+            .command_override
+            .clone()
+            .or_else(|| self.agents.get(agent).and_then(|a| a.command.clone()))?;
+        Some(Box::new(PlainCommand { template }))
+    }
+
+    /// Whether an agent's tasks run as a process (else they go to the inbox).
+    pub fn has_command(&self, agent: &str) -> bool {
+        self.runtime(agent).is_some()
+    }
+
+    /// Agent processes alive (not counting tasks waiting for a slot).
+    pub fn running_count(&self) -> usize {
+        self.backend.running()
+    }
+
+    /// Tasks waiting for a slot under `--max-parallel`.
+    pub fn queued_count(&self) -> usize {
+        self.queue.len()
+    }
+
+    fn slot_free(&self) -> bool {
+        match self.limits.max_parallel {
+            Some(max) => self.backend.running() < max,
+            None => true,
+        }
+    }
+
+    /// gtmd is stopping: start nothing more. Returns how many waiting tasks
+    /// were dropped (they are still running for the engine, so they start
+    /// again after a restart).
+    pub fn close(&mut self) -> usize {
+        self.closed = true;
+        let n = self.queue.len();
+        self.queue.clear();
+        n
+    }
+
+    /// Give a task to its agent. Errors are reported as a failed start.
+    pub fn start(&mut self, spec: &TaskSpec) -> Result<(), StartError> {
+        let agent = self.agents.get(&spec.agent);
+        let prompt = render_prompt(spec, agent);
+        let Some(runtime) = self.runtime(&spec.agent) else {
+            // The inbox file is the prompt: nothing under STATE/tasks/.
+            return self.write_inbox(spec, &prompt);
+        };
+        let files = self.write_task_files(spec, &prompt)?;
+        let process = runtime.process(&TaskContext {
+            spec,
+            agent,
+            workspace: &self.workspace,
+            files: &files,
+        })?;
+        let timeout = agent
+            .and_then(|a| a.timeout_secs)
+            .map(Duration::from_secs)
+            .unwrap_or(self.default_timeout);
+        if self.closed {
+            return Err(StartError::Stopping);
+        }
+        if !self.slot_free() {
+            tracing::info!(
+                task = %spec.id,
+                "task waits for a free slot: {} agent process(es) running (--max-parallel {})",
+                self.backend.running(),
+                self.limits.max_parallel.unwrap_or(0)
+            );
+            self.queue.push_back(Pending {
+                task: spec.id.clone(),
+                process,
+                timeout,
+            });
+            return Ok(());
+        }
+        self.backend
+            .spawn(&spec.id, &process, timeout, &self.limits)
+    }
+
+    /// Start waiting tasks while there are free slots. A task that cannot
+    /// start is reported as an exit, like any other.
+    fn start_queued(&mut self) {
+        while !self.closed && self.slot_free() {
+            let Some(p) = self.queue.pop_front() else {
+                break;
+            };
+            if let Err(e) = self
+                .backend
+                .spawn(&p.task, &p.process, p.timeout, &self.limits)
+            {
+                let error = chain(&e);
+                tracing::warn!(task = %p.task, "task could not start: {error}");
+                let _ = self.exits.send(TaskExit {
+                    task: p.task.clone(),
+                    exit: ExitOutcome::SpawnFailed { error },
+                });
+            }
+        }
+    }
+
+    fn task_files(&self, task: &str) -> TaskFiles {
+        let dir = self.state_dir.join("tasks");
+        TaskFiles {
+            prompt: dir.join(format!("{task}.md")),
+            context: dir.join(format!("{task}.context")),
+        }
+    }
+
+    fn write_task_files(&self, spec: &TaskSpec, prompt: &str) -> Result<TaskFiles, StartError> {
+        let files = self.task_files(&spec.id);
+        // Not fsynced: after a crash the task is started again and its files
+        // rewritten from the journal; the fsync would delay every start.
+        write_replaceable(&files.prompt, prompt.as_bytes()).map_err(StartError::TaskFile)?;
+        let mut context = spec.context.join("\n");
+        if !context.is_empty() {
+            context.push('\n');
+        }
+        write_replaceable(&files.context, context.as_bytes()).map_err(StartError::TaskFile)?;
+        Ok(files)
+    }
+
+    fn inbox_path(&self, agent: &str, task: &str) -> PathBuf {
+        self.workspace
+            .join("inbox")
+            .join(agent)
+            .join(format!("{task}.md"))
+    }
+
+    fn write_inbox(&self, spec: &TaskSpec, prompt: &str) -> Result<(), StartError> {
+        let path = self.inbox_path(&spec.agent, &spec.id);
+        write_replaceable(&path, prompt.as_bytes())
+            .map_err(|source| StartError::Inbox { path, source })
+    }
+
+    /// The task ended: its inbox file goes away (the run record keeps the history).
+    pub fn close_inbox(&self, agent: &str, task: &str) {
+        let path = self.inbox_path(agent, task);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(file = %path.display(), "cannot remove inbox file: {e}"),
+        }
+    }
+
+    /// The task has ended and its process is gone: its prompt and context
+    /// files go. Kept while the runner still knows a process (or a wait for
+    /// a slot) of the task, which may yet read them.
+    pub fn drop_task_files(&self, task: &str) {
+        if self.backend.knows(task) || self.queue.iter().any(|p| p.task == task) {
+            tracing::debug!(task, "task files kept: its process is still known");
+            return;
+        }
+        let files = self.task_files(task);
+        for path in [files.prompt, files.context] {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!(file = %path.display(), "cannot remove a task file: {e}"),
+            }
+        }
+    }
+
+    /// The daemon saw the exit; forget the child, and start a waiting task
+    /// in its slot.
+    pub fn reaped(&mut self, task: &str) {
+        self.backend.reaped(task);
+        self.start_queued();
+    }
+
+    /// Stop one task's process group (cancel); its exit arrives as usual. A
+    /// task still waiting for a slot is dropped and reported as cancelled.
+    pub fn stop(&mut self, task: &str) {
+        if self.backend.stop(task) {
+            return;
+        }
+        if let Some(i) = self.queue.iter().position(|p| p.task == task) {
+            self.queue.remove(i);
+            let _ = self.exits.send(TaskExit {
+                task: task.to_string(),
+                exit: ExitOutcome::Cancelled,
+            });
+        }
+    }
+
+    /// Stop every running process (shutdown).
+    pub fn stop_all(&mut self) {
+        self.backend.stop_all();
+    }
+
+    /// Last resort at exit: KILL every group still known.
+    pub fn kill_all(&mut self) {
+        self.backend.kill_all();
+    }
+}
