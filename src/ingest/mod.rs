@@ -7,11 +7,18 @@
 //! version is identified by its content hash: a touch, a repeated event or a
 //! rescan of an unchanged file yields nothing.
 
+mod odd;
+mod parse;
+
+pub use parse::parse;
+
 use crate::diagnostic::Diagnostic;
 use crate::engine::{CancelRequest, FileContent, FileEntry, RunRequest};
 use crate::gate_checks::WorkspaceView;
 use crate::input::{read_bounded, ReadError};
 use crate::protocol::{self, classify, is_ignored, FileKind};
+use odd::not_regular;
+use parse::{is_protocol, kind_name};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
@@ -205,73 +212,6 @@ impl Ingest {
         }
     }
 
-    fn observe_symlink(
-        &self,
-        rel: &str,
-        path: &Path,
-        meta: &fs::Metadata,
-        known: Option<&FileEntry>,
-        kind: &FileKind,
-    ) -> Observed {
-        let target = fs::read_link(path).unwrap_or_default();
-        let resolved = fs::canonicalize(path);
-        let inside = resolved
-            .as_ref()
-            .is_ok_and(|r| r.starts_with(&self.canonical_root));
-        if inside {
-            let r = resolved.unwrap();
-            match fs::metadata(&r) {
-                // Followed directories could loop; the real directory is watched anyway.
-                Ok(m) if m.is_dir() => return Observed::Ignored,
-                Ok(m) if !m.is_file() => return not_regular(rel, &m, known),
-                Ok(_) => {}
-                Err(_) => return Observed::Missing,
-            }
-            // Read through the link, as a file of this path.
-            let size = fs::metadata(&r).map(|m| m.len()).unwrap_or(0);
-            let hash = format!(
-                "link:{}:{}",
-                target.display(),
-                hash_file(&r).map(|(h, _)| h).unwrap_or_default()
-            );
-            if known.is_some_and(|k| k.hash == hash) {
-                return Observed::Unchanged;
-            }
-            let content = if is_protocol(kind) && size <= self.max_protocol_size {
-                match read_bounded(&r, self.max_protocol_size) {
-                    Ok(b) => parse(rel, kind, &b),
-                    Err(_) => return Observed::Missing,
-                }
-            } else {
-                FileContent::Plain
-            };
-            return Observed::New {
-                hash,
-                size,
-                mtime_ns: mtime_ns(meta),
-                content: Box::new(content),
-            };
-        }
-        let hash = format!("link-out:{}", target.display());
-        if known.is_some_and(|k| k.hash == hash) {
-            return Observed::Unchanged;
-        }
-        let d = Diagnostic::new(
-            rel,
-            None,
-            format!(
-                "is a symlink to {}, which is outside the workspace; files on the bus must be regular files or symlinks within the workspace",
-                target.display()
-            ),
-        );
-        Observed::New {
-            hash,
-            size: 0,
-            mtime_ns: mtime_ns(meta),
-            content: Box::new(FileContent::Rejected { diagnostic: d }),
-        }
-    }
-
     /// Every file under `dir_rel` ("" for the whole workspace), not following
     /// symlinked directories and not entering ignored ones.
     ///
@@ -321,104 +261,6 @@ impl Ingest {
         }
         self.resolve_lossy(rel).unwrap_or(direct)
     }
-
-    /// For a name with U+FFFD in it that is not there as written: the file
-    /// whose real (not UTF-8) name decodes to it, component by component.
-    /// Only such names pay for the directory listing.
-    fn resolve_lossy(&self, rel: &str) -> Option<PathBuf> {
-        if !rel.contains(char::REPLACEMENT_CHARACTER) {
-            return None;
-        }
-        let mut path = self.root.clone();
-        for comp in rel.split('/') {
-            let direct = path.join(comp);
-            if !comp.contains(char::REPLACEMENT_CHARACTER) || fs::symlink_metadata(&direct).is_ok()
-            {
-                path = direct;
-                continue;
-            }
-            let real = fs::read_dir(&path)
-                .ok()?
-                .flatten()
-                .map(|e| e.file_name())
-                .find(|n| n.to_str().is_none() && n.to_string_lossy() == comp)?;
-            path.push(real);
-        }
-        Some(path)
-    }
-
-    /// A file whose name is not UTF-8. Under a protocol directory it is
-    /// refused by its lossily decoded name: it cannot be a message (names
-    /// are part of the protocol, and the journal and the agents need text).
-    /// Elsewhere it is no business of gtmd's.
-    fn observe_bad_name(&self, rel: &str, real: &Path, known: Option<&FileEntry>) -> Observed {
-        let Ok(meta) = fs::symlink_metadata(real) else {
-            return Observed::Missing;
-        };
-        if meta.is_dir() {
-            return Observed::Dir;
-        }
-        if !in_protocol_dir(rel) {
-            tracing::debug!(file = %rel, "a file name that is not UTF-8, outside the protocol directories: ignored");
-            return Observed::Ignored;
-        }
-        // Refused once per version, as other refusals: a rescan finds the
-        // same size and mtime and says nothing new.
-        let hash = format!("bad-name:{}:{}", meta.len(), mtime_ns(&meta));
-        if known.is_some_and(|k| k.hash == hash) {
-            return Observed::Unchanged;
-        }
-        let d = Diagnostic::new(
-            rel,
-            None,
-            "the file name is not UTF-8 (shown here with \u{FFFD} for the bytes that are not); files on the bus need UTF-8 names: rename it",
-        );
-        Observed::New {
-            hash,
-            size: meta.len(),
-            mtime_ns: mtime_ns(&meta),
-            content: Box::new(FileContent::Rejected { diagnostic: d }),
-        }
-    }
-}
-
-/// Under a directory whose files are messages to gtmd: anything there that
-/// gtmd cannot read as one is refused by name, never passed over in silence.
-fn in_protocol_dir(rel: &str) -> bool {
-    let mut parts = rel.split('/');
-    match parts.next() {
-        Some("status" | "conflicts" | "requests") => true,
-        Some("strategy") => matches!(parts.next(), Some("decisions" | "gates")),
-        _ => false,
-    }
-}
-
-/// A FIFO, socket or device (or a symlink to one). Under a protocol
-/// directory it is refused by name; reading it could block for ever or
-/// never end, so it is never read. Elsewhere it is ignored.
-fn not_regular(rel: &str, meta: &fs::Metadata, known: Option<&FileEntry>) -> Observed {
-    let what = crate::input::kind_of(meta);
-    if !in_protocol_dir(rel) {
-        tracing::debug!(file = %rel, "{what}, outside the protocol directories: ignored");
-        return Observed::Ignored;
-    }
-    // Its mtime moves when something writes into a FIFO: the inode says
-    // whether it is still the same thing, refused once.
-    let hash = format!("not-regular:{}:{}", meta.dev(), meta.ino());
-    if known.is_some_and(|k| k.hash == hash) {
-        return Observed::Unchanged;
-    }
-    let d = Diagnostic::new(
-        rel,
-        None,
-        format!("is {what}, not a regular file; files on the bus must be regular files (or symlinks to one within the workspace)"),
-    );
-    Observed::New {
-        hash,
-        size: 0,
-        mtime_ns: mtime_ns(meta),
-        content: Box::new(FileContent::Rejected { diagnostic: d }),
-    }
 }
 
 /// How recent a change must be for an empty protocol file to count as still
@@ -438,123 +280,6 @@ fn touched_or_unchanged(known: &FileEntry, mtime_ns: u64) -> Observed {
     } else {
         Observed::Touched { mtime_ns }
     }
-}
-
-fn is_protocol(kind: &FileKind) -> bool {
-    matches!(
-        kind,
-        FileKind::Status { .. }
-            | FileKind::UnknownStatus { .. }
-            | FileKind::Conflict
-            | FileKind::Decision
-            | FileKind::Gate { .. }
-            | FileKind::Request
-    )
-}
-
-fn kind_name(kind: &FileKind) -> &'static str {
-    match kind {
-        FileKind::Status { .. } | FileKind::UnknownStatus { .. } => "status",
-        FileKind::Conflict => "conflict",
-        FileKind::Decision => "decision",
-        FileKind::Gate { .. } => "gate",
-        FileKind::Request => "request",
-        _ => "protocol",
-    }
-}
-
-/// Parse a protocol file's bytes into what the engine needs.
-pub fn parse(rel: &str, kind: &FileKind, bytes: &[u8]) -> FileContent {
-    // An empty protocol file is one being written (truncate, then write):
-    // it says nothing yet, so it is neither acted on nor refused.
-    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
-        return FileContent::Plain;
-    }
-    let text = match text_of(rel, bytes) {
-        Ok(t) => t,
-        Err(d) => return FileContent::Rejected { diagnostic: d },
-    };
-    let rejected = |diagnostic| FileContent::Rejected { diagnostic };
-    match kind {
-        FileKind::Status { .. } => match protocol::parse_status(rel, text) {
-            Ok(report) => FileContent::Status { report },
-            Err(d) => rejected(d),
-        },
-        FileKind::UnknownStatus { name } => rejected(Diagnostic::new(
-            rel,
-            None,
-            format!(
-                "\"{name}\" is not an agent; status files are status/<agent>.md for one of {} (aliases: demand-gen, brand, pipeline, cs, growth)",
-                crate::agents::AGENTS.join(", ")
-            ),
-        )),
-        FileKind::Conflict => match protocol::escalation::parse_conflict(rel, text) {
-            Ok(conflict) => FileContent::Conflict { conflict },
-            Err(d) => rejected(d),
-        },
-        FileKind::Decision => match protocol::escalation::parse_decision(rel, text) {
-            Ok(decision) => FileContent::Decision { decision },
-            Err(d) => rejected(d),
-        },
-        FileKind::Gate { .. } => FileContent::Gate {
-            boxes: protocol::checkboxes(text),
-        },
-        FileKind::Request => match parse_request(rel, text) {
-            Ok(content) => content,
-            Err(d) => rejected(d),
-        },
-        _ => FileContent::Plain,
-    }
-}
-
-/// Protocol files are UTF-8 text without NUL bytes.
-fn text_of<'a>(rel: &str, bytes: &'a [u8]) -> Result<&'a str, Diagnostic> {
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        let line = crate::diagnostic::line_of_offset(
-            &String::from_utf8_lossy(&bytes[..e.valid_up_to()]),
-            e.valid_up_to(),
-        );
-        Diagnostic::new(
-            rel,
-            Some(line),
-            format!(
-                "is not UTF-8 text (invalid byte at offset {}); protocol files must be UTF-8 markdown or YAML",
-                e.valid_up_to()
-            ),
-        )
-    })?;
-    if let Some(pos) = text.find('\0') {
-        return Err(Diagnostic::new(
-            rel,
-            Some(crate::diagnostic::line_of_offset(text, pos)),
-            "contains a NUL byte; protocol files must be plain UTF-8 text",
-        ));
-    }
-    Ok(text)
-}
-
-/// A run request, or (with a `cancel:` key) a cancel request.
-fn parse_request(rel: &str, text: &str) -> Result<FileContent, Diagnostic> {
-    let is_cancel =
-        serde_yaml::from_str::<serde_yaml::Value>(text).is_ok_and(|v| v.get("cancel").is_some());
-    if is_cancel {
-        return serde_yaml::from_str::<CancelRequest>(text)
-            .map(|request| FileContent::Cancel { request })
-            .map_err(|e| {
-                Diagnostic::new(
-                    rel,
-                    e.location().map(|l| l.line()),
-                    format!("is not a cancel request gtmd understands ({e}); cancel requests are written by `gtmd cancel`"),
-                )
-            });
-    }
-    serde_yaml::from_str::<RunRequest>(text).map(|request| FileContent::Request { request }).map_err(|e| {
-        Diagnostic::new(
-            rel,
-            e.location().map(|l| l.line()),
-            format!("is not a run request gtmd understands ({e}); requests are written by `gtmd team run` and `gtmd agent run`"),
-        )
-    })
 }
 
 /// Content hash and the number of bytes it covers. Only of a regular file:
