@@ -147,6 +147,13 @@ impl Journal {
         self.entries
     }
 
+    /// Where the journal stands: (generation, entries). It changes with
+    /// every entry, and only then, so whatever is derived from the engine
+    /// need not be derived again while it stays the same.
+    pub fn position(&self) -> (u64, u64) {
+        (self.generation, self.entries)
+    }
+
     /// Replace the journal by a snapshot of `state` and an empty journal.
     pub fn compact(&mut self, state: &EngineState) -> Result<()> {
         let next = self.generation + 1;

@@ -57,7 +57,11 @@ fn no_module_uses_one_above_it() {
     sources(&src, &mut files);
     let mut ups = Vec::new();
     for file in files {
-        let rel = file.strip_prefix(&src).unwrap().to_string_lossy().to_string();
+        let rel = file
+            .strip_prefix(&src)
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
         let module = rel.split('/').next().unwrap().trim_end_matches(".rs");
         if matches!(module, "lib" | "main") {
             continue;

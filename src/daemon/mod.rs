@@ -176,8 +176,8 @@ struct Daemon {
     unjournaled: Vec<Event>,
     /// When the run records were last written (see `report::RECORD_EVERY`).
     records_written: Option<Instant>,
-    /// The feed last written for clients, and when.
-    feed: Option<(crate::feed::Feed, Instant)>,
+    /// The feed last written for clients.
+    feed: Option<report::Published>,
     /// Events observed in this turn of the loop, applied together.
     batch: Vec<Event>,
     /// The file versions `batch` will give the engine (None: removed), so a

@@ -11,6 +11,14 @@ use std::time::{Duration, Instant};
 /// The feed changes with every task; followers poll it every 200 ms.
 pub(super) const FEED_EVERY: Duration = Duration::from_millis(100);
 
+/// The feed last written for clients.
+pub(super) struct Published {
+    feed: Feed,
+    /// The journal's position it was built at.
+    position: (u64, u64),
+    written: Instant,
+}
+
 /// A run record changed by a burst of events is rewritten at most this often
 /// (at once when its run has ended, and at shutdown).
 pub(super) const RECORD_EVERY: Duration = Duration::from_millis(250);
@@ -67,17 +75,27 @@ impl Daemon {
     /// Write the feed if it changed: at once with `now` (shutdown) or when
     /// the last write is [`FEED_EVERY`] ago, else when that time comes.
     pub(super) fn publish_feed(&mut self, now: bool) {
-        let feed = Feed::of(&self.engine);
-        if self.feed.as_ref().is_some_and(|(last, _)| *last == feed) {
+        // The engine changes only by journaled events: nothing new in the
+        // journal, nothing new to say (and no feed built per event in a
+        // burst of ten thousand).
+        let position = self.journal.position();
+        if self.feed.as_ref().is_some_and(|f| f.position == position) {
             return;
         }
         let at = Instant::now();
-        let due = self.feed.as_ref().map_or(at, |(_, t)| *t + FEED_EVERY);
+        let due = self.feed.as_ref().map_or(at, |f| f.written + FEED_EVERY);
         if !now && due > at {
             self.timers.feed(due);
             return;
         }
         self.timers.feed_written();
+        let feed = Feed::of(&self.engine);
+        if self.feed.as_ref().is_some_and(|f| f.feed == feed) {
+            if let Some(f) = self.feed.as_mut() {
+                f.position = position;
+            }
+            return;
+        }
         let path = crate::feed::path(&self.settings.paths.state_dir);
         // Rebuilt from the journal at any time: no fsync on this path.
         match serde_json::to_vec(&feed) {
@@ -88,6 +106,10 @@ impl Daemon {
             }
             Err(e) => tracing::warn!("cannot serialize the feed: {e}"),
         }
-        self.feed = Some((feed, at));
+        self.feed = Some(Published {
+            feed,
+            position,
+            written: at,
+        });
     }
 }
