@@ -160,6 +160,8 @@ mod tests {
                 scenario: None,
                 force: true,
                 budget_secs: None,
+                max_cost: None,
+                hard_cap: false,
             },
             at: 1_764_000_000_000,
         }

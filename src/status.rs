@@ -506,6 +506,8 @@ mod tests {
                 scenario: None,
                 force: true,
                 budget_secs: None,
+                max_cost: None,
+                hard_cap: false,
             },
             at: 1_764_000_000_000,
         });
@@ -535,6 +537,7 @@ mod tests {
         e.handle(&Event::TaskExited {
             task: "t0001-performance-analysis".into(),
             exit: crate::engine::ExitOutcome::Code { code: 0 },
+            report: None,
             at: 1_764_000_000_200,
         });
         e.handle(&Event::FileChanged {

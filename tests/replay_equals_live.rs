@@ -15,8 +15,8 @@
 
 use gtmd::apply::{apply, checkpoint, Effects};
 use gtmd::engine::{
-    Action, AgentPolicy, CancelTarget, Engine, EngineState, Event, ExitOutcome, FileContent,
-    RunKind, RunRequest, TaskId, TaskState,
+    Action, AgentPolicy, ApiError, CancelTarget, Cost, Denial, Engine, EngineState, Event,
+    ExitOutcome, FileContent, RunKind, RunRequest, RuntimeReport, TaskId, TaskState,
 };
 use gtmd::journal::Recovered;
 use gtmd::playbook::Playbook;
@@ -48,8 +48,8 @@ struct SimEffects {
     spawn_failures: u32,
     retries: Vec<TaskId>,
     gate_evals: BTreeSet<(String, u8)>,
-    /// (task, attempt) started by the current gtmd.
-    started: BTreeSet<(TaskId, u32)>,
+    /// (task, attempt, API retries) started by the current gtmd.
+    started: BTreeSet<(TaskId, u32, u32)>,
     clock: u64,
 }
 
@@ -71,6 +71,7 @@ impl Effects for SimEffects {
                         exit: ExitOutcome::SpawnFailed {
                             error: "No such file or directory".into(),
                         },
+                        report: None,
                         at: self.clock,
                     }];
                 }
@@ -80,9 +81,12 @@ impl Effects for SimEffects {
                     "task {} started while a process of it still runs",
                     task.id
                 );
-                // Only a restart may run the same attempt again.
+                // Only a restart, or a passing API error, may run the same
+                // attempt again.
+                let api_retries = engine.task(&task.id).map_or(0, |t| t.api_retries);
                 assert!(
-                    self.started.insert((task.id.clone(), task.attempt)),
+                    self.started
+                        .insert((task.id.clone(), task.attempt, api_retries)),
                     "attempt {} of task {} started twice by one gtmd",
                     task.attempt,
                     task.id
@@ -123,12 +127,15 @@ enum Op {
     /// The coordinator decides on a conflict; two agents are affected.
     Decide(u8),
     /// `team run` of phase 1, or of all phases.
-    TeamRun(bool),
+    /// `team run` of phase 1 or all; with a tight `--max-cost` (hard or not).
+    TeamRun { all: bool, cap: u8 },
     /// The agent of a running task writes its status: complete (with its
     /// outputs), failed, blocked or in progress; with or without task_id.
     Status { pick: u8, kind: u8, with_id: bool },
     /// A live process exits: 0, 1, or killed by a signal.
-    Exit { pick: u8, code: u8 },
+    /// `report`: nothing reported, a cost, a passing API error, a fatal
+    /// one, or a denied write with its cost.
+    Exit { pick: u8, code: u8, report: u8 },
     /// A process runs past its timeout.
     Timeout(u8),
     /// The exits of cancelled processes arrive.
@@ -161,10 +168,11 @@ fn op() -> impl Strategy<Value = Op> {
         3 => any::<u8>().prop_map(Op::Conflict),
         1 => any::<u8>().prop_map(Op::Remove),
         1 => any::<u8>().prop_map(Op::Decide),
-        1 => any::<bool>().prop_map(Op::TeamRun),
+        1 => (any::<bool>(), 0u8..3).prop_map(|(all, cap)| Op::TeamRun { all, cap }),
         6 => (any::<u8>(), 0u8..4, any::<bool>())
             .prop_map(|(pick, kind, with_id)| Op::Status { pick, kind, with_id }),
-        5 => (any::<u8>(), 0u8..3).prop_map(|(pick, code)| Op::Exit { pick, code }),
+        5 => (any::<u8>(), 0u8..3, 0u8..5)
+            .prop_map(|(pick, code, report)| Op::Exit { pick, code, report }),
         1 => any::<u8>().prop_map(Op::Timeout),
         1 => Just(Op::Deliver),
         1 => Just(Op::SpawnFail),
@@ -177,6 +185,16 @@ fn op() -> impl Strategy<Value = Op> {
             |(kill9, exits, statuses, toggle)| Op::Restart { kill9, exits, statuses, toggle }
         ),
     ]
+}
+
+fn cost(usd: f64) -> Cost {
+    Cost {
+        usd,
+        input_tokens: 1000,
+        output_tokens: 200,
+        turns: 2,
+        ..Cost::default()
+    }
 }
 
 /// A daemon and its world, simulated.
@@ -426,7 +444,7 @@ impl Sim {
                     FileContent::Decision { decision },
                 );
             }
-            Op::TeamRun(all) => {
+            Op::TeamRun { all, cap } => {
                 self.requests += 1;
                 let at = self.now();
                 let request = RunRequest {
@@ -439,6 +457,8 @@ impl Sim {
                     scenario: None,
                     force: true,
                     budget_secs: None,
+                    max_cost: (cap > 0).then_some(0.05),
+                    hard_cap: cap == 2,
                 };
                 self.apply(vec![Event::RunRequested { request, at }]);
             }
@@ -453,7 +473,7 @@ impl Sim {
                     }
                 }
             }
-            Op::Exit { pick, code } => {
+            Op::Exit { pick, code, report } => {
                 let procs: Vec<TaskId> = self.fx.procs.iter().cloned().collect();
                 if procs.is_empty() {
                     return;
@@ -465,8 +485,38 @@ impl Sim {
                     1 => ExitOutcome::Code { code: 1 },
                     _ => ExitOutcome::Signal { signal: 9 },
                 };
+                let report = match report {
+                    0 => None,
+                    1 => Some(RuntimeReport {
+                        cost: Some(cost(0.02)),
+                        session: Some(format!("s-{task}")),
+                        ..RuntimeReport::default()
+                    }),
+                    2 => Some(RuntimeReport {
+                        error: Some(ApiError::of_status(Some(529), "Overloaded".into())),
+                        ..RuntimeReport::default()
+                    }),
+                    3 => Some(RuntimeReport {
+                        error: Some(ApiError::of_status(Some(401), "invalid x-api-key".into())),
+                        ..RuntimeReport::default()
+                    }),
+                    _ => Some(RuntimeReport {
+                        cost: Some(cost(0.01)),
+                        denials: vec![Denial {
+                            tool: "Write".into(),
+                            path: Some("strategy/gates/phase-1-strategy.md".into()),
+                        }],
+                        ..RuntimeReport::default()
+                    }),
+                }
+                .map(Box::new);
                 let at = self.now();
-                self.apply(vec![Event::TaskExited { task, exit, at }]);
+                self.apply(vec![Event::TaskExited {
+                    task,
+                    exit,
+                    report,
+                    at,
+                }]);
             }
             Op::Timeout(pick) => {
                 let procs: Vec<TaskId> = self.fx.procs.iter().cloned().collect();
@@ -479,6 +529,7 @@ impl Sim {
                 self.apply(vec![Event::TaskExited {
                     task,
                     exit: ExitOutcome::TimedOut { after_secs: 60 },
+                    report: None,
                     at,
                 }]);
             }
@@ -486,7 +537,12 @@ impl Sim {
                 let at = self.now();
                 let exits: Vec<Event> = std::mem::take(&mut self.fx.dying)
                     .into_iter()
-                    .map(|(task, exit)| Event::TaskExited { task, exit, at })
+                    .map(|(task, exit)| Event::TaskExited {
+                        task,
+                        exit,
+                        report: None,
+                        at,
+                    })
                     .collect();
                 self.apply(exits);
             }
@@ -665,7 +721,11 @@ impl Sim {
                 }
             }
             while !self.fx.procs.is_empty() {
-                self.step(&Op::Exit { pick: 0, code: 0 });
+                self.step(&Op::Exit {
+                    pick: 0,
+                    code: 0,
+                    report: 0,
+                });
             }
         }
         let stuck: Vec<String> = self
@@ -755,7 +815,11 @@ fn a_task_done_whose_process_outlived_the_stop_frees_its_agent() {
         kind: 0,
         with_id: true,
     });
-    sim.step(&Op::Exit { pick: 0, code: 0 });
+    sim.step(&Op::Exit {
+        pick: 0,
+        code: 0,
+        report: 0,
+    });
     assert!(
         sim.running(0).is_some(),
         "the third review starts once the second has ended"

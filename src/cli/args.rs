@@ -161,6 +161,8 @@ pub enum TeamCommand {
         /// the run is cancelled, its tasks stopped.
         #[arg(long, value_name = "DURATION", value_parser = parse_budget)]
         run_budget: Option<u64>,
+        #[command(flatten)]
+        caps: CostCap,
         /// Commit each completed task's files on the phase's branch
         /// (gtm/phase-N-<name>), in the guide's commit convention.
         #[arg(long)]
@@ -178,7 +180,33 @@ pub enum AgentCommand {
         /// Wall-clock budget of the run (seconds, or 90s, 10m, 2h).
         #[arg(long, value_name = "DURATION", value_parser = parse_budget)]
         run_budget: Option<u64>,
+        #[command(flatten)]
+        caps: CostCap,
     },
+}
+
+/// A run's spending cap, from what the agents' runtimes report.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct CostCap {
+    /// Stop the run once its agents have spent this many dollars (as their
+    /// runtimes report): no task starts again, and the run ends, failed.
+    #[arg(long, value_name = "USD", value_parser = parse_usd)]
+    pub max_cost: Option<f64>,
+    /// With --max-cost: also stop the tasks running when the cap is reached
+    /// (else they finish).
+    #[arg(long, requires = "max_cost")]
+    pub hard: bool,
+}
+
+/// `--max-cost`: dollars, a positive number (`5`, `2.50`, `$10`).
+fn parse_usd(s: &str) -> Result<f64, String> {
+    let t = s.trim().trim_start_matches('$');
+    match t.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not an amount of dollars; give a positive number such as 5 or 2.50"
+        )),
+    }
 }
 
 /// `--run-budget`: seconds, or a duration such as 90s, 10m, 2h.

@@ -3,7 +3,7 @@
 //! [`crate::client`]), or, with no daemon, the orchestration run here in the
 //! foreground until the requested work is done.
 
-use super::args::Common;
+use super::args::{Common, CostCap};
 use super::{load_settings, logging::init_logging, options, serve::serve};
 use crate::client::{self, Cancelled, Followed};
 use crate::config::Settings;
@@ -24,6 +24,7 @@ pub(super) struct TeamRun {
     pub scenario: Option<String>,
     pub force: bool,
     pub run_budget: Option<u64>,
+    pub caps: CostCap,
     pub git: bool,
 }
 
@@ -49,6 +50,8 @@ pub(super) fn team_run(common: &Common, t: TeamRun) -> Result<ExitCode> {
         scenario: t.scenario,
         force: t.force,
         budget_secs: t.run_budget,
+        max_cost: t.caps.max_cost,
+        hard_cap: t.caps.hard,
     };
     submit(common, settings, request, t.git)
 }
@@ -59,6 +62,7 @@ pub(super) fn agent_run(
     agent: &str,
     task: String,
     run_budget: Option<u64>,
+    caps: CostCap,
 ) -> Result<ExitCode> {
     init_logging(common.log_format, "warn", None)?;
     let settings = load_settings(common)?;
@@ -79,6 +83,8 @@ pub(super) fn agent_run(
         scenario: None,
         force: false,
         budget_secs: run_budget,
+        max_cost: caps.max_cost,
+        hard_cap: caps.hard,
     };
     submit(common, settings, request, false)
 }

@@ -146,6 +146,7 @@ impl Effects {
                 vec![Event::TaskExited {
                     task: spec.id.clone(),
                     exit: ExitOutcome::SpawnFailed { error },
+                    report: None,
                     at: now_ms(),
                 }]
             }

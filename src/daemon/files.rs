@@ -308,6 +308,7 @@ impl Daemon {
         let event = Event::TaskExited {
             task: exit.task,
             exit: exit.exit,
+            report: exit.report.map(Box::new),
             at: now_ms(),
         };
         let path = self.fx.ingest.root().join(&name);

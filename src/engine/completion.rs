@@ -71,6 +71,7 @@ impl Engine {
         &mut self,
         task_id: &str,
         exit: &ExitOutcome,
+        report: Option<&RuntimeReport>,
         at: Millis,
         out: &mut Vec<Action>,
     ) {
@@ -80,6 +81,25 @@ impl Engine {
         {
             return;
         }
+        if let Some(r) = report {
+            self.take_report(task_id, r);
+        }
+        self.exit_ends(task_id, exit, report, at, out);
+        // What it spent counts against its run's cap.
+        if let Some(run) = self.state.tasks[task_id].run.clone() {
+            self.check_cap(&run, at, out);
+        }
+    }
+
+    /// What a process's end means for its task.
+    fn exit_ends(
+        &mut self,
+        task_id: &str,
+        exit: &ExitOutcome,
+        report: Option<&RuntimeReport>,
+        at: Millis,
+        out: &mut Vec<Action>,
+    ) {
         let t = &self.state.tasks[task_id];
         if !t.is_open() {
             // Ended earlier (its status came first): now nothing reads its files.
@@ -95,38 +115,122 @@ impl Engine {
             self.end_task(task_id, Outcome::Cancelled, at, out);
             return;
         }
-        let step = t.step.clone();
-        if exit.success() {
-            let missing = match &step {
-                Some(s) => self.missing_step_outputs(s),
-                None => Vec::new(),
-            };
-            if missing.is_empty() {
-                self.complete_task(task_id, at, out);
-            } else {
-                self.fail_task(
-                    task_id,
-                    format!(
-                        "exited 0 without a status and without its outputs: {}",
-                        missing.join(", ")
-                    ),
-                    at,
-                    out,
-                );
-            }
-        } else {
-            self.fail_task(task_id, exit.describe(), at, out);
+        let missing = match &t.step {
+            Some(s) => self.missing_step_outputs(s),
+            None => Vec::new(),
+        };
+        if exit.success() && missing.is_empty() {
+            self.complete_task(task_id, at, out);
+            return;
         }
+        match report.and_then(|r| r.error.clone()) {
+            Some(ApiError::Transient { status, message }) => {
+                let e = ApiError::Transient { status, message };
+                return self.retry_after_api_error(task_id, e.describe(), at, out);
+            }
+            // Trying again cannot help: the task fails now, with the
+            // runtime's own words.
+            Some(e @ ApiError::Fatal { .. }) => {
+                return self.fail_now(task_id, e.describe(), at, out)
+            }
+            None => {}
+        }
+        if report.is_some_and(|r| r.over_budget) {
+            let reason = "stopped at the spending limit it was given".to_string();
+            return self.fail_now(task_id, reason, at, out);
+        }
+        let denied = &self.state.tasks[task_id].denials;
+        if !missing.is_empty() && !denied.is_empty() {
+            // The same writes would be denied again.
+            let reason = format!(
+                "its writes were denied (it does not own them): {}; missing: {}",
+                crate::bounds::some_of(
+                    &denied.iter().map(Denial::describe).collect::<Vec<_>>(),
+                    20,
+                    300,
+                    ", "
+                ),
+                missing.join(", ")
+            );
+            return self.fail_now(task_id, reason, at, out);
+        }
+        let reason = if exit.success() {
+            format!(
+                "exited 0 without a status and without its outputs: {}",
+                missing.join(", ")
+            )
+        } else {
+            exit.describe()
+        };
+        self.fail_task(task_id, reason, at, out);
     }
 
-    /// The backoff after a failure has passed: the next attempt is queued.
+    /// The backoff after a failure has passed: the next attempt is queued
+    /// (the same attempt again after a passing API error).
     pub(super) fn on_retry_due(&mut self, task: &str) {
         self.mutate_task(task, |t| {
             if t.state == TaskState::RetryWait {
                 t.state = TaskState::Queued;
-                t.attempt += 1;
+                if !std::mem::take(&mut t.api_wait) {
+                    t.attempt += 1;
+                }
             }
         });
+    }
+
+    /// A rate limit, an overload, a server error: try again after a
+    /// backoff, without using up the agent's retries, up to
+    /// [`MAX_API_RETRIES`] times in a row.
+    fn retry_after_api_error(
+        &mut self,
+        task_id: &str,
+        reason: String,
+        at: Millis,
+        out: &mut Vec<Action>,
+    ) {
+        let n = self.state.tasks[task_id].api_retries + 1;
+        if n > MAX_API_RETRIES {
+            let reason = format!("{reason} ({MAX_API_RETRIES} tries after API errors)");
+            return self.fail_task(task_id, reason, at, out);
+        }
+        let delay_ms = backoff_ms(n);
+        self.mutate_task(task_id, |t| {
+            t.state = TaskState::RetryWait;
+            t.api_retries = n;
+            t.api_wait = true;
+        });
+        self.log_task(
+            task_id,
+            at,
+            format!(
+                "{reason}; trying again in {}s (not counted against its retries)",
+                delay_ms / 1000
+            ),
+            out,
+        );
+        out.push(Action::ScheduleRetry {
+            task: task_id.to_string(),
+            delay_ms,
+        });
+    }
+
+    /// Fail without retrying: what failed would fail the same way again.
+    fn fail_now(&mut self, task_id: &str, reason: String, at: Millis, out: &mut Vec<Action>) {
+        let attempts = self.state.tasks[task_id].attempt;
+        self.end_task(
+            task_id,
+            Outcome::Failed {
+                reason: reason.clone(),
+            },
+            at,
+            out,
+        );
+        self.escalate(
+            task_id,
+            format!("failed after {attempts} attempt(s): {reason}"),
+            at,
+            out,
+        );
     }
 
     pub(super) fn fail_task(
@@ -291,6 +395,9 @@ impl Engine {
         });
     }
 }
+
+/// Passing API errors in a row a task may meet before it counts as failed.
+pub const MAX_API_RETRIES: u32 = 5;
 
 /// Exponential backoff for retries: 1 s, 2 s, 4 s, ... capped at 60 s.
 pub fn backoff_ms(attempt: u32) -> u64 {

@@ -43,6 +43,11 @@ impl Engine {
             blockers: Vec::new(),
             depth: 0,
             seq: self.state.next_task - 1,
+            cost: None,
+            session: None,
+            denials: Vec::new(),
+            api_retries: 0,
+            api_wait: false,
         };
         self.insert_task(task);
         self.log_task(&id, at, "queued".into(), out);
@@ -65,12 +70,19 @@ impl Engine {
         if self.state.catching_up {
             return;
         }
+        self.end_capped_runs(at, out);
+        // The oldest task of each free agent whose run may still start one
+        // (a run at its cost cap starts none).
         let next: Vec<(String, TaskId)> = self
             .index
             .queues
             .iter()
             .filter(|(agent, q)| !q.is_empty() && !self.agent_busy(agent))
-            .filter_map(|(agent, q)| q.values().next().map(|id| (agent.clone(), id.clone())))
+            .filter_map(|(agent, q)| {
+                q.values()
+                    .find(|id| self.run_may_start(self.state.tasks[*id].run.as_deref()))
+                    .map(|id| (agent.clone(), id.clone()))
+            })
             .collect();
         for (agent, id) in next {
             let has_command = self.state.agents.get(&agent).is_some_and(|a| a.has_command);
@@ -135,6 +147,8 @@ impl Engine {
             business_context: run
                 .map(|r| r.request.config.business_context.clone())
                 .unwrap_or_default(),
+            budget_usd: self.run_budget_left(t.run.as_deref()),
+            resume: t.session.clone(),
         }
     }
 }

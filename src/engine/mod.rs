@@ -28,6 +28,7 @@
 //!   `model`: the vocabulary (events, actions, tasks, runs, conflicts).
 
 mod completion;
+mod costs;
 mod dispatch;
 mod escalation;
 mod files;
@@ -45,7 +46,7 @@ mod status;
 #[cfg(test)]
 mod tests;
 
-pub use completion::backoff_ms;
+pub use completion::{backoff_ms, MAX_API_RETRIES};
 pub use gate_file::{gate_path, render_gate};
 pub use model::*;
 pub use state::{EngineState, DIGEST_SCHEME};
@@ -207,7 +208,9 @@ impl Engine {
                 self.on_conflict_file_removed(path, at, &mut out);
             }
             Event::RunRequested { request, .. } => self.on_request(request, at, &mut out),
-            Event::TaskExited { task, exit, .. } => self.on_exit(task, exit, at, &mut out),
+            Event::TaskExited {
+                task, exit, report, ..
+            } => self.on_exit(task, exit, report.as_deref(), at, &mut out),
             Event::RetryDue { task, .. } => self.on_retry_due(task),
             Event::GateEvaluated {
                 run, phase, checks, ..

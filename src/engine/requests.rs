@@ -157,6 +157,7 @@ impl Engine {
                 refused: BTreeMap::new(),
                 log: vec![(at, format!("run started: {what}"))],
                 log_dropped: 0,
+                capped: None,
             },
         );
         out.push(Action::Notice {

@@ -261,7 +261,11 @@ async fn watch_child(
         }
     };
     crate::os::kill_group(pgid);
-    TaskExit { task, exit }
+    TaskExit {
+        task,
+        exit,
+        report: None,
+    }
 }
 
 /// TERM the group, give it [`KILL_GRACE`], then KILL it.

@@ -21,7 +21,7 @@ pub use runtime::{PlainCommand, ProcessSpec, Runtime, TaskContext, MAX_VALUE};
 
 use crate::agents::Agents;
 use crate::diagnostic::chain;
-use crate::engine::{ExitOutcome, TaskId, TaskSpec};
+use crate::engine::{ExitOutcome, RuntimeReport, TaskId, TaskSpec};
 use crate::fsutil::{write_replaceable, WriteError};
 use local::LocalBackend;
 use std::collections::VecDeque;
@@ -90,6 +90,8 @@ pub enum StartError {
 pub struct TaskExit {
     pub task: TaskId,
     pub exit: ExitOutcome,
+    /// What the task's runtime reported of it (cost, session, denials).
+    pub report: Option<RuntimeReport>,
 }
 
 /// What gtmd writes for a command task under `STATE/tasks/`: everything an
@@ -253,6 +255,7 @@ impl Runner {
                 let _ = self.exits.send(TaskExit {
                     task: p.task.clone(),
                     exit: ExitOutcome::SpawnFailed { error },
+                    report: None,
                 });
             }
         }
@@ -338,6 +341,7 @@ impl Runner {
             let _ = self.exits.send(TaskExit {
                 task: task.to_string(),
                 exit: ExitOutcome::Cancelled,
+                report: None,
             });
         }
     }

@@ -218,6 +218,8 @@ mod tests {
             context,
             attempt: 1,
             business_context: String::new(),
+            budget_usd: None,
+            resume: None,
         }
     }
 

@@ -100,7 +100,7 @@ pub enum NoticeLevel {
 }
 
 /// Everything a runner needs to give a task to an agent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskSpec {
     pub id: TaskId,
     pub agent: String,
@@ -121,4 +121,11 @@ pub struct TaskSpec {
     pub attempt: u32,
     /// Business context from the run's CONFIG.md.
     pub business_context: String,
+    /// What the task may still spend: its run's cap less what the run has
+    /// spent (a runtime that can stop itself there is told).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_usd: Option<f64>,
+    /// The runtime session of the previous attempt, to resume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<String>,
 }

@@ -10,7 +10,7 @@ use crate::protocol::{BusinessConfig, Checkbox, StatusReport};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use super::AgentPolicy;
+use super::{AgentPolicy, RuntimeReport};
 
 /// Milliseconds since the Unix epoch, as read by the daemon (never by the engine).
 pub type Millis = u64;
@@ -47,10 +47,13 @@ pub enum Event {
         request: RunRequest,
         at: Millis,
     },
-    /// A task's process ended (or could not start).
+    /// A task's process ended (or could not start), with what its runtime
+    /// reported of it.
     TaskExited {
         task: TaskId,
         exit: ExitOutcome,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        report: Option<Box<RuntimeReport>>,
         at: Millis,
     },
     /// The backoff before a retry has passed.
@@ -176,6 +179,13 @@ pub struct RunRequest {
     /// cancelled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_secs: Option<u64>,
+    /// Spending cap of the run in dollars (`--max-cost`), from what the
+    /// runtimes report: once reached, no task of the run starts again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cost: Option<f64>,
+    /// `--hard`: at the cap, running tasks are stopped too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hard_cap: bool,
 }
 
 /// `gtmd cancel TASK_ID` / `gtmd cancel --run RUN_ID` as a request file.

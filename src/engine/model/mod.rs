@@ -8,11 +8,13 @@
 mod action;
 mod escalation;
 mod event;
+mod report;
 mod run;
 mod task;
 
 pub use action::*;
 pub use escalation::*;
 pub use event::*;
+pub use report::*;
 pub use run::*;
 pub use task::*;

@@ -76,6 +76,10 @@ pub struct Run {
     /// Lines dropped from the front of `log`.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub log_dropped: u64,
+    /// Why the run may start no task any more: its spending cap is reached.
+    /// It ends once no task of it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capped: Option<String>,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -4,7 +4,7 @@
 use crate::protocol::TaskStatus;
 use serde::{Deserialize, Serialize};
 
-use super::{Millis, RunId, TaskId};
+use super::{Cost, Denial, Millis, RunId, TaskId};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -84,7 +84,7 @@ impl Outcome {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Task {
     pub id: TaskId,
     pub agent: String,
@@ -111,6 +111,28 @@ pub struct Task {
     /// Creation order (ids sort as text, which breaks at 10,000).
     #[serde(default)]
     pub seq: u64,
+    /// What its attempts cost, as the runtime reported (`null`: nothing
+    /// reported, as for a plain command or a person).
+    #[serde(default)]
+    pub cost: Option<Cost>,
+    /// The runtime's session of the last attempt, resumed by the next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// Writes the runtime refused it (it does not own their files).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub denials: Vec<Denial>,
+    /// Attempts ended by a passing API error (rate limit, overload): they
+    /// do not count against the agent's retries.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub api_retries: u32,
+    /// The wait for a retry is for such an error: the next start is the
+    /// same attempt.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub api_wait: bool,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Task {

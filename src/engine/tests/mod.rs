@@ -10,6 +10,7 @@ use crate::gate_checks::CheckResult;
 use crate::playbook::RouteKind;
 use crate::protocol::{Checkbox, StatusReport, TaskStatus};
 
+mod costs;
 mod escalation;
 mod gates;
 mod phases;
@@ -130,6 +131,8 @@ impl Bus {
                 scenario: scenario.map(String::from),
                 force,
                 budget_secs: None,
+                max_cost: None,
+                hard_cap: false,
             },
             at,
         })
@@ -167,6 +170,7 @@ impl Bus {
         self.send(Event::TaskExited {
             task: task.into(),
             exit: ExitOutcome::Code { code },
+            report: None,
             at,
         })
     }

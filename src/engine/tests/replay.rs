@@ -24,6 +24,8 @@ fn replaying_the_same_events_gives_the_same_state() {
                 scenario: None,
                 force: false,
                 budget_secs: None,
+                max_cost: None,
+                hard_cap: false,
             },
             at,
         },
@@ -57,6 +59,7 @@ fn replaying_the_same_events_gives_the_same_state() {
         Event::TaskExited {
             task,
             exit: ExitOutcome::Code { code: 0 },
+            report: None,
             at,
         },
     );

@@ -55,6 +55,8 @@ fn an_agent_run_is_one_task() {
             scenario: None,
             force: false,
             budget_secs: None,
+            max_cost: None,
+            hard_cap: false,
         },
         at,
     });
