@@ -4,7 +4,7 @@
 //! of the program trusts: the playbook and the agent definitions are loaded
 //! and checked here, and refused with `path:line` errors before anything runs.
 
-use crate::agents::{load_agents, Agents};
+use crate::agents::{load_agents, Agents, RuntimeName};
 use crate::diagnostic::Diagnostic;
 use crate::engine::AgentPolicy;
 use crate::playbook::{load_playbook, Playbook};
@@ -65,6 +65,9 @@ pub struct Settings {
     pub agents: Agents,
     /// `--agent-command`, split as a shell would (no shell runs it).
     pub agent_command: Option<Vec<String>>,
+    /// `--runtime`: the runtime of agents that name neither a command nor
+    /// a runtime of their own.
+    pub runtime: Option<RuntimeName>,
     pub max_file_size: u64,
 }
 
@@ -98,6 +101,7 @@ impl Settings {
                 playbook,
                 agents,
                 agent_command,
+                runtime: None,
                 max_file_size,
             }),
             _ => Err(errors),
@@ -113,7 +117,9 @@ impl Settings {
                     name.clone(),
                     AgentPolicy {
                         retries: def.retries.unwrap_or(self.playbook.default_retries),
-                        has_command: self.agent_command.is_some() || def.command.is_some(),
+                        has_command: self.agent_command.is_some()
+                            || def.command.is_some()
+                            || def.runtime.or(self.runtime).is_some(),
                     },
                 )
             })

@@ -6,7 +6,7 @@
 //! `retries` and ignores the rest. Every problem is reported with the line of
 //! the key it concerns, and all of them at once.
 
-use super::{canonical_agent, AgentDef, Agents, Diagnostic, AGENTS};
+use super::{canonical_agent, AgentDef, Agents, Diagnostic, RuntimeName, AGENTS};
 use serde_yaml::Value;
 use std::path::Path;
 
@@ -195,6 +195,22 @@ fn parse_with_name_line(
     let command = errs.read(&map, "command", parse_command);
     let timeout_secs = errs.read(&map, "timeout", parse_timeout);
     let retries = errs.read(&map, "retries", parse_retries);
+    let runtime = errs.read(&map, "runtime", parse_runtime);
+    let model = errs.read(&map, "model", |v| {
+        parse_text(v, "model", "claude-sonnet-4-5")
+    });
+    let tools = errs.read(&map, "tools", parse_tools);
+    let max_cost = errs.read(&map, "max_cost", parse_max_cost);
+    let bin = errs.read(&map, "claude_bin", |v| {
+        parse_text(v, "claude_bin", "/usr/local/bin/claude")
+    });
+    if command.is_some() && runtime.is_some() {
+        errors.push(Diagnostic::new(
+            path,
+            file.key_line("runtime"),
+            "both `command` and `runtime` are given: a runtime builds the command itself; keep one of them",
+        ));
+    }
     match name {
         Some(name) if errors.is_empty() => Ok((
             AgentDef {
@@ -202,12 +218,88 @@ fn parse_with_name_line(
                 command,
                 timeout_secs,
                 retries,
+                runtime,
+                model,
+                tools,
+                max_cost,
+                bin,
                 role: file.role(),
                 path: path.to_string(),
             },
             name_line,
         )),
         _ => Err(errors),
+    }
+}
+
+/// `runtime`: an agent CLI gtmd knows.
+fn parse_runtime(v: &Value) -> Result<Option<RuntimeName>, String> {
+    match without_tag(v) {
+        Value::Null => Ok(None),
+        other => match scalar_string(other).as_deref().and_then(RuntimeName::parse) {
+            Some(r) => Ok(Some(r)),
+            None => Err(format!(
+                "unknown runtime {}: expected one of {} (or a `command`)",
+                show(other),
+                RuntimeName::NAMES
+            )),
+        },
+    }
+}
+
+/// A key whose value is one line of text, like `model: claude-sonnet-4-5`.
+fn parse_text(v: &Value, key: &str, example: &str) -> Result<Option<String>, String> {
+    match without_tag(v) {
+        Value::Null => Ok(None),
+        Value::String(s) if !s.trim().is_empty() && !s.contains('\n') => {
+            Ok(Some(s.trim().to_string()))
+        }
+        other => Err(format!(
+            "`{key}` is {}: expected one line of text, like `{key}: {example}`",
+            show(other)
+        )),
+    }
+}
+
+/// `tools`: as in a Claude Code agent file, a list or one comma-separated
+/// line (`Read, Grep, Bash(git *)`).
+fn parse_tools(v: &Value) -> Result<Option<Vec<String>>, String> {
+    const EXPECTED: &str =
+        "expected tool names, as a list or one line like \"Read, Grep, WebSearch\"";
+    let items: Vec<String> = match without_tag(v) {
+        Value::Null => return Ok(None),
+        Value::String(s) => s.split(',').map(|t| t.trim().to_string()).collect(),
+        Value::Sequence(seq) => seq
+            .iter()
+            .map(|t| {
+                scalar_string(without_tag(t))
+                    .ok_or_else(|| format!("`tools` holds {}: {EXPECTED}", show(t)))
+            })
+            .collect::<Result<_, _>>()?,
+        other => return Err(format!("`tools` is {}: {EXPECTED}", show(other))),
+    };
+    let items: Vec<String> = items.into_iter().filter(|t| !t.is_empty()).collect();
+    if let Some(bad) = items
+        .iter()
+        .find(|t| !t.starts_with(|c: char| c.is_ascii_alphabetic()) || t.contains(['\n', '\0']))
+    {
+        return Err(format!("`tools` holds {bad:?}: {EXPECTED}"));
+    }
+    Ok(Some(items))
+}
+
+/// `max_cost`: dollars, a positive number.
+fn parse_max_cost(v: &Value) -> Result<Option<f64>, String> {
+    const EXPECTED: &str = "expected a positive number of dollars, like 2.50";
+    let amount = match without_tag(v) {
+        Value::Null => return Ok(None),
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().trim_start_matches('$').parse::<f64>().ok(),
+        other => return Err(format!("`max_cost` is {}: {EXPECTED}", show(other))),
+    };
+    match amount {
+        Some(a) if a.is_finite() && a > 0.0 => Ok(Some(a)),
+        _ => Err(format!("`max_cost` is {}: {EXPECTED}", show(v))),
     }
 }
 

@@ -56,10 +56,53 @@ pub struct AgentDef {
     pub timeout_secs: Option<u64>,
     /// Retries after a failure; `None` uses the playbook default.
     pub retries: Option<u32>,
+    /// `runtime:`: an agent CLI runs its tasks, gtmd builds the argv.
+    #[serde(default)]
+    pub runtime: Option<RuntimeName>,
+    /// `model:`, as in a Claude Code agent file: the runtime's model.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// `tools:`, as in a Claude Code agent file (`Read, Grep, Bash`): the
+    /// tools the runtime may use besides writing what the agent owns.
+    #[serde(default)]
+    pub tools: Option<Vec<String>>,
+    /// `max_cost:`: the most one task of this agent may spend, in dollars.
+    #[serde(default)]
+    pub max_cost: Option<f64>,
+    /// `claude_bin:`: where the runtime's program is, if not on the PATH.
+    #[serde(default)]
+    pub bin: Option<String>,
     /// The markdown body: the agent's role.
     pub role: String,
     /// Where it was read from (for messages).
     pub path: String,
+}
+
+/// The agent CLIs gtmd runs tasks through, beside plain commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuntimeName {
+    /// Anthropic's Claude Code CLI (`claude -p`).
+    ClaudeCode,
+}
+
+impl RuntimeName {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RuntimeName::ClaudeCode => "claude-code",
+        }
+    }
+
+    /// A runtime by the name an agent file or a flag gives it.
+    pub fn parse(name: &str) -> Option<RuntimeName> {
+        match name.trim().to_ascii_lowercase().replace('_', "-").as_str() {
+            "claude-code" | "claude" => Some(RuntimeName::ClaudeCode),
+            _ => None,
+        }
+    }
+
+    /// Every runtime's name, for messages.
+    pub const NAMES: &'static str = "claude-code";
 }
 
 /// All agent definitions, by canonical name.

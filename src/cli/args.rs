@@ -37,6 +37,10 @@ pub struct Common {
     /// (no shell runs it), e.g. "my-agent --task {task} --id {task_id}".
     #[arg(long, global = true)]
     pub agent_command: Option<String>,
+    /// The agent CLI that runs the tasks of agents whose file names neither
+    /// a `command` nor a `runtime` (claude-code).
+    #[arg(long, global = true, value_enum, value_name = "NAME")]
+    pub runtime: Option<crate::agents::RuntimeName>,
     /// Largest file gtmd reads as text, in bytes: protocol files (status,
     /// conflict, decision, gate, request), CONFIG.md, the playbook, agent files.
     #[arg(long, global = true, default_value_t = DEFAULT_MAX_PROTOCOL_FILE)]

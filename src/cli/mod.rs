@@ -107,7 +107,7 @@ fn paths_of(common: &Common) -> Paths {
 }
 
 fn load_settings(common: &Common) -> Result<Settings> {
-    Settings::load(
+    let mut settings = Settings::load(
         paths_of(common),
         common.agent_command.as_deref(),
         common.max_file_size,
@@ -121,7 +121,9 @@ fn load_settings(common: &Common) -> Result<Settings> {
                 .collect::<Vec<_>>()
                 .join("\n")
         )
-    })
+    })?;
+    settings.runtime = common.runtime;
+    Ok(settings)
 }
 
 /// The daemon's options from the common flags.

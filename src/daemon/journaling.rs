@@ -132,7 +132,8 @@ impl Daemon {
             .clone()
             .map(|v| shell_words::join(&v));
         match Settings::load(paths, command.as_deref(), self.settings.max_file_size) {
-            Ok(s) => {
+            Ok(mut s) => {
+                s.runtime = self.settings.runtime;
                 // A run keeps the phases and steps it started with.
                 let problems = self.engine.playbook_change_problems(&s.playbook);
                 if !problems.is_empty() {

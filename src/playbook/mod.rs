@@ -223,7 +223,92 @@ impl Playbook {
             .find(|(_, s)| s.id == id)
     }
 
+    /// What `agent` may write, as workspace-relative patterns (`dir/**` for
+    /// a directory and all below it): the top directory of each of its
+    /// steps' outputs when no other agent has outputs there, else the output
+    /// itself; its own status and learnings files; `conflicts/**` (anyone
+    /// may raise a conflict); and for the coordinator the gates it ticks and
+    /// the decisions it writes. Everything else is another agent's, or
+    /// gtmd's.
+    pub fn write_scopes(&self, agent: &str) -> Vec<String> {
+        let outputs = |a: &str| -> Vec<&str> {
+            self.phases
+                .iter()
+                .flat_map(|p| &p.steps)
+                .filter(|s| s.agent == a)
+                .flat_map(|s| s.outputs.iter().map(String::as_str))
+                .collect()
+        };
+        let top = |path: &str| path.split_once('/').map(|(d, _)| d.to_string());
+        let shared = [
+            "learnings",
+            "status",
+            "conflicts",
+            "inbox",
+            "runs",
+            "requests",
+        ];
+        let mut scopes = std::collections::BTreeSet::new();
+        for out in outputs(agent) {
+            let owned_dir = top(out).filter(|dir| {
+                !shared.contains(&dir.as_str())
+                    && self.phases.iter().flat_map(|p| &p.steps).all(|s| {
+                        s.agent == agent || s.outputs.iter().all(|o| top(o).as_ref() != Some(dir))
+                    })
+            });
+            scopes.insert(match owned_dir {
+                Some(dir) => format!("{dir}/**"),
+                None if out.ends_with('/') => format!("{out}**"),
+                None => out.to_string(),
+            });
+        }
+        scopes.insert(format!("status/{agent}.md"));
+        scopes.insert(format!("learnings/{agent}.md"));
+        scopes.insert("conflicts/**".into());
+        if agent == "coordinator" {
+            scopes.insert("strategy/gates/**".into());
+            scopes.insert("strategy/decisions/**".into());
+        }
+        scopes.into_iter().collect()
+    }
+
     pub fn scenario(&self, name: &str) -> Option<&Scenario> {
         self.scenarios.iter().find(|s| s.name == name)
+    }
+}
+
+#[cfg(test)]
+mod write_scope_tests {
+    use super::*;
+
+    #[test]
+    fn each_agent_may_write_its_own_directories_status_and_learnings_only() {
+        let pb = Playbook::default_playbook();
+        assert_eq!(
+            pb.write_scopes("brand-messaging"),
+            [
+                "conflicts/**",
+                "learnings/brand-messaging.md",
+                "messaging/**",
+                "status/brand-messaging.md"
+            ]
+        );
+        let coordinator = pb.write_scopes("coordinator");
+        for s in ["strategy/**", "strategy/gates/**", "strategy/decisions/**"] {
+            assert!(coordinator.contains(&s.to_string()), "{coordinator:?}");
+        }
+        // No two agents own the same directory, and nobody owns gtmd's.
+        let mut dirs = std::collections::BTreeMap::new();
+        for a in crate::agents::AGENTS {
+            for s in pb.write_scopes(a) {
+                assert!(
+                    !s.starts_with(".gtmd") && !s.starts_with("runs/") && !s.starts_with("inbox/")
+                );
+                if s.ends_with("/**") && s != "conflicts/**" && !s.starts_with("strategy/") {
+                    assert_eq!(dirs.insert(s.clone(), a), None, "{s} owned twice");
+                }
+            }
+        }
+        assert_eq!(dirs.len(), 6, "{dirs:?}");
     }
 }

@@ -6,7 +6,9 @@
 //! period, then KILL) and reports the exit. A cluster scheduler is another
 //! backend beside this one.
 
+use super::runtime::StreamReader;
 use super::{Limits, ProcessSpec, StartError, TaskExit};
+use crate::engine::RuntimeReport;
 use crate::engine::{ExitOutcome, TaskId};
 use std::collections::HashMap;
 use std::fs;
@@ -30,6 +32,14 @@ pub const SUPERVISOR_ENV: [&str; 4] = [
     "WATCHDOG_PID",
     "JOURNAL_STREAM",
 ];
+
+/// A task's log file, the pipe its output goes into, and what its reader
+/// will report.
+type TaskOutput = (
+    PathBuf,
+    io::PipeWriter,
+    oneshot::Receiver<Option<RuntimeReport>>,
+);
 
 /// Task processes started here, each in its own process group.
 pub struct LocalBackend {
@@ -74,9 +84,10 @@ impl LocalBackend {
         process: &ProcessSpec,
         timeout: Duration,
         limits: &Limits,
+        reader: Option<Box<dyn StreamReader>>,
     ) -> Result<(), StartError> {
         let (program, args) = process.argv.split_first().ok_or(StartError::EmptyCommand)?;
-        let (log_path, output) = self.task_output(task, limits.max_log_bytes)?;
+        let (log_path, output, report) = self.task_output(task, limits.max_log_bytes, reader)?;
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(args)
             .current_dir(&self.workspace)
@@ -112,7 +123,7 @@ impl LocalBackend {
                 stop: Some(stop_tx),
             },
         );
-        let exit = watch_child(child, pgid, timeout, stop_rx, task.clone());
+        let exit = watch_child(child, pgid, timeout, stop_rx, task.clone(), report);
         let exits = self.exits.clone();
         tokio::spawn(async move {
             let _ = exits.send(exit.await);
@@ -122,9 +133,16 @@ impl LocalBackend {
 
     /// Where a task's output goes: its log file under `STATE/logs/` (the
     /// path is returned) and the write end of a pipe whose other end a
-    /// thread copies into the log up to the cap, then drains. stdout and
+    /// thread copies into the log up to the cap, then drains, handing each
+    /// line to the runtime's `reader` on the way; what the reader makes of
+    /// it comes on the returned channel when the output ends. stdout and
     /// stderr share the pipe, so their order is kept.
-    fn task_output(&self, task: &str, cap: u64) -> Result<(PathBuf, io::PipeWriter), StartError> {
+    fn task_output(
+        &self,
+        task: &str,
+        cap: u64,
+        reader: Option<Box<dyn StreamReader>>,
+    ) -> Result<TaskOutput, StartError> {
         let log_dir = self.state_dir.join("logs");
         fs::create_dir_all(&log_dir).map_err(|source| StartError::LogDir {
             dir: log_dir.clone(),
@@ -143,15 +161,22 @@ impl LocalBackend {
         // stderr, not any other process gtmd starts meanwhile.
         let (pipe_read, pipe_write) = io::pipe().map_err(StartError::Pipe)?;
         let log_task = task.to_string();
+        let (report_tx, report_rx) = oneshot::channel();
         std::thread::Builder::new()
             .name("task-log".into())
             .spawn(move || {
-                if let Err(e) = copy_capped(pipe_read, log, cap) {
+                let mut lines = reader.map(Lines::new);
+                if let Err(e) = copy_capped(pipe_read, log, cap, |chunk| {
+                    if let Some(l) = lines.as_mut() {
+                        l.feed(chunk)
+                    }
+                }) {
                     tracing::warn!(task = %log_task, "cannot write the task log: {e}");
                 }
+                let _ = report_tx.send(lines.and_then(Lines::finish));
             })
             .map_err(StartError::LogCopier)?;
-        Ok((log_path, pipe_write))
+        Ok((log_path, pipe_write, report_rx))
     }
 
     /// The daemon saw the exit: forget the child.
@@ -192,7 +217,12 @@ impl LocalBackend {
 /// Copy a task's output into its log until the log holds `cap` bytes; say so
 /// once in the log, and keep reading (discarding) so the task never blocks on
 /// a full pipe. Returns at the end of the output.
-pub fn copy_capped(mut from: impl Read, mut log: fs::File, cap: u64) -> std::io::Result<()> {
+pub fn copy_capped(
+    mut from: impl Read,
+    mut log: fs::File,
+    cap: u64,
+    mut tap: impl FnMut(&[u8]),
+) -> std::io::Result<()> {
     let mut size = log.metadata()?.len();
     let mut capped = size >= cap;
     let mut buf = vec![0u8; 64 * 1024];
@@ -203,6 +233,7 @@ pub fn copy_capped(mut from: impl Read, mut log: fs::File, cap: u64) -> std::io:
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
+        tap(&buf[..n]);
         if capped {
             continue;
         }
@@ -242,6 +273,7 @@ async fn watch_child(
     timeout: Duration,
     mut stop: oneshot::Receiver<()>,
     task: TaskId,
+    report: oneshot::Receiver<Option<RuntimeReport>>,
 ) -> TaskExit {
     let exit = tokio::select! {
         status = child.wait() => status_outcome(status),
@@ -261,10 +293,67 @@ async fn watch_child(
         }
     };
     crate::os::kill_group(pgid);
-    TaskExit {
-        task,
-        exit,
-        report: None,
+    // The group is gone, so the output ends and the reader is done at once;
+    // a process that escaped the group and holds the pipe is not waited for.
+    let report = tokio::time::timeout(REPORT_WAIT, report)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten();
+    TaskExit { task, exit, report }
+}
+
+/// How long an exit waits for the reader of its output to finish.
+const REPORT_WAIT: Duration = Duration::from_secs(2);
+
+/// Cuts a byte stream into lines for a [`StreamReader`]. A line longer than
+/// [`MAX_LINE`] is not kept (it is in the log): what a report needs is in
+/// short lines.
+struct Lines {
+    reader: Box<dyn StreamReader>,
+    partial: Vec<u8>,
+    overlong: bool,
+}
+
+/// The longest output line handed to a reader.
+const MAX_LINE: usize = 4 * 1024 * 1024;
+
+impl Lines {
+    fn new(reader: Box<dyn StreamReader>) -> Lines {
+        Lines {
+            reader,
+            partial: Vec::new(),
+            overlong: false,
+        }
+    }
+
+    fn feed(&mut self, mut chunk: &[u8]) {
+        while let Some(i) = chunk.iter().position(|b| *b == b'\n') {
+            self.take(&chunk[..i]);
+            if !self.overlong {
+                self.reader.line(&self.partial);
+            }
+            self.partial.clear();
+            self.overlong = false;
+            chunk = &chunk[i + 1..];
+        }
+        self.take(chunk);
+    }
+
+    fn take(&mut self, bytes: &[u8]) {
+        if self.partial.len() + bytes.len() > MAX_LINE {
+            self.overlong = true;
+            self.partial.clear();
+        } else if !self.overlong {
+            self.partial.extend_from_slice(bytes);
+        }
+    }
+
+    fn finish(mut self) -> Option<RuntimeReport> {
+        if !self.partial.is_empty() && !self.overlong {
+            self.reader.line(&self.partial);
+        }
+        self.reader.finish()
     }
 }
 
@@ -303,7 +392,7 @@ mod tests {
         fs::write(&path, b"earlier attempt\n").unwrap();
         let log = fs::OpenOptions::new().append(true).open(&path).unwrap();
         let output = vec![b'x'; 300_000];
-        copy_capped(&output[..], log, 100).unwrap();
+        copy_capped(&output[..], log, 100, |_| {}).unwrap();
         let text = fs::read_to_string(&path).unwrap();
         let (kept, note) = text.split_at(100);
         assert!(kept.starts_with("earlier attempt\nxxx"), "{kept}");
@@ -319,7 +408,7 @@ mod tests {
 
         // A log already at its cap gets nothing more, not even a second note.
         let log = fs::OpenOptions::new().append(true).open(&path).unwrap();
-        copy_capped(&b"more"[..], log, 100).unwrap();
+        copy_capped(&b"more"[..], log, 100, |_| {}).unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), text);
     }
 
@@ -332,6 +421,7 @@ mod tests {
             &b"hello\nworld\n"[..],
             log,
             super::super::DEFAULT_MAX_TASK_LOG,
+            |_| {},
         )
         .unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), "hello\nworld\n");

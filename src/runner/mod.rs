@@ -17,7 +17,7 @@ pub mod runtime;
 
 pub use local::{kill_strays, KILL_GRACE, STRAY_MARK, SUPERVISOR_ENV};
 pub use prompt::render_prompt;
-pub use runtime::{PlainCommand, ProcessSpec, Runtime, TaskContext, MAX_VALUE};
+pub use runtime::{PlainCommand, ProcessSpec, Runtime, StreamReader, TaskContext, MAX_VALUE};
 
 use crate::agents::Agents;
 use crate::diagnostic::chain;
@@ -125,6 +125,7 @@ struct Pending {
     task: TaskId,
     process: ProcessSpec,
     timeout: Duration,
+    reader: Option<Box<dyn StreamReader>>,
 }
 
 impl Runner {
@@ -208,12 +209,14 @@ impl Runner {
             return self.write_inbox(spec, &prompt);
         };
         let files = self.write_task_files(spec, &prompt)?;
-        let process = runtime.process(&TaskContext {
+        let context = TaskContext {
             spec,
             agent,
             workspace: &self.workspace,
             files: &files,
-        })?;
+        };
+        let process = runtime.process(&context)?;
+        let reader = runtime.reader(&context);
         let timeout = agent
             .and_then(|a| a.timeout_secs)
             .map(Duration::from_secs)
@@ -232,11 +235,12 @@ impl Runner {
                 task: spec.id.clone(),
                 process,
                 timeout,
+                reader,
             });
             return Ok(());
         }
         self.backend
-            .spawn(&spec.id, &process, timeout, &self.limits)
+            .spawn(&spec.id, &process, timeout, &self.limits, reader)
     }
 
     /// Start waiting tasks while there are free slots. A task that cannot
@@ -246,9 +250,9 @@ impl Runner {
             let Some(p) = self.queue.pop_front() else {
                 break;
             };
-            if let Err(e) = self
-                .backend
-                .spawn(&p.task, &p.process, p.timeout, &self.limits)
+            if let Err(e) =
+                self.backend
+                    .spawn(&p.task, &p.process, p.timeout, &self.limits, p.reader)
             {
                 let error = chain(&e);
                 tracing::warn!(task = %p.task, "task could not start: {error}");

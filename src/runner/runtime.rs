@@ -46,6 +46,20 @@ pub struct ProcessSpec {
 /// What to run for a task.
 pub trait Runtime: Send {
     fn process(&self, task: &TaskContext<'_>) -> Result<ProcessSpec, StartError>;
+
+    /// What reads the process's output as it streams, line by line, into
+    /// what the runtime reports of the task (cost, session, denials,
+    /// errors). A plain command reports nothing.
+    fn reader(&self, _task: &TaskContext<'_>) -> Option<Box<dyn StreamReader>> {
+        None
+    }
+}
+
+/// Reads a task's output, one line at a time as it arrives (a task may run
+/// an hour: nothing is kept but what the report needs), into its report.
+pub trait StreamReader: Send {
+    fn line(&mut self, line: &[u8]);
+    fn finish(self: Box<Self>) -> Option<crate::engine::RuntimeReport>;
 }
 
 /// The contract's plain command: an argv template, `--agent-command` or an
