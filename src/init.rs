@@ -2,7 +2,7 @@
 //! the guide, the seven agent definitions and a CONFIG.md to fill in. Never
 //! overwrites a file that exists.
 
-use crate::agents::BUILTIN_AGENTS;
+use crate::agents::{RuntimeName, BUILTIN_AGENTS};
 use anyhow::{Context, Result};
 use std::fs;
 use std::path::Path;
@@ -28,7 +28,9 @@ pub const WORKSPACE_DIRS: &[&str] = &[
 
 pub const CONFIG_TEMPLATE: &str = include_str!("../CONFIG.md");
 
-pub fn init(dir: &Path) -> Result<()> {
+/// `runtime`: the agent files run their tasks through that runtime
+/// (`gtmd init --runtime claude-code`); else their tasks go to the inbox.
+pub fn init(dir: &Path, runtime: Option<RuntimeName>) -> Result<()> {
     let ws = dir.join("workspace");
     for d in WORKSPACE_DIRS {
         let p = ws.join(d);
@@ -38,7 +40,11 @@ pub fn init(dir: &Path) -> Result<()> {
     fs::create_dir_all(&agents)?;
     let mut written = Vec::new();
     for (name, text) in BUILTIN_AGENTS {
-        if write_new(&agents.join(name), text)? {
+        let text = match runtime {
+            Some(r) => with_runtime(text, r),
+            None => text.to_string(),
+        };
+        if write_new(&agents.join(name), &text)? {
             written.push(format!("agents/{name}"));
         }
     }
@@ -59,10 +65,37 @@ pub fn init(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A shipped agent file with its runtime line switched on.
+fn with_runtime(text: &str, runtime: RuntimeName) -> String {
+    let commented = text
+        .lines()
+        .find(|l| l.starts_with("# runtime: "))
+        .expect("every shipped agent file has a commented runtime line");
+    text.replacen(commented, &format!("runtime: {}", runtime.as_str()), 1)
+}
+
 fn write_new(path: &Path, text: &str) -> Result<bool> {
     if path.exists() {
         return Ok(false);
     }
     fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_with_a_runtime_writes_agent_files_that_use_it() {
+        for (name, text) in BUILTIN_AGENTS {
+            let path = format!("agents/{name}");
+            let plain = crate::agents::parse_agent(&path, text).unwrap();
+            assert_eq!(plain.runtime, None, "{name}");
+            let with = with_runtime(text, RuntimeName::ClaudeCode);
+            let def = crate::agents::parse_agent(&path, &with).unwrap();
+            assert_eq!(def.runtime, Some(RuntimeName::ClaudeCode), "{name}");
+            assert_eq!(def.role, plain.role);
+        }
+    }
 }

@@ -51,10 +51,10 @@ pub(super) fn check(common: &Common, config: Option<PathBuf>) -> Result<ExitCode
     }
 }
 
-/// `gtmd init [DIR]`.
-pub(super) fn init(dir: Option<PathBuf>) -> Result<ExitCode> {
+/// `gtmd init [--runtime NAME] [DIR]`.
+pub(super) fn init(common: &Common, dir: Option<PathBuf>) -> Result<ExitCode> {
     let dir = dir.unwrap_or_else(|| PathBuf::from("."));
-    crate::init::init(&dir)?;
+    crate::init::init(&dir, common.runtime)?;
     Ok(ExitCode::SUCCESS)
 }
 

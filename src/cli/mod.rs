@@ -82,7 +82,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         } => runs::agent_run(common, &agent, task, run_budget, caps),
         Command::Status { json } => inspect::status(common, json),
         Command::Check { config } => inspect::check(common, config),
-        Command::Init { dir } => inspect::init(dir),
+        Command::Init { dir } => inspect::init(common, dir),
         Command::Sync { timeout } => inspect::sync(common, timeout),
         Command::Explain { path } => inspect::explain(common, &path),
         Command::Cancel { task, run, timeout } => {
