@@ -148,7 +148,12 @@ impl Ground {
                 // The session directory's name is the cwd with / as -.
                 .replace(&root.replace('/', "-"), "-tmp-gtmd-claude-test")
                 .replace(&home, "/tmp/gtmd-claude-home")
-                .replace(&claude.var("ANTHROPIC_BASE_URL"), "http://127.0.0.1:PORT");
+                .replace(
+                    claude
+                        .var("ANTHROPIC_BASE_URL")
+                        .trim_start_matches("http://"),
+                    "127.0.0.1:PORT",
+                );
             let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/claude");
             fs::create_dir_all(&dir).unwrap();
             fs::write(dir.join(format!("{name}.jsonl")), text).unwrap();
@@ -448,4 +453,69 @@ fn model_aliases_are_priced_as_recorded() {
         assert_eq!(model.messages()[0].body["model"], sent);
         assert_cost(&run, usage.cost_usd(prices));
     }
+}
+
+#[test]
+fn bash_runs_only_read_only_commands_unless_allowed_and_tools_can_remove_it() {
+    let Some(bin) = claude_or_skip("bash_runs_only_read_only_commands_unless_allowed") else {
+        return;
+    };
+    let plan = || {
+        Plan::do_task()
+            .call(
+                "Bash",
+                serde_json::json!({"command": "cat status/coordinator.md"}),
+            )
+            .call(
+                "Bash",
+                serde_json::json!({"command": "rm status/coordinator.md"}),
+            )
+    };
+    let coordinator = BEFORE[1];
+
+    // Default mode, Bash not in --allowedTools: a read-only command runs
+    // without asking, one that writes is denied.
+    let model = FakeModel::start(Script::new(plan()));
+    let claude = Claude::new(bin.clone(), &model);
+    let g = Ground::new();
+    let run = g.run(&claude, &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(g.read(coordinator.0), coordinator.1);
+    let denials = run.denials();
+    assert_eq!(
+        denials,
+        [("Bash".to_string(), "rm status/coordinator.md".to_string())]
+    );
+    let cat = run
+        .of_type("user")
+        .into_iter()
+        .find(|u| u["tool_use_result"]["stdout"].is_string())
+        .expect("the cat's result");
+    assert_eq!(cat["tool_use_result"]["stdout"], coordinator.1.trim_end());
+
+    // `Bash` in --allowedTools: every command runs, writes included; its
+    // rule is not scoped by the Edit(...) rules.
+    let model = FakeModel::start(Script::new(plan()));
+    let claude = Claude::new(bin.clone(), &model);
+    let g = Ground::new();
+    let run = g.run(&claude, &["--allowedTools", "Bash"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(!g.ws().join(coordinator.0).exists());
+
+    // --tools without Bash: no such tool, so no call and no denial either.
+    let model = FakeModel::start(Script::new(plan()));
+    let claude = Claude::new(bin, &model);
+    let g = Ground::new();
+    let run = g.run(&claude, &["--tools", "Read,Write,Edit,Glob,Grep"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(
+        run.of_type("system")[0]["tools"],
+        serde_json::json!(["Edit", "Glob", "Grep", "Read", "Write"])
+    );
+    assert_eq!(model.messages()[0].tool_names().len(), 5);
+    assert_eq!(run.denials(), []);
+    assert_eq!(g.read(coordinator.0), coordinator.1);
+    assert!(g
+        .read("status/brand-messaging.md")
+        .contains("status: complete"));
 }

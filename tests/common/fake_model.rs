@@ -180,6 +180,7 @@ impl ApiError {
 pub struct Plan {
     kind: PlanKind,
     trespass: Vec<String>,
+    calls: Vec<(String, Value)>,
     status: String,
     errors: VecDeque<ApiError>,
 }
@@ -204,6 +205,7 @@ impl Plan {
         Plan {
             kind: PlanKind::DoTask,
             trespass: Vec::new(),
+            calls: Vec::new(),
             status: "complete".into(),
             errors: VecDeque::new(),
         }
@@ -235,6 +237,15 @@ impl Plan {
     /// agent's status, a gate, `.gtmd/journal.jsonl`), before its status.
     pub fn trespass(mut self, paths: &[&str]) -> Plan {
         self.trespass.extend(paths.iter().map(|p| p.to_string()));
+        self
+    }
+
+    /// Also call this tool with this input (`Bash` with `{"command": …}`,
+    /// `Edit`, …), after the trespasses and before the status. A relative
+    /// `file_path` in the input is made absolute against the working
+    /// directory.
+    pub fn call(mut self, tool: &str, input: Value) -> Plan {
+        self.calls.push((tool.into(), input));
         self
     }
 
@@ -863,7 +874,7 @@ enum Block {
     Text(String),
     Tool {
         id: String,
-        name: &'static str,
+        name: String,
         input: Value,
     },
 }
@@ -890,11 +901,11 @@ impl Calls {
         }
     }
 
-    fn tool(&mut self, name: &'static str, input: Value) {
+    fn tool(&mut self, name: &str, input: Value) {
         let k = self.blocks.len();
         self.blocks.push(Block::Tool {
             id: format!("toolu_fake_{:03}_{k:02}", self.answer),
-            name,
+            name: name.to_string(),
             input,
         });
     }
@@ -960,6 +971,13 @@ fn first_turn(plan: &Plan, req: &Request, task: Option<&Task>, answer: usize) ->
             p,
             format!("Written by the scripted model where it should not ({p}).\n"),
         );
+    }
+    for (tool, input) in &plan.calls {
+        let mut input = input.clone();
+        if let Some(p) = input["file_path"].as_str() {
+            input["file_path"] = json!(calls.abs(p));
+        }
+        calls.tool(tool, input);
     }
     // The status last: gtmd takes it as the task's end.
     if let (PlanKind::DoTask, Some(t)) = (&plan.kind, task) {
