@@ -102,7 +102,7 @@ impl Ground {
     /// The argv gtmd's runtime would pass: the task as the user turn (after
     /// `--`, since `--allowedTools` takes every following word as a rule),
     /// the prompt file in the system prompt, no settings of the user's, and
-    /// write permission for what the agent owns.
+    /// write permission for what the agent owns, anchored at the cwd.
     fn argv(&self, extra: &[&str]) -> Vec<String> {
         let mut a: Vec<String> = [
             "-p",
@@ -118,7 +118,9 @@ impl Ground {
         .collect();
         a.push(self.prompt_file().display().to_string());
         a.push("--allowedTools".into());
-        a.push(format!("Read,Edit(messaging/**),Edit(status/{AGENT}.md)"));
+        // A leading / anchors a rule at the cwd; without it `messaging/**`
+        // would match any directory named messaging at any depth.
+        a.push(format!("Read,Edit(/messaging/**),Edit(/status/{AGENT}.md)"));
         a.extend(extra.iter().map(|s| s.to_string()));
         a.push("--".into());
         a.push(TASK_TEXT.into());
@@ -518,4 +520,68 @@ fn bash_runs_only_read_only_commands_unless_allowed_and_tools_can_remove_it() {
     assert!(g
         .read("status/brand-messaging.md")
         .contains("status: complete"));
+}
+
+#[test]
+fn a_rule_is_anchored_at_the_cwd_only_with_a_leading_slash() {
+    let Some(bin) = claude_or_skip("a_rule_is_anchored_at_the_cwd_only_with_a_leading_slash")
+    else {
+        return;
+    };
+    let files = [
+        ("messaging/x.md", "W\n"),
+        ("strategy/messaging/x.md", "W\n"),
+        ("status/brand-messaging.md", "W\n"),
+        ("old/status/brand-messaging.md", "W\n"),
+    ];
+    for (rules, written) in [
+        // gitignore-style: a directory pattern without a leading / matches
+        // at any depth, `./` does not anchor it either.
+        (
+            "Edit(messaging/**)",
+            &["messaging/x.md", "strategy/messaging/x.md"][..],
+        ),
+        (
+            "Edit(./messaging/**)",
+            &["messaging/x.md", "strategy/messaging/x.md"][..],
+        ),
+        ("Edit(/messaging/**)", &["messaging/x.md"][..]),
+        (
+            "Edit(status/brand-messaging.md)",
+            &["status/brand-messaging.md"][..],
+        ),
+        (
+            "Edit(/status/brand-messaging.md)",
+            &["status/brand-messaging.md"][..],
+        ),
+    ] {
+        let model = FakeModel::start(Script::new(Plan::write(&files)));
+        let claude = Claude::new(bin.clone(), &model);
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().canonicalize().unwrap();
+        let run = claude.run(
+            &ws,
+            &[
+                "-p",
+                "--output-format",
+                "stream-json",
+                "--verbose",
+                "--setting-sources",
+                "",
+                "--allowedTools",
+                rules,
+                "--",
+                "go",
+            ],
+            TIMEOUT,
+        );
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        let found: Vec<&str> = files
+            .iter()
+            .map(|(p, _)| *p)
+            .filter(|p| ws.join(p).exists())
+            .collect();
+        assert_eq!(found, written, "{rules}");
+        assert_eq!(run.denials().len(), files.len() - written.len(), "{rules}");
+    }
 }
