@@ -1,8 +1,13 @@
 //! Shared helpers for the integration tests: a fresh temp workspace per test,
 //! the real `gtmd` binary, polling with a deadline (never a fixed sleep), and
-//! child processes that are killed when the test ends, pass or fail.
+//! child processes that are killed when the test ends, pass or fail. For
+//! the claude-code runtime: a scripted Messages API (`fake_model`) and the
+//! real Claude Code CLI run against it (`claude`).
 
 #![allow(dead_code)]
+
+pub mod claude;
+pub mod fake_model;
 
 use std::fs;
 use std::path::{Path, PathBuf};
