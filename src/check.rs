@@ -1,19 +1,23 @@
 //! `gtmd check`: everything gtmd would refuse, reported at once as
 //! `path:line: message`, before anything runs.
 
+use crate::agents::RuntimeName;
 use crate::config::{Paths, Settings};
 use crate::diagnostic::Diagnostic;
 use crate::engine::FileContent;
 use crate::ingest::{Ingest, Observed};
 use std::path::Path;
 
+/// `runtime`: `--runtime`, the runtime of agents that name none.
 pub fn check(
     paths: &Paths,
     agent_command: Option<&str>,
+    runtime: Option<RuntimeName>,
     max_file_size: u64,
     config: Option<&Path>,
 ) -> Vec<Diagnostic> {
     let mut errors = match Settings::load(paths.clone(), agent_command, max_file_size) {
+        Ok(s) if agent_command.is_none() => runtimes_missing(&s, runtime),
         Ok(_) => Vec::new(),
         Err(e) => e,
     };
@@ -44,6 +48,30 @@ pub fn check(
                 }
             }
             Err(d) => errors.push(d),
+        }
+    }
+    errors
+}
+
+/// An agent whose runtime's program cannot be found would fail every task:
+/// say so now, with how to install it.
+fn runtimes_missing(settings: &Settings, default: Option<RuntimeName>) -> Vec<Diagnostic> {
+    let mut errors = Vec::new();
+    for def in settings.agents.values() {
+        if def.command.is_some() {
+            continue;
+        }
+        match def.runtime.or(default) {
+            Some(RuntimeName::ClaudeCode) => {
+                if let Err(why) = crate::runner::claude::find_bin(def.bin.as_deref()) {
+                    errors.push(Diagnostic::new(
+                        &def.path,
+                        None,
+                        format!("runtime claude-code: {why}"),
+                    ));
+                }
+            }
+            None => {}
         }
     }
     errors

@@ -5,7 +5,7 @@
 
 use crate::bounds::{clip, some_of};
 use crate::diagnostic::one_line;
-use crate::engine::{Engine, Millis, Outcome, Run, StepState, Task, TaskState};
+use crate::engine::{Cost, Engine, Millis, Outcome, Run, StepState, Task, TaskState};
 use std::fmt::Write;
 
 /// The record is rewritten while its run goes on, so what it costs must not
@@ -74,14 +74,41 @@ fn heading(s: &mut String, engine: &Engine, run: &Run) {
     if let Some(sc) = &run.request.scenario {
         let _ = writeln!(s, "- scenario: {sc}");
     }
+    if let Some(c) = engine.run_cost(&run.id) {
+        let _ = writeln!(s, "- cost: {}", c.describe());
+    }
+    if let Some(cap) = run.request.max_cost {
+        let _ = writeln!(
+            s,
+            "- cost cap: ${cap:.2}{}",
+            if run.request.hard_cap { " (hard)" } else { "" }
+        );
+    }
+}
+
+/// What the tasks of `run` that pass `which` cost, as a table cell.
+fn cost_of(engine: &Engine, run: &Run, which: impl Fn(&Task) -> bool) -> String {
+    let costs: Vec<_> = engine
+        .tasks()
+        .values()
+        .filter(|t| t.run.as_deref() == Some(run.id.as_str()) && which(t))
+        .map(|t| &t.cost)
+        .collect();
+    match Cost::total(costs) {
+        Some(c) => format!("${:.4}", c.usd),
+        None => "-".into(),
+    }
 }
 
 /// Each step of the run's phases: its state, estimate and time taken.
 fn steps(s: &mut String, engine: &Engine, run: &Run) {
     if !run.steps.is_empty() {
         let _ = writeln!(s, "\n## Steps\n");
-        let _ = writeln!(s, "| phase | step | agent | state | estimate | actual |");
-        let _ = writeln!(s, "|---|---|---|---|---|---|");
+        let _ = writeln!(
+            s,
+            "| phase | step | agent | state | estimate | actual | cost |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|");
         for p in &run.phases {
             let Some(phase) = engine.playbook().phase(*p) else {
                 continue;
@@ -102,11 +129,19 @@ fn steps(s: &mut String, engine: &Engine, run: &Run) {
                     (Some(a), Some(b)) => duration(b.saturating_sub(a)),
                     _ => "-".into(),
                 };
+                let cost = cost_of(engine, run, |t| t.step.as_deref() == Some(def.id.as_str()));
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {} | {} | {} min | {} |",
-                    p, def.id, def.agent, state, def.estimate_minutes, actual
+                    "| {} | {} | {} | {} | {} min | {} | {} |",
+                    p, def.id, def.agent, state, def.estimate_minutes, actual, cost
                 );
+            }
+        }
+        // Per phase: its steps, reviews, escalations and rework.
+        for p in &run.phases {
+            let cost = cost_of(engine, run, |t| t.phase == Some(*p));
+            if cost != "-" {
+                let _ = writeln!(s, "\nPhase {p} cost: {cost}");
             }
         }
     }
@@ -161,8 +196,11 @@ fn tasks(s: &mut String, engine: &Engine, run: &Run) {
                 task_summary(earlier)
             );
         }
-        let _ = writeln!(s, "| task | agent | trigger | start | end | outcome |");
-        let _ = writeln!(s, "|---|---|---|---|---|---|");
+        let _ = writeln!(
+            s,
+            "| task | agent | trigger | start | end | outcome | cost |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|");
         for t in tasks {
             let outcome = match &t.state {
                 TaskState::Done { outcome } => outcome.label(),
@@ -174,15 +212,25 @@ fn tasks(s: &mut String, engine: &Engine, run: &Run) {
                     some_of(&t.blockers, LIST_ITEMS, ITEM_CHARS, "; ")
                 ),
             };
+            let outcome = if t.denials.is_empty() {
+                outcome
+            } else {
+                let denied: Vec<String> = t.denials.iter().map(|d| d.describe()).collect();
+                format!(
+                    "{outcome}; denied: {}",
+                    some_of(&denied, LIST_ITEMS, ITEM_CHARS, ", ")
+                )
+            };
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} |",
                 t.id,
                 t.agent,
                 cell(&t.trigger),
                 t.started_at.map(time).unwrap_or_else(|| "-".into()),
                 t.ended_at.map(time).unwrap_or_else(|| "-".into()),
-                cell(&outcome)
+                cell(&outcome),
+                t.cost.map_or("-".into(), |c| format!("${:.4}", c.usd))
             );
         }
     }

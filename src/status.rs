@@ -85,7 +85,13 @@ pub fn json_status(engine: &Engine, workspace: &str, daemon: bool) -> serde_json
         "workspace": workspace,
         "daemon_running": daemon,
         "active_run": engine.active_run().map(|r| r.id.clone()),
-        "runs": engine.runs().values().collect::<Vec<_>>(),
+        "runs": engine.runs().values().map(|r| {
+            let mut v = json!(r);
+            if let Some(m) = v.as_object_mut() {
+                m.insert("cost".into(), json!(engine.run_cost(&r.id)));
+            }
+            v
+        }).collect::<Vec<_>>(),
         "open_tasks": engine.tasks().values().filter(|t| t.is_open()).map(task).collect::<Vec<_>>(),
         "tasks": engine.tasks().values().map(task).collect::<Vec<_>>(),
         "rejected": engine.rejected().values().map(|d| json!({
@@ -123,6 +129,7 @@ pub fn text_status(engine: &Engine, workspace: &str, daemon: bool, now: Millis) 
         Some(run) => latest_run(&mut s, engine, run),
     }
     open_tasks(&mut s, engine, daemon);
+    denied_writes(&mut s, engine);
     conflicts(&mut s, engine, now);
     if !engine.rejected().is_empty() {
         let _ = writeln!(s, "refused files: {}", engine.rejected().len());
@@ -149,7 +156,20 @@ fn latest_run(s: &mut String, engine: &Engine, run: &Run) {
         let Some(phase) = engine.playbook().phase(*p) else {
             continue;
         };
-        let _ = writeln!(s, "  phase {} {}", p, phase.name);
+        let phase_cost = crate::engine::Cost::total(
+            engine
+                .tasks()
+                .values()
+                .filter(|t| t.run.as_deref() == Some(run.id.as_str()) && t.phase == Some(*p))
+                .map(|t| &t.cost),
+        );
+        let _ = writeln!(
+            s,
+            "  phase {} {}{}",
+            p,
+            phase.name,
+            phase_cost.map_or(String::new(), |c| format!(" — {}", c.describe()))
+        );
         for def in &phase.steps {
             if let Some(st) = run.steps.get(&def.id) {
                 let state = match &st.state {
@@ -197,6 +217,34 @@ fn open_tasks(s: &mut String, engine: &Engine, daemon: bool) {
             t.agent,
             task_state(t, daemon).1,
             one_line(&t.text)
+        );
+    }
+}
+
+/// The latest tasks whose runtime denied them a write (a file they do not
+/// own): a person should know an agent tried.
+fn denied_writes(s: &mut String, engine: &Engine) {
+    let denied: Vec<&Task> = engine
+        .tasks()
+        .values()
+        .filter(|t| !t.denials.is_empty())
+        .collect();
+    if denied.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "writes denied (not the agent's to write): {} task(s)",
+        denied.len()
+    );
+    for t in denied.iter().rev().take(20) {
+        let what: Vec<String> = t.denials.iter().map(|d| d.describe()).collect();
+        let _ = writeln!(
+            s,
+            "  {} {}: {}",
+            t.id,
+            t.agent,
+            crate::bounds::some_of(&what, 10, 200, ", ")
         );
     }
 }
@@ -343,6 +391,34 @@ fn replay_explaining(
         };
         let actions = engine.handle(e);
         match e {
+            // An agent's runtime refused it a write to this file.
+            Event::TaskExited {
+                task,
+                report: Some(report),
+                at,
+                ..
+            } if report
+                .denials
+                .iter()
+                .any(|d| d.path.as_deref() == Some(rel)) =>
+            {
+                let agent = engine
+                    .task(task)
+                    .map(|t| t.agent.clone())
+                    .unwrap_or_default();
+                for d in report
+                    .denials
+                    .iter()
+                    .filter(|d| d.path.as_deref() == Some(rel))
+                {
+                    let _ = writeln!(
+                        s,
+                        "{}: {agent}'s task {task} tried to {} it: denied, it is not {agent}'s to write",
+                        time(*at),
+                        d.tool
+                    );
+                }
+            }
             Event::FileRemoved { path, at } if *path == rel => {
                 let _ = writeln!(s, "{}: removed (or renamed away)", time(*at));
                 for line in notices(&actions) {

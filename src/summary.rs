@@ -20,6 +20,25 @@ pub fn state_word(run: &Run) -> String {
 /// `running, phase 2 pipeline-building (2/4 of the run), 1/4 steps done`,
 /// then `, gate 3/5 ticked` while the phase's gate is open.
 pub fn run_summary(engine: &Engine, run: &Run) -> String {
+    format!("{}{}", progress(engine, run), spent(engine, run))
+}
+
+/// `, $0.0450 spent` (of its cap, when it has one), or nothing while no
+/// runtime has reported a cost.
+fn spent(engine: &Engine, run: &Run) -> String {
+    let cap = run
+        .request
+        .max_cost
+        .map(|c| format!(" of its ${c:.2} cap"))
+        .unwrap_or_default();
+    match engine.run_cost(&run.id) {
+        Some(c) => format!(", ${:.4} spent{cap}", c.usd),
+        None if !cap.is_empty() => format!(", nothing spent{cap}"),
+        None => String::new(),
+    }
+}
+
+fn progress(engine: &Engine, run: &Run) -> String {
     let Some(p) = run.current_phase().and_then(|p| engine.playbook().phase(p)) else {
         return state_word(run);
     };

@@ -57,6 +57,7 @@ impl Effects for SimEffects {
     fn execute(&mut self, engine: &Engine, action: Action) -> Vec<Event> {
         match action {
             Action::StartTask { task } => {
+                assert!(!engine.stopping(), "{} started while gtmd stops", task.id);
                 let command = engine
                     .agents()
                     .get(&task.agent)
@@ -636,22 +637,53 @@ impl Sim {
     }
 
     fn restart(&mut self, kill9: bool, exits: u8, statuses: u8, toggle: bool) {
-        let live = self.engine.digest();
         let at = self.now();
         if !kill9 {
-            // SIGTERM: processes that end within the grace period may write
-            // a status first; gtmd no longer reads, so only the disk knows.
+            // SIGTERM: nothing starts any more; processes that end within
+            // the grace period may write a status first, which gtmd no longer
+            // reads (only the disk knows). Their exits are journaled for a
+            // task already ended, else only what the runtime reported.
+            self.apply(vec![Event::Stopping { at }]);
             let procs: Vec<TaskId> = self.fx.procs.iter().cloned().collect();
             for (i, task) in procs.iter().enumerate() {
                 let bit = 1u8 << (i % 8);
-                if exits & bit != 0 && statuses & bit != 0 && self.engine.tasks()[task].is_open() {
+                if exits & bit == 0 {
+                    continue;
+                }
+                if statuses & bit != 0 && self.engine.tasks()[task].is_open() {
                     for (path, content) in self.status_files(task, 0, true) {
                         self.write_unseen(&path, content, at);
                     }
                 }
+                self.fx.procs.remove(task);
+                let report = Box::new(RuntimeReport {
+                    cost: Some(cost(0.01)),
+                    ..RuntimeReport::default()
+                });
+                let event = if self.engine.tasks()[task].is_open() {
+                    Event::TaskReported {
+                        task: task.clone(),
+                        report,
+                        at,
+                    }
+                } else {
+                    Event::TaskExited {
+                        task: task.clone(),
+                        exit: ExitOutcome::Code { code: 0 },
+                        report: Some(report),
+                        at,
+                    }
+                };
+                self.apply(vec![event]);
+                assert!(self
+                    .fx
+                    .procs
+                    .iter()
+                    .all(|p| self.engine.tasks()[p].process_alive));
             }
             self.checkpoint();
         }
+        let live = self.engine.digest();
         // While gtmd is down a conflict may go (a `git checkout`).
         if statuses & 0x80 != 0 {
             self.disk.remove(&format!("conflicts/c{}.md", exits % 4));

@@ -36,6 +36,7 @@ pub(super) fn check(common: &Common, config: Option<PathBuf>) -> Result<ExitCode
     let errors = crate::check::check(
         &paths,
         common.agent_command.as_deref(),
+        common.runtime,
         common.max_file_size,
         config.as_deref(),
     );

@@ -151,6 +151,7 @@ impl Daemon {
                     return;
                 }
                 self.fx.runner.set_agents(s.agents.clone());
+                self.fx.runner.set_runtimes(s.runtime, &s.playbook);
                 self.settings = s;
                 let ev = self.configured_event(now_ms());
                 self.apply(vec![ev]);

@@ -122,6 +122,7 @@ pub async fn run(
         exit_tx,
     );
     runner.set_limits(options.limits.clone());
+    runner.set_runtimes(settings.runtime, &settings.playbook);
     let ingest = Ingest::new(&workspace, &state_dir, settings.max_file_size);
     let git = options.git.then(|| crate::git::Git::new(&workspace));
     let mut d = Daemon {
@@ -436,9 +437,10 @@ impl Daemon {
         control: Option<&mut mpsc::UnboundedReceiver<Control>>,
         grace: Duration,
     ) {
+        self.stop_starting();
+        self.stop_tasks(exit_rx, control, grace).await;
         self.write_records(true);
         self.publish_feed(true);
-        self.stop_tasks(exit_rx, control, grace).await;
         self.cleanup_cookies();
         self.checkpoint();
     }
@@ -446,6 +448,7 @@ impl Daemon {
     /// A foreground run ended: tasks of it still open are cancelled (so the
     /// record says so and no later gtmd resumes them), then processes stop.
     async fn finish_foreground(&mut self, exit_rx: &mut mpsc::UnboundedReceiver<TaskExit>) {
+        self.stop_starting();
         if let Some((_, Some(run))) = self.fx.follow.clone() {
             let open = self
                 .engine
@@ -467,7 +470,7 @@ impl Daemon {
         let deadline = Instant::now() + FINISH_GRACE;
         while self.fx.runner.running_count() > 0 {
             match tokio::time::timeout_at(deadline.into(), exit_rx.recv()).await {
-                Ok(Some(exit)) => self.reaped_unjournaled(&exit.task),
+                Ok(Some(exit)) => self.ended_while_stopping(exit),
                 _ => break,
             }
         }
@@ -477,10 +480,38 @@ impl Daemon {
     /// A process ended while gtmd stops, its exit not journaled: if its task
     /// has ended (its status came first), nothing reads the task's files any
     /// more. A task still open keeps them for the next start.
-    fn reaped_unjournaled(&mut self, task: &str) {
-        self.fx.runner.reaped(task);
-        if self.engine.task(task).is_some_and(|t| !t.is_open()) {
-            self.fx.runner.drop_task_files(task);
+    /// A process ended while gtmd stops. If its task has ended (its status
+    /// came first), the exit is journaled like any other: nothing of the
+    /// task is left to read. If not, only what its runtime reported is (its
+    /// cost counts, a retry may resume its session), and the task is left
+    /// for the next start: its status, if it wrote one, is read by the
+    /// start-up scan, else it runs again.
+    pub(super) fn ended_while_stopping(&mut self, exit: TaskExit) {
+        tracing::info!(task = %exit.task, "task process ended while stopping: {}", exit.exit.describe());
+        self.fx.runner.reaped(&exit.task);
+        let at = now_ms();
+        let done = self.engine.task(&exit.task).is_some_and(|t| !t.is_open());
+        let event = match (done, exit.report) {
+            (true, report) => Event::TaskExited {
+                task: exit.task,
+                exit: exit.exit,
+                report: report.map(Box::new),
+                at,
+            },
+            (false, Some(report)) => Event::TaskReported {
+                task: exit.task,
+                report: Box::new(report),
+                at,
+            },
+            (false, None) => return,
+        };
+        self.apply(vec![event]);
+    }
+
+    /// From here on no task starts (journaled, so a replay knows too).
+    pub(super) fn stop_starting(&mut self) {
+        if !self.engine.stopping() {
+            self.apply(vec![Event::Stopping { at: now_ms() }]);
         }
     }
 

@@ -173,19 +173,11 @@ impl Daemon {
             let deadline = Instant::now() + REAP_WAIT;
             while self.fx.runner.running_count() > 0 {
                 match tokio::time::timeout_at(deadline.into(), exit_rx.recv()).await {
-                    Ok(Some(exit)) => self.reaped_unjournaled(&exit.task),
+                    Ok(Some(exit)) => self.ended_while_stopping(exit),
                     _ => break,
                 }
             }
         }
-    }
-
-    /// A task process ended while gtmd stops. Its exit is not journaled (gtmd
-    /// no longer reads the files it may have written): at the next start the
-    /// scan sees its status and outputs, or the task runs again.
-    fn ended_while_stopping(&mut self, exit: TaskExit) {
-        tracing::info!(task = %exit.task, "task process ended while stopping: {}", exit.exit.describe());
-        self.reaped_unjournaled(&exit.task);
     }
 }
 

@@ -82,7 +82,7 @@ impl Engine {
             return;
         }
         if let Some(r) = report {
-            self.take_report(task_id, r);
+            self.take_report(task_id, r, out);
         }
         self.exit_ends(task_id, exit, report, at, out);
         // What it spent counts against its run's cap.

@@ -10,8 +10,17 @@
 use super::*;
 
 impl Engine {
-    /// Take what a task's runtime reported of its last attempt.
-    pub(super) fn take_report(&mut self, task_id: &str, report: &RuntimeReport) {
+    /// Take what a task's runtime reported of its last attempt; the run's
+    /// record shows what it cost.
+    pub(super) fn take_report(
+        &mut self,
+        task_id: &str,
+        report: &RuntimeReport,
+        out: &mut Vec<Action>,
+    ) {
+        if let Some(run) = self.state.tasks.get(task_id).and_then(|t| t.run.clone()) {
+            out.push(Action::RecordChanged { run });
+        }
         self.mutate_task(task_id, |t| {
             if let Some(c) = &report.cost {
                 t.cost.get_or_insert_with(Cost::default).add(c);

@@ -67,7 +67,7 @@ impl Engine {
     /// start-up scan is handled: a task that ran when gtmd stopped may have
     /// ended meanwhile, and only the scan can tell.
     pub(super) fn dispatch(&mut self, at: Millis, out: &mut Vec<Action>) {
-        if self.state.catching_up {
+        if self.state.catching_up || self.state.stopping {
             return;
         }
         self.end_capped_runs(at, out);

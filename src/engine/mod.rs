@@ -169,6 +169,11 @@ impl Engine {
         }
     }
 
+    /// Whether gtmd is stopping ([`Event::Stopping`]): no task starts.
+    pub fn stopping(&self) -> bool {
+        self.state.stopping
+    }
+
     /// Whether the engine is between [`Event::Restarted`] and [`Event::CaughtUp`].
     pub fn catching_up(&self) -> bool {
         self.state.catching_up
@@ -231,6 +236,13 @@ impl Engine {
             }
             Event::Restarted { .. } => self.on_restarted(at, &mut out),
             Event::CaughtUp { .. } => self.on_caught_up(at, &mut out),
+            Event::Stopping { .. } => self.state.stopping = true,
+            Event::TaskReported { task, report, .. } => {
+                self.take_report(task, report, &mut out);
+                if let Some(run) = self.state.tasks.get(task).and_then(|t| t.run.clone()) {
+                    self.check_cap(&run, at, &mut out);
+                }
+            }
             // Only a replay looks at it; nothing changes, nothing starts.
             Event::Checkpoint { .. } => return out,
         }

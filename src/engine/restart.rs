@@ -10,6 +10,7 @@ impl Engine {
     /// [`Engine::on_caught_up`], after the scan has read what they wrote.
     pub(super) fn on_restarted(&mut self, at: Millis, out: &mut Vec<Action>) {
         self.state.catching_up = true;
+        self.state.stopping = false;
         let alive: Vec<TaskId> = self
             .state
             .tasks

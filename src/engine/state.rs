@@ -38,6 +38,10 @@ pub struct EngineState {
     /// scan is being handled, and no task starts until it is.
     #[serde(default)]
     pub(super) catching_up: bool,
+    /// After [`Event::Stopping`]: gtmd stops, and no task starts until the
+    /// next [`Event::Restarted`].
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(super) stopping: bool,
     #[serde(default)]
     pub(super) playbook: Journaled<Playbook>,
     #[serde(default)]
@@ -205,6 +209,7 @@ struct StateView<'a> {
     next_task: u64,
     next_run: u64,
     catching_up: bool,
+    stopping: bool,
     agents: &'a BTreeMap<String, AgentPolicy>,
     playbook_digest: &'a str,
 }
@@ -252,6 +257,7 @@ impl Engine {
             next_task,
             next_run,
             catching_up,
+            stopping,
             playbook: _,
             agents,
         } = &self.state;
@@ -267,6 +273,7 @@ impl Engine {
             next_task: *next_task,
             next_run: *next_run,
             catching_up: *catching_up,
+            stopping: *stopping,
             agents,
             playbook_digest: &self.index.playbook_digest,
         };

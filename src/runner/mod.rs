@@ -11,6 +11,7 @@
 //! queue (the engine still counts it as running) and starts when another
 //! process exits.
 
+pub mod claude;
 pub mod local;
 pub mod prompt;
 pub mod runtime;
@@ -19,11 +20,14 @@ pub use local::{kill_strays, KILL_GRACE, STRAY_MARK, SUPERVISOR_ENV};
 pub use prompt::render_prompt;
 pub use runtime::{PlainCommand, ProcessSpec, Runtime, StreamReader, TaskContext, MAX_VALUE};
 
-use crate::agents::Agents;
+use crate::agents::{Agents, RuntimeName};
 use crate::diagnostic::chain;
 use crate::engine::{ExitOutcome, RuntimeReport, TaskId, TaskSpec};
 use crate::fsutil::{write_replaceable, WriteError};
+use crate::playbook::Playbook;
+use claude::ClaudeCode;
 use local::LocalBackend;
+use std::collections::BTreeMap;
 use std::collections::VecDeque;
 use std::fs;
 use std::io;
@@ -65,6 +69,9 @@ pub enum StartError {
     Stopping,
     #[error("the agent command is empty")]
     EmptyCommand,
+    /// The runtime cannot run here (its program is missing).
+    #[error("{0}")]
+    Runtime(String),
     #[error(
         "an argument of the agent command is {len} bytes once its placeholders are filled in, over Linux's limit of 128 KiB per argument; give the agent {{prompt_file}} instead of repeating {{task}} or {{trigger}}"
     )]
@@ -110,6 +117,10 @@ pub struct Runner {
     agents: Agents,
     /// `--agent-command`, already split: overrides every agent's command.
     command_override: Option<Vec<String>>,
+    /// `--runtime`: for agents that name neither a command nor a runtime.
+    default_runtime: Option<RuntimeName>,
+    /// What each agent may write, from the playbook.
+    scopes: BTreeMap<String, Vec<String>>,
     default_timeout: Duration,
     exits: mpsc::UnboundedSender<TaskExit>,
     backend: LocalBackend,
@@ -143,6 +154,8 @@ impl Runner {
             state_dir,
             agents,
             command_override,
+            default_runtime: None,
+            scopes: BTreeMap::new(),
             default_timeout,
             exits,
             limits: Limits::default(),
@@ -159,13 +172,34 @@ impl Runner {
         self.limits = limits;
     }
 
+    /// The runtime of agents that name none (`--runtime`), and what each
+    /// agent may write, as the playbook says.
+    pub fn set_runtimes(&mut self, default: Option<RuntimeName>, playbook: &Playbook) {
+        self.default_runtime = default;
+        self.scopes = crate::agents::AGENTS
+            .iter()
+            .map(|a| (a.to_string(), playbook.write_scopes(a)))
+            .collect();
+    }
+
     /// The runtime of an agent's tasks; `None`: they go to its inbox.
+    /// `--agent-command` first, then the agent's own `command` or
+    /// `runtime`, then `--runtime`.
     fn runtime(&self, agent: &str) -> Option<Box<dyn Runtime>> {
+        let def = self.agents.get(agent);
         let template = self
             .command_override
             .clone()
-            .or_else(|| self.agents.get(agent).and_then(|a| a.command.clone()))?;
-        Some(Box::new(PlainCommand { template }))
+            .or_else(|| def.and_then(|a| a.command.clone()));
+        if let Some(template) = template {
+            return Some(Box::new(PlainCommand { template }));
+        }
+        match def.and_then(|a| a.runtime).or(self.default_runtime)? {
+            RuntimeName::ClaudeCode => Some(Box::new(ClaudeCode {
+                bin: claude::find_bin(def.and_then(|a| a.bin.as_deref())),
+                scopes: self.scopes.get(agent).cloned().unwrap_or_default(),
+            })),
+        }
     }
 
     /// Whether an agent's tasks run as a process (else they go to the inbox).

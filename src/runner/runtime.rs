@@ -109,7 +109,7 @@ pub fn placeholders(
 
 /// A value from files for argv or the environment: at most [`MAX_VALUE`]
 /// bytes, the cut saying where the whole text is.
-fn bounded<'a>(s: &'a str, files: &TaskFiles) -> std::borrow::Cow<'a, str> {
+pub(super) fn bounded<'a>(s: &'a str, files: &TaskFiles) -> std::borrow::Cow<'a, str> {
     crate::bounds::truncate(
         s,
         MAX_VALUE,

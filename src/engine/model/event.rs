@@ -92,6 +92,19 @@ pub enum Event {
     CaughtUp {
         at: Millis,
     },
+    /// gtmd stops (SIGTERM, a foreground run that ended): no task starts
+    /// again until the next start.
+    Stopping {
+        at: Millis,
+    },
+    /// What a task's runtime reported when its process ended while gtmd
+    /// stopped, the task not yet ended: its cost counts, its session can be
+    /// resumed, but the task is left as it is for the next start to settle.
+    TaskReported {
+        task: TaskId,
+        report: Box<RuntimeReport>,
+        at: Millis,
+    },
     /// A digest of the engine's state after every entry before this one, as
     /// the live daemon had it: a replay that computes another has parted
     /// from what the daemon did.
@@ -125,6 +138,8 @@ impl Event {
             | Event::Configured { at, .. }
             | Event::Restarted { at }
             | Event::CaughtUp { at }
+            | Event::Stopping { at }
+            | Event::TaskReported { at, .. }
             | Event::Checkpoint { at, .. }
             | Event::CancelRequested { at, .. } => *at,
         }
