@@ -55,7 +55,7 @@ pub fn check(
 
 /// An agent whose runtime's program cannot be found would fail every task:
 /// say so now, with how to install it.
-fn runtimes_missing(settings: &Settings, default: Option<RuntimeName>) -> Vec<Diagnostic> {
+pub fn runtimes_missing(settings: &Settings, default: Option<RuntimeName>) -> Vec<Diagnostic> {
     let mut errors = Vec::new();
     for def in settings.agents.values() {
         if def.command.is_some() {

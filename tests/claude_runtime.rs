@@ -349,3 +349,41 @@ fn a_bad_api_key_fails_the_task_at_once_with_the_clis_message() {
         "one request, not the CLI's ten retries"
     );
 }
+
+/// A missing `claude` is said by `gtmd check` and refuses a start, naming
+/// how to install it, instead of failing every task it would be given.
+#[test]
+fn a_missing_claude_program_is_a_check_error_and_no_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(gtmd_bin())
+        .args(["init", "--runtime", "claude-code"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let run = |args: &[&str]| {
+        Command::new(gtmd_bin())
+            .args(args)
+            .current_dir(dir.path())
+            .env("PATH", "/usr/bin:/bin")
+            .env_remove("GTMD_CLAUDE_BIN")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let check = run(&["check"]);
+    assert_eq!(check.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        text.contains("agents/coordinator.md")
+            && text.contains("npm install -g @anthropic-ai/claude-code"),
+        "{text}"
+    );
+    let start = run(&["agent", "run", "coordinator", "--task", "x"]);
+    assert_eq!(start.status.code(), Some(1), "{start:?}");
+    let err = String::from_utf8_lossy(&start.stderr);
+    assert!(
+        err.contains("refusing to start") && err.contains("claude"),
+        "{err}"
+    );
+}

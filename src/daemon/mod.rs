@@ -93,6 +93,15 @@ pub async fn run(
             workspace.display()
         );
     }
+    // An agent whose runtime cannot run here would fail every task it is
+    // given: refuse to start instead, as for an invalid agent file.
+    if settings.agent_command.is_none() {
+        let missing = crate::check::runtimes_missing(&settings, settings.runtime);
+        if !missing.is_empty() {
+            let lines: Vec<String> = missing.iter().map(|d| d.to_string()).collect();
+            anyhow::bail!("refusing to start:\n{}", lines.join("\n"));
+        }
+    }
     let state_dir = settings.paths.state_dir.clone();
     let _lock = StateLock::acquire(&state_dir)?;
     let _workspace_lock = WorkspaceLock::acquire(&workspace, &state_dir)?;
