@@ -1,7 +1,7 @@
 //! `gtmd check`: everything gtmd would refuse, reported at once as
 //! `path:line: message`, before anything runs.
 
-use crate::agents::RuntimeName;
+use crate::agents::{BackendName, RuntimeName};
 use crate::config::{Paths, Settings};
 use crate::diagnostic::Diagnostic;
 use crate::engine::FileContent;
@@ -13,12 +13,19 @@ pub fn check(
     paths: &Paths,
     agent_command: Option<&str>,
     runtime: Option<RuntimeName>,
+    backend: Option<BackendName>,
     max_file_size: u64,
     config: Option<&Path>,
 ) -> Vec<Diagnostic> {
     let mut errors = match Settings::load(paths.clone(), agent_command, max_file_size) {
-        Ok(s) if agent_command.is_none() => runtimes_missing(&s, runtime),
-        Ok(_) => Vec::new(),
+        Ok(s) => {
+            let mut missing = Vec::new();
+            if agent_command.is_none() {
+                missing = runtimes_missing(&s, runtime);
+            }
+            missing.extend(backends_missing(&s, backend));
+            missing
+        }
         Err(e) => e,
     };
     if !paths.workspace.is_dir() {
@@ -75,4 +82,27 @@ pub fn runtimes_missing(settings: &Settings, default: Option<RuntimeName>) -> Ve
         }
     }
     errors
+}
+
+/// An agent whose tasks run as Slurm jobs needs Slurm's client commands on
+/// gtmd's machine: without `sbatch` every task would fail to start.
+pub fn backends_missing(settings: &Settings, default: Option<BackendName>) -> Vec<Diagnostic> {
+    let on_slurm: Vec<&crate::agents::AgentDef> = settings
+        .agents
+        .values()
+        .filter(|d| d.backend.or(default) == Some(BackendName::Slurm))
+        .collect();
+    if on_slurm.is_empty() || crate::runner::slurm::client_found() {
+        return Vec::new();
+    }
+    on_slurm
+        .iter()
+        .map(|d| {
+            Diagnostic::new(
+                &d.path,
+                None,
+                "backend slurm: Slurm's `sbatch` is not on the PATH; install Slurm's client (Debian: `apt install slurm-client`) and set SLURM_CONF if the cluster's slurm.conf is not in /etc/slurm, or run this agent with `--backend local`",
+            )
+        })
+        .collect()
 }

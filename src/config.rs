@@ -4,7 +4,7 @@
 //! of the program trusts: the playbook and the agent definitions are loaded
 //! and checked here, and refused with `path:line` errors before anything runs.
 
-use crate::agents::{load_agents, Agents, RuntimeName};
+use crate::agents::{load_agents, Agents, BackendName, RuntimeName};
 use crate::diagnostic::Diagnostic;
 use crate::engine::AgentPolicy;
 use crate::playbook::{load_playbook, Playbook};
@@ -68,6 +68,8 @@ pub struct Settings {
     /// `--runtime`: the runtime of agents that name neither a command nor
     /// a runtime of their own.
     pub runtime: Option<RuntimeName>,
+    /// `--backend`: where the tasks of agents that name no backend run.
+    pub backend: Option<BackendName>,
     pub max_file_size: u64,
 }
 
@@ -102,6 +104,7 @@ impl Settings {
                 agents,
                 agent_command,
                 runtime: None,
+                backend: None,
                 max_file_size,
             }),
             _ => Err(errors),

@@ -23,8 +23,9 @@ pub fn print(settings: &Settings, as_json: bool) -> Result<()> {
     let engine = crate::replay::load(settings)?;
     let daemon = StateLock::is_held(&settings.paths.state_dir);
     let workspace = settings.paths.workspace.display().to_string();
+    let jobs = JobStates::ask(&engine);
     if as_json {
-        let value = json_status(&engine, &workspace, daemon);
+        let value = json_status(&engine, &workspace, daemon, &jobs);
         crate::outln!("{}", serde_json::to_string_pretty(&value)?)?;
         return Ok(());
     }
@@ -32,8 +33,63 @@ pub fn print(settings: &Settings, as_json: bool) -> Result<()> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    crate::output::stdout(&text_status(&engine, &workspace, daemon, now))?;
+    crate::output::stdout(&text_status(&engine, &workspace, daemon, now, &jobs))?;
     Ok(())
+}
+
+/// What the cluster scheduler says of the jobs of open tasks, by job id
+/// (`PENDING`, `RUNNING`, ...): a job may wait in the queue for hours, and
+/// "running" would then be a lie.
+#[derive(Debug, Default)]
+pub struct JobStates(std::collections::BTreeMap<String, String>);
+
+impl JobStates {
+    /// Ask `squeue`, once, about every open task's job (nothing when no
+    /// task runs as a job).
+    pub fn ask(engine: &Engine) -> JobStates {
+        let ids: Vec<&str> = engine
+            .tasks()
+            .values()
+            .filter(|t| t.is_open() && t.process_alive)
+            .filter_map(|t| t.job.as_ref()?.id.as_deref())
+            .collect();
+        JobStates(crate::runner::slurm::job_states(&ids))
+    }
+
+    /// A task's job and its state: (`id`, `state`) when there is a job.
+    fn of(&self, t: &Task) -> Option<(String, Option<&str>)> {
+        let job = t.job.as_ref().filter(|_| t.process_alive)?;
+        let id = job.id.clone().unwrap_or_else(|| job.name.clone());
+        Some((
+            id,
+            job.id
+                .as_deref()
+                .and_then(|i| self.0.get(i))
+                .map(String::as_str),
+        ))
+    }
+
+    /// What a task is doing, as [`task_state`] says, with its job's state.
+    fn task_state(&self, t: &Task, daemon_running: bool) -> (&'static str, String) {
+        match (&t.state, self.of(t)) {
+            (TaskState::Running, Some((id, Some(state)))) if state.starts_with("PENDING") => (
+                "pending",
+                format!(
+                    "waiting in the cluster's queue as job {id} since {}",
+                    t.started_at.map(time).unwrap_or_default()
+                ),
+            ),
+            (TaskState::Running, Some((id, state))) => (
+                "running",
+                format!(
+                    "running as cluster job {id}{} since {}",
+                    state.map(|s| format!(" ({s})")).unwrap_or_default(),
+                    t.started_at.map(time).unwrap_or_default()
+                ),
+            ),
+            _ => task_state(t, daemon_running),
+        }
+    }
 }
 
 /// What a task is doing as a person would put it, as a word for machines and
@@ -73,11 +129,19 @@ pub fn task_state(t: &Task, daemon_running: bool) -> (&'static str, String) {
 
 /// `gtmd status --json`: the engine's state, each task with its
 /// `display_state` (see [`task_state`]).
-pub fn json_status(engine: &Engine, workspace: &str, daemon: bool) -> serde_json::Value {
+pub fn json_status(
+    engine: &Engine,
+    workspace: &str,
+    daemon: bool,
+    jobs: &JobStates,
+) -> serde_json::Value {
     let task = |t: &Task| {
         let mut v = json!(t);
         if let Some(m) = v.as_object_mut() {
-            m.insert("display_state".into(), json!(task_state(t, daemon).0));
+            m.insert("display_state".into(), json!(jobs.task_state(t, daemon).0));
+            if let Some((_, Some(state))) = jobs.of(t) {
+                m.insert("job_state".into(), json!(state));
+            }
         }
         v
     };
@@ -115,7 +179,13 @@ fn width<'a>(items: impl IntoIterator<Item = &'a str>) -> usize {
 }
 
 /// `gtmd status`: the latest run, open tasks, conflicts and refused files.
-pub fn text_status(engine: &Engine, workspace: &str, daemon: bool, now: Millis) -> String {
+pub fn text_status(
+    engine: &Engine,
+    workspace: &str,
+    daemon: bool,
+    now: Millis,
+    jobs: &JobStates,
+) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -128,7 +198,7 @@ pub fn text_status(engine: &Engine, workspace: &str, daemon: bool, now: Millis) 
         }
         Some(run) => latest_run(&mut s, engine, run),
     }
-    open_tasks(&mut s, engine, daemon);
+    open_tasks(&mut s, engine, daemon, jobs);
     denied_writes(&mut s, engine);
     conflicts(&mut s, engine, now);
     if !engine.rejected().is_empty() {
@@ -204,7 +274,7 @@ fn latest_run(s: &mut String, engine: &Engine, run: &Run) {
 }
 
 /// Each open task in columns, with what it is doing.
-fn open_tasks(s: &mut String, engine: &Engine, daemon: bool) {
+fn open_tasks(s: &mut String, engine: &Engine, daemon: bool, jobs: &JobStates) {
     let open: Vec<_> = engine.tasks().values().filter(|t| t.is_open()).collect();
     let _ = writeln!(s, "open tasks: {}", open.len());
     let id_w = width(open.iter().map(|t| t.id.as_str()));
@@ -215,7 +285,7 @@ fn open_tasks(s: &mut String, engine: &Engine, daemon: bool) {
             "  {:<id_w$}  {:<agent_w$}  {}: {}",
             t.id,
             t.agent,
-            task_state(t, daemon).1,
+            jobs.task_state(t, daemon).1,
             one_line(&t.text)
         );
     }
@@ -647,7 +717,7 @@ mod tests {
     #[test]
     fn columns_fit_the_longest_step_names_and_task_ids() {
         let e = engine_in_phase_four();
-        let text = text_status(&e, "ws", true, 1_764_000_002_000);
+        let text = text_status(&e, "ws", true, 1_764_000_002_000, &JobStates::default());
         let steps: Vec<&str> = e.run("2025-11-24-001").map_or_else(
             || panic!("no run: {text}"),
             |r| r.steps.keys().map(String::as_str).collect(),
@@ -685,7 +755,7 @@ mod tests {
             .unwrap();
         assert_eq!(inbox.state, TaskState::Running);
 
-        let down = text_status(&e, "ws", false, 1_764_000_002_000);
+        let down = text_status(&e, "ws", false, 1_764_000_002_000, &JobStates::default());
         let line = |text: &str, id: &str| {
             text.lines()
                 .find(|l| l.trim_start().starts_with(id))
@@ -701,7 +771,7 @@ mod tests {
             line(&down, &inbox.id).contains("in the inbox of coordinator since"),
             "{down}"
         );
-        let up = text_status(&e, "ws", true, 1_764_000_002_000);
+        let up = text_status(&e, "ws", true, 1_764_000_002_000, &JobStates::default());
         assert!(line(&up, &process.id).contains("running since"), "{up}");
         assert!(line(&up, &inbox.id).contains("in the inbox of coordinator"));
 
@@ -714,7 +784,7 @@ mod tests {
                 .map(|t| (t["display_state"].clone(), t["state"]["state"].clone()))
                 .unwrap()
         };
-        let down = json_status(&e, "ws", false);
+        let down = json_status(&e, "ws", false, &JobStates::default());
         assert_eq!(
             state_of(&down, &process.id),
             (json!("interrupted"), json!("running")),
@@ -725,7 +795,7 @@ mod tests {
             let id = t["id"].as_str().unwrap();
             assert_eq!(t["display_state"], state_of(&down, id).0, "{id}");
         }
-        let up = json_status(&e, "ws", true);
+        let up = json_status(&e, "ws", true, &JobStates::default());
         assert_eq!(state_of(&up, &process.id).0, json!("running"));
     }
 }

@@ -9,6 +9,7 @@
 //! | `GTMD_CHECKPOINT_EVERY=N` | a checkpoint every N journal entries (default 2,000) |
 //! | `GTMD_STRICT_REPLAY=1` | a replay that parts from the daemon's checkpoints is an error, and every checkpoint is compared |
 //! | `GTMD_DEBUG_DROP_EVENTS=N` | the watcher keeps only every Nth event, as a kernel queue overflow would |
+//! | `GTMD_DEBUG_DIE_AFTER_SUBMIT=1` | the daemon dies (exit 137, no clean-up) right after the scheduler took a job, before the job's id is journaled |
 
 fn number(name: &str) -> Option<u64> {
     std::env::var(name).ok()?.parse().ok()
@@ -32,4 +33,10 @@ pub fn strict_replay() -> bool {
 /// `GTMD_DEBUG_DROP_EVENTS`: keep every Nth watcher event (N > 1).
 pub fn drop_events_every() -> Option<u64> {
     number("GTMD_DEBUG_DROP_EVENTS").filter(|n| *n > 1)
+}
+
+/// `GTMD_DEBUG_DIE_AFTER_SUBMIT`: a crash between a job's submission and
+/// its id's journal entry.
+pub fn die_after_submit() -> bool {
+    std::env::var_os("GTMD_DEBUG_DIE_AFTER_SUBMIT").is_some_and(|v| v == "1")
 }

@@ -6,7 +6,7 @@
 //! `retries` and ignores the rest. Every problem is reported with the line of
 //! the key it concerns, and all of them at once.
 
-use super::{canonical_agent, AgentDef, Agents, Diagnostic, RuntimeName, AGENTS};
+use super::{canonical_agent, AgentDef, Agents, BackendName, Diagnostic, RuntimeName, AGENTS};
 use serde_yaml::Value;
 use std::path::Path;
 
@@ -204,6 +204,10 @@ fn parse_with_name_line(
     let bin = errs.read(&map, "claude_bin", |v| {
         parse_text(v, "claude_bin", "/usr/local/bin/claude")
     });
+    let backend = errs.read(&map, "backend", parse_backend);
+    let partition = errs.read(&map, "partition", |v| parse_text(v, "partition", "batch"));
+    let mem = errs.read(&map, "mem", |v| parse_text(v, "mem", "4G"));
+    let account = errs.read(&map, "account", |v| parse_text(v, "account", "marketing"));
     if command.is_some() && runtime.is_some() {
         errors.push(Diagnostic::new(
             path,
@@ -223,6 +227,10 @@ fn parse_with_name_line(
                 tools,
                 max_cost,
                 bin,
+                backend,
+                partition,
+                mem,
+                account,
                 role: file.role(),
                 path: path.to_string(),
             },
@@ -242,6 +250,21 @@ fn parse_runtime(v: &Value) -> Result<Option<RuntimeName>, String> {
                 "unknown runtime {}: expected one of {} (or a `command`)",
                 show(other),
                 RuntimeName::NAMES
+            )),
+        },
+    }
+}
+
+/// `backend`: where the agent's tasks run.
+fn parse_backend(v: &Value) -> Result<Option<BackendName>, String> {
+    match without_tag(v) {
+        Value::Null => Ok(None),
+        other => match scalar_string(other).as_deref().and_then(BackendName::parse) {
+            Some(b) => Ok(Some(b)),
+            None => Err(format!(
+                "unknown backend {}: expected one of {}",
+                show(other),
+                BackendName::NAMES
             )),
         },
     }

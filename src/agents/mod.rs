@@ -72,6 +72,17 @@ pub struct AgentDef {
     /// `claude_bin:`: where the runtime's program is, if not on the PATH.
     #[serde(default)]
     pub bin: Option<String>,
+    /// `backend:`: where its tasks run; `None` follows `--backend`.
+    #[serde(default)]
+    pub backend: Option<BackendName>,
+    /// `partition:`, `mem:`, `account:`: what its jobs ask a cluster
+    /// scheduler for (`sbatch --partition`, `--mem`, `--account`).
+    #[serde(default)]
+    pub partition: Option<String>,
+    #[serde(default)]
+    pub mem: Option<String>,
+    #[serde(default)]
+    pub account: Option<String>,
     /// The markdown body: the agent's role.
     pub role: String,
     /// Where it was read from (for messages).
@@ -103,6 +114,37 @@ impl RuntimeName {
 
     /// Every runtime's name, for messages.
     pub const NAMES: &'static str = "claude-code";
+}
+
+/// Where an agent's tasks run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendName {
+    /// A child process of gtmd, on its machine.
+    Local,
+    /// A batch job of a Slurm cluster (`sbatch`), on the node it picks.
+    Slurm,
+}
+
+impl BackendName {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            BackendName::Local => "local",
+            BackendName::Slurm => "slurm",
+        }
+    }
+
+    /// A backend by the name an agent file or a flag gives it.
+    pub fn parse(name: &str) -> Option<BackendName> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "local" => Some(BackendName::Local),
+            "slurm" => Some(BackendName::Slurm),
+            _ => None,
+        }
+    }
+
+    /// Every backend's name, for messages.
+    pub const NAMES: &'static str = "local, slurm";
 }
 
 /// All agent definitions, by canonical name.

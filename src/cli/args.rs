@@ -41,6 +41,10 @@ pub struct Common {
     /// a `command` nor a `runtime` (claude-code).
     #[arg(long, global = true, value_enum, value_name = "NAME")]
     pub runtime: Option<crate::agents::RuntimeName>,
+    /// Where the tasks of agents whose file names no `backend` run: local
+    /// (child processes) or slurm (batch jobs, see the README).
+    #[arg(long, global = true, value_enum, value_name = "NAME")]
+    pub backend: Option<crate::agents::BackendName>,
     /// Largest file gtmd reads as text, in bytes: protocol files (status,
     /// conflict, decision, gate, request), CONFIG.md, the playbook, agent files.
     #[arg(long, global = true, default_value_t = DEFAULT_MAX_PROTOCOL_FILE)]

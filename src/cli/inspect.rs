@@ -37,6 +37,7 @@ pub(super) fn check(common: &Common, config: Option<PathBuf>) -> Result<ExitCode
         &paths,
         common.agent_command.as_deref(),
         common.runtime,
+        common.backend,
         common.max_file_size,
         config.as_deref(),
     );

@@ -123,6 +123,7 @@ fn load_settings(common: &Common) -> Result<Settings> {
         )
     })?;
     settings.runtime = common.runtime;
+    settings.backend = common.backend;
     Ok(settings)
 }
 

@@ -40,6 +40,13 @@ impl crate::apply::Effects for Effects {
     fn execute(&mut self, engine: &Engine, action: Action) -> Vec<Event> {
         match action {
             Action::StartTask { task } => return self.start_task(engine, &task),
+            Action::SubmitJob { task, name } => return self.submit_job(engine, &task, &name),
+            Action::ReattachJob {
+                task,
+                name,
+                id,
+                submit_if_missing,
+            } => return self.reattach_job(engine, &task, &name, id.as_deref(), submit_if_missing),
             Action::StopTask { task } => self.runner.stop(&task),
             Action::CloseInbox { agent, task } => self.runner.close_inbox(&agent, &task),
             Action::DropTaskFiles { task } => self.runner.drop_task_files(&task),
@@ -138,18 +145,60 @@ impl Effects {
         let with_rules = self.with_decision_rules(engine, spec);
         let spec = with_rules.as_ref().unwrap_or(spec);
         tracing::info!(task = %spec.id, agent = %spec.agent, trigger = %spec.trigger, "task started");
+        if self.runner.on_cluster(&spec.agent) {
+            // The job's name is journaled before it is submitted: a gtmd
+            // that dies in between finds the job instead of submitting
+            // another.
+            let n = engine.task(&spec.id).map_or(0, |t| t.submissions) + 1;
+            let at = now_ms();
+            return vec![Event::JobSubmitting {
+                task: spec.id.clone(),
+                name: crate::engine::job_name(&spec.id, n, at),
+                at,
+            }];
+        }
         match self.runner.start(spec) {
             Ok(()) => Vec::new(),
-            Err(e) => {
-                let error = chain(&e);
-                tracing::warn!(task = %spec.id, "task could not start: {error}");
-                vec![Event::TaskExited {
-                    task: spec.id.clone(),
-                    exit: ExitOutcome::SpawnFailed { error },
-                    report: None,
-                    at: now_ms(),
-                }]
-            }
+            Err(e) => start_failed(spec, &e),
+        }
+    }
+
+    /// Submit a task's start as the batch job `name`.
+    fn submit_job(&mut self, engine: &Engine, spec: &TaskSpec, name: &str) -> Vec<Event> {
+        let with_rules = self.with_decision_rules(engine, spec);
+        let spec = with_rules.as_ref().unwrap_or(spec);
+        match self.runner.submit(spec, name) {
+            Ok(id) => vec![Event::JobSubmitted {
+                task: spec.id.clone(),
+                name: name.to_string(),
+                id,
+                at: now_ms(),
+            }],
+            Err(e) => start_failed(spec, &e),
+        }
+    }
+
+    /// Follow again the job a gtmd before this one submitted; submit it if
+    /// it never was.
+    fn reattach_job(
+        &mut self,
+        engine: &Engine,
+        spec: &TaskSpec,
+        name: &str,
+        id: Option<&str>,
+        submit_if_missing: bool,
+    ) -> Vec<Event> {
+        let with_rules = self.with_decision_rules(engine, spec);
+        let spec = with_rules.as_ref().unwrap_or(spec);
+        match self.runner.reattach(spec, name, id, submit_if_missing) {
+            Ok(Some(id)) => vec![Event::JobSubmitted {
+                task: spec.id.clone(),
+                name: name.to_string(),
+                id,
+                at: now_ms(),
+            }],
+            Ok(None) => Vec::new(),
+            Err(e) => start_failed(spec, &e),
         }
     }
 
@@ -200,4 +249,16 @@ impl Effects {
         spec.details.extend(lines);
         Some(spec)
     }
+}
+
+/// A start that failed is the task's exit.
+fn start_failed(spec: &TaskSpec, e: &crate::runner::StartError) -> Vec<Event> {
+    let error = chain(e);
+    tracing::warn!(task = %spec.id, "task could not start: {error}");
+    vec![Event::TaskExited {
+        task: spec.id.clone(),
+        exit: ExitOutcome::SpawnFailed { error },
+        report: None,
+        at: now_ms(),
+    }]
 }

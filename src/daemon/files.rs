@@ -45,6 +45,11 @@ impl Daemon {
             return;
         };
         let name = rel.rsplit('/').next().unwrap_or(&rel);
+        if change != Change::Gone && self.fx.ingest.is_job_exit(&rel) {
+            // A cluster job's wrapper wrote how its task ended.
+            self.fx.runner.wake_jobs();
+            return;
+        }
         if !rel.contains('/') && name.starts_with(COOKIE_PREFIX) {
             if change != Change::Gone {
                 self.release_cookie(&rel);

@@ -134,6 +134,7 @@ impl Daemon {
         match Settings::load(paths, command.as_deref(), self.settings.max_file_size) {
             Ok(mut s) => {
                 s.runtime = self.settings.runtime;
+                s.backend = self.settings.backend;
                 // A run keeps the phases and steps it started with.
                 let problems = self.engine.playbook_change_problems(&s.playbook);
                 if !problems.is_empty() {
@@ -152,6 +153,7 @@ impl Daemon {
                 }
                 self.fx.runner.set_agents(s.agents.clone());
                 self.fx.runner.set_runtimes(s.runtime, &s.playbook);
+                self.fx.runner.set_default_backend(s.backend);
                 self.settings = s;
                 let ev = self.configured_event(now_ms());
                 self.apply(vec![ev]);

@@ -102,6 +102,11 @@ pub async fn run(
             anyhow::bail!("refusing to start:\n{}", lines.join("\n"));
         }
     }
+    let missing = crate::check::backends_missing(&settings, settings.backend);
+    if !missing.is_empty() {
+        let lines: Vec<String> = missing.iter().map(|d| d.to_string()).collect();
+        anyhow::bail!("refusing to start:\n{}", lines.join("\n"));
+    }
     let state_dir = settings.paths.state_dir.clone();
     let _lock = StateLock::acquire(&state_dir)?;
     let _workspace_lock = WorkspaceLock::acquire(&workspace, &state_dir)?;
@@ -132,6 +137,7 @@ pub async fn run(
     );
     runner.set_limits(options.limits.clone());
     runner.set_runtimes(settings.runtime, &settings.playbook);
+    runner.set_default_backend(settings.backend);
     let ingest = Ingest::new(&workspace, &state_dir, settings.max_file_size);
     let git = options.git.then(|| crate::git::Git::new(&workspace));
     let mut d = Daemon {

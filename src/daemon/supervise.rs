@@ -111,6 +111,12 @@ impl Daemon {
                 "{dropped} task(s) waiting for a slot were not started; they start after a restart"
             );
         }
+        let jobs = self.fx.runner.jobs_count();
+        if jobs > 0 {
+            tracing::info!(
+                "{jobs} cluster job(s) go on without gtmd; the next gtmd follows them to their end"
+            );
+        }
         let mut watchdog = Watchdog::from_env();
         let running = self.fx.runner.running_count();
         if running > 0 && !grace.is_zero() {

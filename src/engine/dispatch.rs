@@ -48,6 +48,8 @@ impl Engine {
             denials: Vec::new(),
             api_retries: 0,
             api_wait: false,
+            job: None,
+            submissions: 0,
         };
         self.insert_task(task);
         self.log_task(&id, at, "queued".into(), out);
@@ -90,6 +92,9 @@ impl Engine {
                 t.state = TaskState::Running;
                 t.started_at.get_or_insert(at);
                 t.process_alive = has_command;
+                // A job of an earlier start is over; a new one gets a name
+                // of its own when it is submitted.
+                t.job = None;
             });
             let spec = self.spec_for(&self.state.tasks[&id]);
             let attempt = spec.attempt;

@@ -35,6 +35,7 @@ mod files;
 mod gate_file;
 mod gates;
 mod history;
+mod jobs;
 mod model;
 mod phases;
 mod reload;
@@ -237,6 +238,8 @@ impl Engine {
             Event::Restarted { .. } => self.on_restarted(at, &mut out),
             Event::CaughtUp { .. } => self.on_caught_up(at, &mut out),
             Event::Stopping { .. } => self.state.stopping = true,
+            Event::JobSubmitting { task, name, .. } => self.on_job_submitting(task, name, &mut out),
+            Event::JobSubmitted { task, name, id, .. } => self.on_job_submitted(task, name, id),
             Event::TaskReported { task, report, .. } => {
                 self.take_report(task, report, &mut out);
                 if let Some(run) = self.state.tasks.get(task).and_then(|t| t.run.clone()) {

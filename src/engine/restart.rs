@@ -11,11 +11,13 @@ impl Engine {
     pub(super) fn on_restarted(&mut self, at: Millis, out: &mut Vec<Action>) {
         self.state.catching_up = true;
         self.state.stopping = false;
+        // A job of a cluster scheduler outlives gtmd: it is followed again.
+        self.reattach_jobs(at, out);
         let alive: Vec<TaskId> = self
             .state
             .tasks
             .values()
-            .filter(|t| t.process_alive)
+            .filter(|t| t.process_alive && !self.runs_as_job(t))
             .map(|t| t.id.clone())
             .collect();
         for id in &alive {
@@ -34,7 +36,7 @@ impl Engine {
         self.state.catching_up = false;
         let running: Vec<TaskId> = self
             .open_tasks()
-            .filter(|t| t.state == TaskState::Running)
+            .filter(|t| t.state == TaskState::Running && !self.runs_as_job(t))
             .map(|t| t.id.clone())
             .collect();
         let (mut rerun, mut resumed) = (Vec::new(), Vec::new());

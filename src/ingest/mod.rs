@@ -98,6 +98,17 @@ impl Ingest {
         Some(rel_string(rel))
     }
 
+    /// Whether a path is the exit file a cluster job's wrapper writes
+    /// (`STATE/jobs/<job>.exit`, when the state directory is in the
+    /// workspace).
+    pub fn is_job_exit(&self, rel: &str) -> bool {
+        self.state_rel.as_deref().is_some_and(|s| {
+            rel.strip_prefix(s)
+                .and_then(|r| r.strip_prefix("/jobs/"))
+                .is_some_and(|f| !f.contains('/') && f.ends_with(".exit"))
+        })
+    }
+
     pub fn ignored(&self, rel: &str) -> bool {
         if is_ignored(rel) {
             return true;

@@ -12,15 +12,17 @@
 //! process exits.
 
 pub mod claude;
+mod cluster;
 pub mod local;
 pub mod prompt;
 pub mod runtime;
+pub mod slurm;
 
 pub use local::{kill_strays, KILL_GRACE, STRAY_MARK, SUPERVISOR_ENV};
 pub use prompt::render_prompt;
 pub use runtime::{PlainCommand, ProcessSpec, Runtime, StreamReader, TaskContext, MAX_VALUE};
 
-use crate::agents::{Agents, RuntimeName};
+use crate::agents::{Agents, BackendName, RuntimeName};
 use crate::diagnostic::chain;
 use crate::engine::{ExitOutcome, RuntimeReport, TaskId, TaskSpec};
 use crate::fsutil::{write_replaceable, WriteError};
@@ -91,6 +93,9 @@ pub enum StartError {
     LogCopier(#[source] io::Error),
     #[error("cannot start {program:?}")]
     Spawn { program: String, source: io::Error },
+    /// A step of submitting a job to the cluster scheduler.
+    #[error("cannot {what}")]
+    Job { what: String, source: io::Error },
 }
 
 #[derive(Debug)]
@@ -124,11 +129,22 @@ pub struct Runner {
     default_timeout: Duration,
     exits: mpsc::UnboundedSender<TaskExit>,
     backend: LocalBackend,
+    /// Tasks of agents whose backend is `slurm`.
+    cluster: slurm::SlurmBackend,
+    /// `--backend`: for agents that name none.
+    default_backend: Option<BackendName>,
     limits: Limits,
     /// Tasks waiting for a slot under `--max-parallel`, in order.
     queue: VecDeque<Pending>,
     /// Stopping: nothing new starts.
     closed: bool,
+}
+
+/// A task's process, ready to start.
+struct Prepared {
+    process: ProcessSpec,
+    reader: Option<Box<dyn StreamReader>>,
+    timeout: Duration,
 }
 
 /// A command task waiting for a slot.
@@ -150,6 +166,8 @@ impl Runner {
     ) -> Runner {
         Runner {
             backend: LocalBackend::new(workspace.clone(), state_dir.clone(), exits.clone()),
+            cluster: slurm::SlurmBackend::new(workspace.clone(), state_dir.clone(), exits.clone()),
+            default_backend: None,
             workspace,
             state_dir,
             agents,
@@ -234,13 +252,15 @@ impl Runner {
         n
     }
 
-    /// Give a task to its agent. Errors are reported as a failed start.
-    pub fn start(&mut self, spec: &TaskSpec) -> Result<(), StartError> {
+    /// What a task's process is, its files written (`None`: the task went
+    /// to its agent's inbox).
+    fn prepare(&self, spec: &TaskSpec) -> Result<Option<Prepared>, StartError> {
         let agent = self.agents.get(&spec.agent);
         let prompt = render_prompt(spec, agent);
         let Some(runtime) = self.runtime(&spec.agent) else {
             // The inbox file is the prompt: nothing under STATE/tasks/.
-            return self.write_inbox(spec, &prompt);
+            self.write_inbox(spec, &prompt)?;
+            return Ok(None);
         };
         let files = self.write_task_files(spec, &prompt)?;
         let context = TaskContext {
@@ -249,12 +269,44 @@ impl Runner {
             workspace: &self.workspace,
             files: &files,
         };
-        let process = runtime.process(&context)?;
-        let reader = runtime.reader(&context);
-        let timeout = agent
+        Ok(Some(Prepared {
+            process: runtime.process(&context)?,
+            reader: runtime.reader(&context),
+            timeout: self.timeout(&spec.agent),
+        }))
+    }
+
+    fn timeout(&self, agent: &str) -> Duration {
+        self.agents
+            .get(agent)
             .and_then(|a| a.timeout_secs)
             .map(Duration::from_secs)
-            .unwrap_or(self.default_timeout);
+            .unwrap_or(self.default_timeout)
+    }
+
+    /// How to read the output of a task's process started before (by a
+    /// gtmd before this one): its runtime's reader, its files untouched.
+    fn reader_for(&self, spec: &TaskSpec) -> Option<Box<dyn StreamReader>> {
+        let runtime = self.runtime(&spec.agent)?;
+        let files = self.task_files(&spec.id);
+        runtime.reader(&TaskContext {
+            spec,
+            agent: self.agents.get(&spec.agent),
+            workspace: &self.workspace,
+            files: &files,
+        })
+    }
+
+    /// Give a task to its agent. Errors are reported as a failed start.
+    pub fn start(&mut self, spec: &TaskSpec) -> Result<(), StartError> {
+        let Some(Prepared {
+            process,
+            reader,
+            timeout,
+        }) = self.prepare(spec)?
+        else {
+            return Ok(());
+        };
         if self.closed {
             return Err(StartError::Stopping);
         }
@@ -347,7 +399,10 @@ impl Runner {
     /// files go. Kept while the runner still knows a process (or a wait for
     /// a slot) of the task, which may yet read them.
     pub fn drop_task_files(&self, task: &str) {
-        if self.backend.knows(task) || self.queue.iter().any(|p| p.task == task) {
+        if self.backend.knows(task)
+            || self.cluster.knows(task)
+            || self.queue.iter().any(|p| p.task == task)
+        {
             tracing::debug!(task, "task files kept: its process is still known");
             return;
         }
@@ -365,13 +420,14 @@ impl Runner {
     /// in its slot.
     pub fn reaped(&mut self, task: &str) {
         self.backend.reaped(task);
+        self.cluster.reaped(task);
         self.start_queued();
     }
 
     /// Stop one task's process group (cancel); its exit arrives as usual. A
     /// task still waiting for a slot is dropped and reported as cancelled.
     pub fn stop(&mut self, task: &str) {
-        if self.backend.stop(task) {
+        if self.backend.stop(task) || self.cluster.stop(task) {
             return;
         }
         if let Some(i) = self.queue.iter().position(|p| p.task == task) {

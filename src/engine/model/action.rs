@@ -15,6 +15,22 @@ pub enum Action {
     StartTask {
         task: TaskSpec,
     },
+    /// Submit a task's start as the batch job `name` (its name is in the
+    /// journal already).
+    SubmitJob {
+        task: TaskSpec,
+        name: String,
+    },
+    /// Follow the job a gtmd before this one submitted for a task: still
+    /// queued or running, or finished. One never submitted (gtmd died in
+    /// between) is submitted now if the task still waits for it
+    /// (`submit_if_missing`).
+    ReattachJob {
+        task: TaskSpec,
+        name: String,
+        id: Option<String>,
+        submit_if_missing: bool,
+    },
     /// Stop a running task's process (cancel).
     StopTask {
         task: TaskId,

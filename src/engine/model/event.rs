@@ -92,6 +92,22 @@ pub enum Event {
     CaughtUp {
         at: Millis,
     },
+    /// A task's start is about to be submitted to the cluster scheduler as
+    /// the job `name`: journaled before the submission, so that a gtmd that
+    /// dies in between finds the job by its name instead of submitting a
+    /// second one.
+    JobSubmitting {
+        task: TaskId,
+        name: String,
+        at: Millis,
+    },
+    /// The scheduler took the job `name` as `id`.
+    JobSubmitted {
+        task: TaskId,
+        name: String,
+        id: String,
+        at: Millis,
+    },
     /// gtmd stops (SIGTERM, a foreground run that ended): no task starts
     /// again until the next start.
     Stopping {
@@ -139,6 +155,8 @@ impl Event {
             | Event::Restarted { at }
             | Event::CaughtUp { at }
             | Event::Stopping { at }
+            | Event::JobSubmitting { at, .. }
+            | Event::JobSubmitted { at, .. }
             | Event::TaskReported { at, .. }
             | Event::Checkpoint { at, .. }
             | Event::CancelRequested { at, .. } => *at,
@@ -224,11 +242,24 @@ pub enum RunKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum ExitOutcome {
-    Code { code: i32 },
-    Signal { signal: i32 },
-    TimedOut { after_secs: u64 },
-    SpawnFailed { error: String },
+    Code {
+        code: i32,
+    },
+    Signal {
+        signal: i32,
+    },
+    TimedOut {
+        after_secs: u64,
+    },
+    SpawnFailed {
+        error: String,
+    },
     Cancelled,
+    /// The cluster scheduler ended the job with this state (OUT_OF_MEMORY,
+    /// NODE_FAIL, ...) before the task could say how it ended.
+    Ended {
+        state: String,
+    },
 }
 
 impl ExitOutcome {
@@ -245,6 +276,7 @@ impl ExitOutcome {
             }
             ExitOutcome::SpawnFailed { error } => format!("could not be started: {error}"),
             ExitOutcome::Cancelled => "cancelled".to_string(),
+            ExitOutcome::Ended { state } => format!("its job ended {state}"),
         }
     }
 }

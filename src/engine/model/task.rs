@@ -129,6 +129,41 @@ pub struct Task {
     /// same attempt.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub api_wait: bool,
+    /// The batch job of its latest start on a cluster scheduler.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<Job>,
+    /// Jobs submitted for it so far: each submission has a name of its own.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub submissions: u32,
+}
+
+/// A task's start as a batch job of a cluster scheduler. The name is
+/// journaled before the job is submitted, the id once the scheduler gave
+/// it: after a crash in between, the job is found by its name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+/// The name of a task's `n`th job, submitted at `at`:
+/// `gtmd-<task>-<n>-<at in base 36>`. Task ids repeat across workspaces
+/// sharing a cluster (and after a workspace is reset); the time keeps a job
+/// found by its name after a crash from being another workspace's.
+pub fn job_name(task: &str, n: u32, at: Millis) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut stamp = Vec::new();
+    let mut v = at;
+    loop {
+        stamp.push(DIGITS[(v % 36) as usize]);
+        v /= 36;
+        if v == 0 {
+            break;
+        }
+    }
+    stamp.reverse();
+    format!("gtmd-{task}-{n}-{}", String::from_utf8_lossy(&stamp))
 }
 
 fn is_zero(n: &u32) -> bool {

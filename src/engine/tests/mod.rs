@@ -13,6 +13,7 @@ use crate::protocol::{Checkbox, StatusReport, TaskStatus};
 mod costs;
 mod escalation;
 mod gates;
+mod jobs;
 mod phases;
 mod reload;
 mod replay;
