@@ -28,8 +28,10 @@ install() {
     return
   fi
   echo "installing slurm (Debian packages) ..." >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-    slurmctld slurmd slurm-client munge >&2
+  local pkgs=(slurmctld slurmd slurm-client munge)
+  # A fresh image may have no package lists yet.
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${pkgs[@]}" >&2 ||
+    { apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${pkgs[@]}" >&2; }
 }
 
 configure() {
