@@ -131,7 +131,7 @@ pub async fn run(
         exit_tx,
     );
     runner.set_limits(options.limits.clone());
-    runner.set_runtimes(settings.runtime, &settings.playbook);
+    runner.set_runtimes(settings.runtime, &settings.playbook, &settings.prices);
     let ingest = Ingest::new(&workspace, &state_dir, settings.max_file_size);
     let git = options.git.then(|| crate::git::Git::new(&workspace));
     let mut d = Daemon {

@@ -48,6 +48,7 @@ impl Engine {
             denials: Vec::new(),
             api_retries: 0,
             api_wait: false,
+            held: None,
         };
         self.insert_task(task);
         self.log_task(&id, at, "queued".into(), out);
@@ -90,6 +91,8 @@ impl Engine {
                 t.state = TaskState::Running;
                 t.started_at.get_or_insert(at);
                 t.process_alive = has_command;
+                // A status held for an earlier attempt's audit is void.
+                t.held = None;
             });
             let spec = self.spec_for(&self.state.tasks[&id]);
             let attempt = spec.attempt;

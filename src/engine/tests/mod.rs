@@ -10,6 +10,7 @@ use crate::gate_checks::CheckResult;
 use crate::playbook::RouteKind;
 use crate::protocol::{Checkbox, StatusReport, TaskStatus};
 
+mod audited;
 mod costs;
 mod escalation;
 mod gates;
@@ -36,6 +37,7 @@ fn policies(has_command: bool, retries: u32) -> BTreeMap<String, AgentPolicy> {
                 AgentPolicy {
                     retries,
                     has_command,
+                    ..Default::default()
                 },
             )
         })
@@ -133,6 +135,7 @@ impl Bus {
                 budget_secs: None,
                 max_cost: None,
                 hard_cap: false,
+                max_tokens: None,
             },
             at,
         })
