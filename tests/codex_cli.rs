@@ -160,9 +160,9 @@ fn exec_writes_through_apply_patch_and_reports_each_change_and_the_tokens() {
         );
         assert!(!read(ws.path(), p).is_empty(), "{p}");
     }
-    // Two requests (tools, then a message); usage summed over both, raw:
-    // input includes the cached tokens, output the reasoning ones.
-    assert_eq!(model.answers(), 2);
+    // Three requests (a patch, a patch, a message); usage summed over
+    // them, raw: input includes the cached tokens, output the reasoning ones.
+    assert_eq!(model.answers(), 3);
     let u = &r.of_type("turn.completed")[0]["usage"];
     let n = model.answers() as u64;
     assert_eq!(u["input_tokens"], DEFAULT_USAGE.input_tokens * n);

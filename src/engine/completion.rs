@@ -124,7 +124,7 @@ impl Engine {
             );
             return self.fail_now(task_id, reason, at, out);
         }
-        if let Some(held) = self.state.tasks[task_id].held.clone() {
+        if let Some(held) = self.mutate_task(task_id, |t| t.held.take()).flatten() {
             // Its `complete` status waited for this exit, which found
             // nothing wrong: the status counts now.
             self.complete_task(task_id, at, out);

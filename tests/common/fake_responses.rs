@@ -18,9 +18,10 @@
 //! // [model_providers.fake] base_url = model.base_url()
 //! ```
 //!
-//! No conversation state, as in [`super::fake_model`]: a request whose last
-//! input item is a tool's output is the agent's second turn (it answers a
-//! message); any other is a first turn (one `apply_patch` call per file).
+//! No conversation state, as in [`super::fake_model`]: the tool calls a
+//! request's input already holds say how far the plan has gone, and the
+//! answer is its next `apply_patch` call (one file each), or a message at
+//! the end.
 //! gtmd's task is read from the request's texts (the prompt the runtime
 //! passes as `developer_instructions`), the working directory from Codex's
 //! `<cwd>…</cwd>`.
@@ -67,7 +68,7 @@ impl Usage {
 /// Round numbers, so that a test can price them by hand.
 pub const DEFAULT_USAGE: Usage = Usage::new(1000, 200, 100, 20);
 
-/// What the model does on the first turn of a task.
+/// What the model does for a task.
 #[derive(Clone, Debug)]
 pub struct Plan {
     kind: PlanKind,
@@ -88,7 +89,7 @@ enum PlanKind {
 }
 
 impl Plan {
-    /// Do the task as an agent would: one `apply_patch` adding each
+    /// Do the task as an agent would: an `apply_patch` adding each
     /// expected output (`dir/` as `dir/item.md`, content that passes the
     /// gate checks), the gate it is asked to review with every box ticked,
     /// and last `status/<agent>.md` from the task's template.
@@ -289,21 +290,17 @@ fn respond(req: &Request, shared: &Shared) -> Vec<u8> {
     st.answers += 1;
     let n = st.answers;
     let task = task_of(req);
-    let items = if after_tools(req) {
-        vec![message(n, &summary(task.as_ref()))]
-    } else {
-        let plan = task
-            .as_ref()
-            .and_then(|t| {
-                st.script
-                    .overrides
-                    .iter()
-                    .find(|(a, _)| *a == t.agent)
-                    .map(|(_, p)| p.clone())
-            })
-            .unwrap_or_else(|| st.script.default.clone());
-        first_turn(&plan, task.as_ref(), n)
-    };
+    let plan = task
+        .as_ref()
+        .and_then(|t| {
+            st.script
+                .overrides
+                .iter()
+                .find(|(a, _)| *a == t.agent)
+                .map(|(_, p)| p.clone())
+        })
+        .unwrap_or_else(|| st.script.default.clone());
+    let items = next_step(&plan, task.as_ref(), req, n);
     let usage = st.script.usage;
     drop(st);
     http(200, "text/event-stream", sse(n, &items, usage).as_bytes())
@@ -351,17 +348,20 @@ fn task_of(req: &Request) -> Option<Task> {
     Some(task)
 }
 
-/// Whether the last input item is a tool's output: the agent has acted.
-fn after_tools(req: &Request) -> bool {
+/// How many tool calls the conversation so far holds: the steps of the
+/// plan already taken.
+fn calls_made(req: &Request) -> usize {
     req.body["input"]
         .as_array()
-        .and_then(|items| items.last())
-        .is_some_and(|i| {
+        .into_iter()
+        .flatten()
+        .filter(|i| {
             matches!(
                 i["type"].as_str(),
-                Some("custom_tool_call_output" | "function_call_output")
+                Some("custom_tool_call" | "function_call")
             )
         })
+        .count()
 }
 
 fn summary(task: Option<&Task>) -> String {
@@ -402,19 +402,36 @@ fn ticked_gate(task: &Task, gate: &str) -> Option<String> {
     Some(text.replace("- [ ]", "- [x]"))
 }
 
-fn first_turn(plan: &Plan, task: Option<&Task>, n: usize) -> Vec<Value> {
-    let mut patches: Vec<String> = Vec::new();
-    match (&plan.kind, task) {
+/// The answer to one request: the plan's next patch, one call an answer
+/// (Codex runs the calls of one answer in parallel, and two patches making
+/// directories side by side failed now and then; an agent working step by
+/// step is the common case anyway), then a message once every patch has
+/// had its output.
+fn next_step(plan: &Plan, task: Option<&Task>, req: &Request, n: usize) -> Vec<Value> {
+    let patches = match (&plan.kind, task) {
         (PlanKind::Reply(text), _) => return vec![message(n, text)],
-        (PlanKind::Patch(p), _) => patches.push(p.clone()),
-        (PlanKind::Write(files), _) => {
-            patches.extend(files.iter().map(|(p, c)| add_file(p, c)));
-        }
         (PlanKind::DoTask, None) => {
             return vec![message(
                 n,
                 "The scripted model found no gtmd task (`- task_id:`) in the request.",
             )]
+        }
+        (_, task) => patches(plan, task),
+    };
+    let done = calls_made(req);
+    match patches.into_iter().nth(done) {
+        Some(p) => vec![patch_call(n, done, p)],
+        None => vec![message(n, &summary(task))],
+    }
+}
+
+/// Every patch of the plan, in order; the status last.
+fn patches(plan: &Plan, task: Option<&Task>) -> Vec<String> {
+    let mut patches: Vec<String> = Vec::new();
+    match (&plan.kind, task) {
+        (PlanKind::Patch(p), _) => patches.push(p.clone()),
+        (PlanKind::Write(files), _) => {
+            patches.extend(files.iter().map(|(p, c)| add_file(p, c)));
         }
         (PlanKind::DoTask, Some(t)) => {
             for out in &t.outputs {
@@ -431,6 +448,7 @@ fn first_turn(plan: &Plan, task: Option<&Task>, n: usize) -> Vec<Value> {
                 }
             }
         }
+        (PlanKind::DoTask, None) | (PlanKind::Reply(_), _) => {}
     }
     for p in &plan.trespass {
         patches.push(add_file(
@@ -442,14 +460,7 @@ fn first_turn(plan: &Plan, task: Option<&Task>, n: usize) -> Vec<Value> {
         let status = status_content(t, &plan.status);
         patches.push(add_file(&format!("status/{}.md", t.agent), &status));
     }
-    let mut items = vec![message(n, "Working on it.")];
-    items.extend(
-        patches
-            .into_iter()
-            .enumerate()
-            .map(|(k, p)| patch_call(n, k, p)),
-    );
-    items
+    patches
 }
 
 /// The answer as server-sent events: `response.created`, one
