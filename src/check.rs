@@ -68,17 +68,22 @@ pub fn runtimes_missing(settings: &Settings, default: Option<RuntimeName>) -> Ve
         if def.command.is_some() {
             continue;
         }
-        match def.runtime.or(default) {
-            Some(RuntimeName::ClaudeCode) => {
-                if let Err(why) = crate::runner::claude::find_bin(def.bin.as_deref()) {
-                    errors.push(Diagnostic::new(
-                        &def.path,
-                        None,
-                        format!("runtime claude-code: {why}"),
-                    ));
-                }
+        let (what, found) = match def.runtime.or(default) {
+            Some(RuntimeName::ClaudeCode) => (
+                "claude-code",
+                crate::runner::claude::find_bin(def.bin.as_deref()),
+            ),
+            Some(RuntimeName::Codex) => {
+                ("codex", crate::runner::codex::find_bin(def.bin.as_deref()))
             }
-            None => {}
+            None => continue,
+        };
+        if let Err(why) = found {
+            errors.push(Diagnostic::new(
+                &def.path,
+                None,
+                format!("runtime {what}: {why}"),
+            ));
         }
     }
     errors

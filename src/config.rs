@@ -4,10 +4,11 @@
 //! of the program trusts: the playbook and the agent definitions are loaded
 //! and checked here, and refused with `path:line` errors before anything runs.
 
-use crate::agents::{load_agents, Agents, BackendName, RuntimeName};
+use crate::agents::{load_agents, AgentDef, Agents, BackendName, RuntimeName};
 use crate::diagnostic::Diagnostic;
 use crate::engine::AgentPolicy;
 use crate::playbook::{load_playbook, Playbook};
+use crate::prices::Prices;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -19,6 +20,9 @@ pub struct Paths {
     pub state_dir: PathBuf,
     /// A team's own playbook; `None` uses the guide's, embedded.
     pub playbook: Option<PathBuf>,
+    /// `--prices FILE`; `None`: `prices.yaml` beside the agents directory,
+    /// if there is one.
+    pub prices: Option<PathBuf>,
 }
 
 impl Paths {
@@ -37,6 +41,19 @@ impl Paths {
             agents: absolute(&agents.unwrap_or_else(|| PathBuf::from("agents"))),
             state_dir,
             playbook: playbook.map(|p| absolute(&p)),
+            prices: None,
+        }
+    }
+
+    /// The price table's file, and whether it was named (`--prices`): a
+    /// named one must exist, the default one may not.
+    pub fn prices_file(&self) -> (PathBuf, bool) {
+        match &self.prices {
+            Some(p) => (p.clone(), true),
+            None => {
+                let dir = self.agents.parent().unwrap_or(Path::new("/"));
+                (dir.join("prices.yaml"), false)
+            }
         }
     }
 
@@ -70,6 +87,8 @@ pub struct Settings {
     pub runtime: Option<RuntimeName>,
     /// `--backend`: where the tasks of agents that name no backend run.
     pub backend: Option<BackendName>,
+    /// What tokens cost, for runtimes that report no dollars.
+    pub prices: Prices,
     pub max_file_size: u64,
 }
 
@@ -89,6 +108,10 @@ impl Settings {
         let agents = load_agents(&paths.agents, max_file_size)
             .map_err(|e| errors.extend(e))
             .ok();
+        let (prices_file, given) = paths.prices_file();
+        let prices = Prices::load(&prices_file, given, max_file_size)
+            .map_err(|e| errors.extend(e))
+            .unwrap_or_default();
         let agent_command = match agent_command.map(parse_command) {
             Some(Err(d)) => {
                 errors.push(d);
@@ -105,6 +128,7 @@ impl Settings {
                 agent_command,
                 runtime: None,
                 backend: None,
+                prices,
                 max_file_size,
             }),
             _ => Err(errors),
@@ -116,17 +140,52 @@ impl Settings {
         self.agents
             .iter()
             .map(|(name, def)| {
+                let runtime = self.runtime_of(def);
                 (
                     name.clone(),
                     AgentPolicy {
                         retries: def.retries.unwrap_or(self.playbook.default_retries),
                         has_command: self.agent_command.is_some()
                             || def.command.is_some()
-                            || def.runtime.or(self.runtime).is_some(),
+                            || runtime.is_some(),
+                        audits_writes: runtime == Some(RuntimeName::Codex),
+                        unpriced: match runtime {
+                            Some(RuntimeName::Codex) => self.unpriced(def),
+                            _ => None,
+                        },
                     },
                 )
             })
             .collect()
+    }
+
+    /// The agent CLI that runs an agent's tasks, if any: none when a
+    /// command (its own or `--agent-command`) does.
+    pub fn runtime_of(&self, def: &AgentDef) -> Option<RuntimeName> {
+        if self.agent_command.is_some() || def.command.is_some() {
+            return None;
+        }
+        def.runtime.or(self.runtime)
+    }
+
+    /// Why the tokens of an agent whose runtime reports no dollars cannot
+    /// be priced, if they cannot.
+    fn unpriced(&self, def: &AgentDef) -> Option<String> {
+        let table = self
+            .prices
+            .path
+            .clone()
+            .unwrap_or_else(|| self.paths.prices_file().0.display().to_string());
+        match &def.model {
+            None => Some(format!(
+                "{} names no `model:`, so gtmd cannot tell which prices apply",
+                def.path
+            )),
+            Some(m) if self.prices.get(m).is_none() => {
+                Some(format!("model {m} has no price in {table}"))
+            }
+            Some(_) => None,
+        }
     }
 }
 

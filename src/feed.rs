@@ -162,6 +162,7 @@ mod tests {
                 budget_secs: None,
                 max_cost: None,
                 hard_cap: false,
+                max_tokens: None,
             },
             at: 1_764_000_000_000,
         }

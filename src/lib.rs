@@ -16,8 +16,9 @@
 //! watch    record  git     file events | run records | commits
 //! config   summary         settings validated once | a run in one line
 //! engine                   the rules of the guide: pure, no I/O, no clock
-//! protocol playbook agents gate_checks decision_rules commit_msg
-//!                          reading bus files, the team as data, the checks
+//! protocol playbook agents gate_checks decision_rules commit_msg prices
+//!                          reading bus files, the team as data, the checks,
+//!                          what tokens cost
 //! input  fsutil  os  output  bounds  diagnostic  test_hooks
 //!                          plumbing: bounded reads, atomic writes, the few
 //!                          unsafe calls, quiet pipes, error text
@@ -68,6 +69,7 @@ pub mod journal;
 pub mod os;
 pub mod output;
 pub mod playbook;
+pub mod prices;
 pub mod protocol;
 pub mod record;
 pub mod replay;

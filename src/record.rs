@@ -77,12 +77,12 @@ fn heading(s: &mut String, engine: &Engine, run: &Run) {
     if let Some(c) = engine.run_cost(&run.id) {
         let _ = writeln!(s, "- cost: {}", c.describe());
     }
+    let hard = if run.request.hard_cap { " (hard)" } else { "" };
     if let Some(cap) = run.request.max_cost {
-        let _ = writeln!(
-            s,
-            "- cost cap: ${cap:.2}{}",
-            if run.request.hard_cap { " (hard)" } else { "" }
-        );
+        let _ = writeln!(s, "- cost cap: ${cap:.2}{hard}");
+    }
+    if let Some(cap) = run.request.max_tokens {
+        let _ = writeln!(s, "- token cap: {cap} tokens{hard}");
     }
 }
 
@@ -95,7 +95,7 @@ fn cost_of(engine: &Engine, run: &Run, which: impl Fn(&Task) -> bool) -> String 
         .map(|t| &t.cost)
         .collect();
     match Cost::total(costs) {
-        Some(c) => format!("${:.4}", c.usd),
+        Some(c) => c.cell(),
         None => "-".into(),
     }
 }
@@ -230,7 +230,7 @@ fn tasks(s: &mut String, engine: &Engine, run: &Run) {
                 t.started_at.map(time).unwrap_or_else(|| "-".into()),
                 t.ended_at.map(time).unwrap_or_else(|| "-".into()),
                 cell(&outcome),
-                t.cost.map_or("-".into(), |c| format!("${:.4}", c.usd))
+                t.cost.map_or("-".into(), |c| c.cell())
             );
         }
     }
@@ -398,6 +398,7 @@ mod tests {
                     AgentPolicy {
                         retries: 0,
                         has_command: true,
+                        ..Default::default()
                     },
                 )
             })
@@ -414,6 +415,7 @@ mod tests {
                 budget_secs: None,
                 max_cost: None,
                 hard_cap: false,
+                max_tokens: None,
             },
             at: 1_764_000_000_000,
         });

@@ -638,6 +638,7 @@ mod tests {
                 let policy = AgentPolicy {
                     retries: 0,
                     has_command: *a != "coordinator",
+                    ..Default::default()
                 };
                 (a.to_string(), policy)
             })
@@ -654,6 +655,7 @@ mod tests {
                 budget_secs: None,
                 max_cost: None,
                 hard_cap: false,
+                max_tokens: None,
             },
             at: 1_764_000_000_000,
         });

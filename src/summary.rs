@@ -23,17 +23,30 @@ pub fn run_summary(engine: &Engine, run: &Run) -> String {
     format!("{}{}", progress(engine, run), spent(engine, run))
 }
 
-/// `, $0.0450 spent` (of its cap, when it has one), or nothing while no
-/// runtime has reported a cost.
+/// `, $0.0450 spent` (of its cap, when it has one), `, 12,000 tokens of
+/// its 50,000 cap` under a token cap, or nothing while no runtime has
+/// reported a cost.
 fn spent(engine: &Engine, run: &Run) -> String {
     let cap = run
         .request
         .max_cost
         .map(|c| format!(" of its ${c:.2} cap"))
         .unwrap_or_default();
+    let tokens = |c: &crate::engine::Cost| match run.request.max_tokens {
+        Some(max) => format!(", {} tokens of its {max} cap", c.tokens()),
+        None => String::new(),
+    };
     match engine.run_cost(&run.id) {
-        Some(c) => format!(", ${:.4} spent{cap}", c.usd),
-        None if !cap.is_empty() => format!(", nothing spent{cap}"),
+        Some(c) if c.price_unknown => format!(
+            ", {} tokens used ({}){cap}{}",
+            c.tokens(),
+            c.money(),
+            tokens(&c)
+        ),
+        Some(c) => format!(", {} spent{cap}{}", c.money(), tokens(&c)),
+        None if !cap.is_empty() || run.request.max_tokens.is_some() => {
+            format!(", nothing spent{cap}{}", tokens(&Default::default()))
+        }
         None => String::new(),
     }
 }
@@ -75,6 +88,7 @@ mod tests {
                 let policy = AgentPolicy {
                     retries: 0,
                     has_command: true,
+                    ..Default::default()
                 };
                 (a.to_string(), policy)
             })
@@ -91,6 +105,7 @@ mod tests {
                 budget_secs: None,
                 max_cost: None,
                 hard_cap: false,
+                max_tokens: None,
             },
             at: 1_764_000_000_000,
         });

@@ -24,6 +24,7 @@ const LAYERS: &[&[&str]] = &[
         "gate_checks",
         "decision_rules",
         "commit_msg",
+        "prices",
     ],
     &["engine"],
     &["config", "summary", "watch", "record", "git"],

@@ -128,14 +128,15 @@ enum Op {
     /// The coordinator decides on a conflict; two agents are affected.
     Decide(u8),
     /// `team run` of phase 1, or of all phases.
-    /// `team run` of phase 1 or all; with a tight `--max-cost` (hard or not).
+    /// `team run` of phase 1 or all; with a tight `--max-cost` or
+    /// `--max-tokens` (hard or not).
     TeamRun { all: bool, cap: u8 },
     /// The agent of a running task writes its status: complete (with its
     /// outputs), failed, blocked or in progress; with or without task_id.
     Status { pick: u8, kind: u8, with_id: bool },
     /// A live process exits: 0, 1, or killed by a signal.
     /// `report`: nothing reported, a cost, a passing API error, a fatal
-    /// one, or a denied write with its cost.
+    /// one, a write the agent does not own, or a denied write with its cost.
     Exit { pick: u8, code: u8, report: u8 },
     /// A process runs past its timeout.
     Timeout(u8),
@@ -169,10 +170,10 @@ fn op() -> impl Strategy<Value = Op> {
         3 => any::<u8>().prop_map(Op::Conflict),
         1 => any::<u8>().prop_map(Op::Remove),
         1 => any::<u8>().prop_map(Op::Decide),
-        1 => (any::<bool>(), 0u8..3).prop_map(|(all, cap)| Op::TeamRun { all, cap }),
+        1 => (any::<bool>(), 0u8..5).prop_map(|(all, cap)| Op::TeamRun { all, cap }),
         6 => (any::<u8>(), 0u8..4, any::<bool>())
             .prop_map(|(pick, kind, with_id)| Op::Status { pick, kind, with_id }),
-        5 => (any::<u8>(), 0u8..3, 0u8..5)
+        5 => (any::<u8>(), 0u8..3, 0u8..6)
             .prop_map(|(pick, code, report)| Op::Exit { pick, code, report }),
         1 => any::<u8>().prop_map(Op::Timeout),
         1 => Just(Op::Deliver),
@@ -254,6 +255,10 @@ impl Sim {
                     AgentPolicy {
                         retries: 2,
                         has_command: self.commands.contains(*a),
+                        // Some runtimes hold a complete status until their
+                        // exit says what the task wrote (Codex).
+                        audits_writes: self.commands.contains(*a) && a.len() % 2 == 0,
+                        unpriced: None,
                     },
                 )
             })
@@ -458,8 +463,9 @@ impl Sim {
                     scenario: None,
                     force: true,
                     budget_secs: None,
-                    max_cost: (cap > 0).then_some(0.05),
-                    hard_cap: cap == 2,
+                    max_cost: (cap == 1 || cap == 2).then_some(0.05),
+                    hard_cap: cap == 2 || cap == 4,
+                    max_tokens: (cap >= 3).then_some(5_000),
                 };
                 self.apply(vec![Event::RunRequested { request, at }]);
             }
@@ -499,6 +505,11 @@ impl Sim {
                     }),
                     3 => Some(RuntimeReport {
                         error: Some(ApiError::of_status(Some(401), "invalid x-api-key".into())),
+                        ..RuntimeReport::default()
+                    }),
+                    4 => Some(RuntimeReport {
+                        cost: Some(cost(0.01)),
+                        unowned_writes: vec!["status/coordinator.md".into()],
                         ..RuntimeReport::default()
                     }),
                     _ => Some(RuntimeReport {
@@ -880,6 +891,7 @@ fn replay_with_another_configuration_on_the_command_line_agrees() {
                 AgentPolicy {
                     retries: 0,
                     has_command: false,
+                    ..Default::default()
                 },
             )
         })

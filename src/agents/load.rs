@@ -201,13 +201,17 @@ fn parse_with_name_line(
     });
     let tools = errs.read(&map, "tools", parse_tools);
     let max_cost = errs.read(&map, "max_cost", parse_max_cost);
-    let bin = errs.read(&map, "claude_bin", |v| {
-        parse_text(v, "claude_bin", "/usr/local/bin/claude")
-    });
     let backend = errs.read(&map, "backend", parse_backend);
     let partition = errs.read(&map, "partition", |v| parse_text(v, "partition", "batch"));
     let mem = errs.read(&map, "mem", |v| parse_text(v, "mem", "4G"));
     let account = errs.read(&map, "account", |v| parse_text(v, "account", "marketing"));
+    let bin = errs
+        .read(&map, "claude_bin", |v| {
+            parse_text(v, "claude_bin", "/usr/local/bin/claude")
+        })
+        .or(errs.read(&map, "codex_bin", |v| {
+            parse_text(v, "codex_bin", "/usr/local/bin/codex")
+        }));
     if command.is_some() && runtime.is_some() {
         errors.push(Diagnostic::new(
             path,

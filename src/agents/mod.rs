@@ -69,7 +69,8 @@ pub struct AgentDef {
     /// `max_cost:`: the most one task of this agent may spend, in dollars.
     #[serde(default)]
     pub max_cost: Option<f64>,
-    /// `claude_bin:`: where the runtime's program is, if not on the PATH.
+    /// `claude_bin:` or `codex_bin:`: where the runtime's program is, if
+    /// not on the PATH.
     #[serde(default)]
     pub bin: Option<String>,
     /// `backend:`: where its tasks run; `None` follows `--backend`.
@@ -95,12 +96,15 @@ pub struct AgentDef {
 pub enum RuntimeName {
     /// Anthropic's Claude Code CLI (`claude -p`).
     ClaudeCode,
+    /// OpenAI's Codex CLI (`codex exec`).
+    Codex,
 }
 
 impl RuntimeName {
     pub fn as_str(&self) -> &'static str {
         match self {
             RuntimeName::ClaudeCode => "claude-code",
+            RuntimeName::Codex => "codex",
         }
     }
 
@@ -108,12 +112,13 @@ impl RuntimeName {
     pub fn parse(name: &str) -> Option<RuntimeName> {
         match name.trim().to_ascii_lowercase().replace('_', "-").as_str() {
             "claude-code" | "claude" => Some(RuntimeName::ClaudeCode),
+            "codex" | "codex-cli" => Some(RuntimeName::Codex),
             _ => None,
         }
     }
 
     /// Every runtime's name, for messages.
-    pub const NAMES: &'static str = "claude-code";
+    pub const NAMES: &'static str = "claude-code, codex";
 }
 
 /// Where an agent's tasks run.

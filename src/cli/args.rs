@@ -33,12 +33,17 @@ pub struct Common {
     /// A team's own playbook (YAML) instead of the guide's embedded one.
     #[arg(long, global = true)]
     pub playbook: Option<PathBuf>,
+    /// The price table (USD per million tokens per model) for runtimes that
+    /// report tokens, not dollars [default: prices.yaml beside the agents
+    /// directory, if it exists].
+    #[arg(long, global = true, value_name = "FILE")]
+    pub prices: Option<PathBuf>,
     /// One command for every agent, an argv template split as a shell would
     /// (no shell runs it), e.g. "my-agent --task {task} --id {task_id}".
     #[arg(long, global = true)]
     pub agent_command: Option<String>,
     /// The agent CLI that runs the tasks of agents whose file names neither
-    /// a `command` nor a `runtime` (claude-code).
+    /// a `command` nor a `runtime` (claude-code, codex).
     #[arg(long, global = true, value_enum, value_name = "NAME")]
     pub runtime: Option<crate::agents::RuntimeName>,
     /// Where the tasks of agents whose file names no `backend` run: local
@@ -200,9 +205,13 @@ pub struct CostCap {
     /// runtimes report): no task starts again, and the run ends, failed.
     #[arg(long, value_name = "USD", value_parser = parse_usd)]
     pub max_cost: Option<f64>,
-    /// With --max-cost: also stop the tasks running when the cap is reached
-    /// (else they finish).
-    #[arg(long, requires = "max_cost")]
+    /// Stop the run once its agents have used this many tokens (in, cached
+    /// and out, as their runtimes report), whatever they cost.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_tokens: Option<u64>,
+    /// With --max-cost or --max-tokens: also stop the tasks running when the
+    /// cap is reached (else they finish).
+    #[arg(long)]
     pub hard: bool,
 }
 

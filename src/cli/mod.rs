@@ -98,12 +98,14 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
 }
 
 fn paths_of(common: &Common) -> Paths {
-    Paths::new(
+    let mut paths = Paths::new(
         common.workspace.clone(),
         common.agents.clone(),
         common.state_dir.clone(),
         common.playbook.clone(),
-    )
+    );
+    paths.prices = common.prices.as_deref().map(crate::config::absolute);
+    paths
 }
 
 fn load_settings(common: &Common) -> Result<Settings> {

@@ -28,8 +28,17 @@ pub(super) struct TeamRun {
     pub git: bool,
 }
 
+/// `--hard` stops running tasks at a cap: there must be one.
+fn check_caps(caps: &CostCap) -> Result<()> {
+    if caps.hard && caps.max_cost.is_none() && caps.max_tokens.is_none() {
+        anyhow::bail!("--hard stops the running tasks at a cap: give --max-cost or --max-tokens");
+    }
+    Ok(())
+}
+
 /// `gtmd team run`: a run of some phases, the guide's execution modes.
 pub(super) fn team_run(common: &Common, t: TeamRun) -> Result<ExitCode> {
+    check_caps(&t.caps)?;
     init_logging(common.log_format, "warn", None)?;
     let settings = load_settings(common)?;
     let list = match (t.phases, t.phase) {
@@ -52,6 +61,7 @@ pub(super) fn team_run(common: &Common, t: TeamRun) -> Result<ExitCode> {
         budget_secs: t.run_budget,
         max_cost: t.caps.max_cost,
         hard_cap: t.caps.hard,
+        max_tokens: t.caps.max_tokens,
     };
     submit(common, settings, request, t.git)
 }
@@ -64,6 +74,7 @@ pub(super) fn agent_run(
     run_budget: Option<u64>,
     caps: CostCap,
 ) -> Result<ExitCode> {
+    check_caps(&caps)?;
     init_logging(common.log_format, "warn", None)?;
     let settings = load_settings(common)?;
     let Some(agent) = crate::agents::canonical_agent(agent) else {
@@ -85,6 +96,7 @@ pub(super) fn agent_run(
         budget_secs: run_budget,
         max_cost: caps.max_cost,
         hard_cap: caps.hard,
+        max_tokens: caps.max_tokens,
     };
     submit(common, settings, request, false)
 }

@@ -152,8 +152,10 @@ impl Daemon {
                     return;
                 }
                 self.fx.runner.set_agents(s.agents.clone());
-                self.fx.runner.set_runtimes(s.runtime, &s.playbook);
                 self.fx.runner.set_default_backend(s.backend);
+                self.fx
+                    .runner
+                    .set_runtimes(s.runtime, &s.playbook, &s.prices);
                 self.settings = s;
                 let ev = self.configured_event(now_ms());
                 self.apply(vec![ev]);

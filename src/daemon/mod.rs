@@ -136,7 +136,7 @@ pub async fn run(
         exit_tx,
     );
     runner.set_limits(options.limits.clone());
-    runner.set_runtimes(settings.runtime, &settings.playbook);
+    runner.set_runtimes(settings.runtime, &settings.playbook, &settings.prices);
     runner.set_default_backend(settings.backend);
     let ingest = Ingest::new(&workspace, &state_dir, settings.max_file_size);
     let git = options.git.then(|| crate::git::Git::new(&workspace));

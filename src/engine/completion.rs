@@ -115,6 +115,23 @@ impl Engine {
             self.end_task(task_id, Outcome::Cancelled, at, out);
             return;
         }
+        if let Some(written) = report.map(|r| &r.unowned_writes).filter(|w| !w.is_empty()) {
+            // Its runtime could not stop these writes; whatever it reported,
+            // the task did what its agent may not do.
+            let reason = format!(
+                "wrote files it does not own: {}",
+                crate::bounds::some_of(written, 20, 300, ", ")
+            );
+            return self.fail_now(task_id, reason, at, out);
+        }
+        if let Some(held) = self.mutate_task(task_id, |t| t.held.take()).flatten() {
+            // Its `complete` status waited for this exit, which found
+            // nothing wrong: the status counts now.
+            self.complete_task(task_id, at, out);
+            self.commit_action(task_id, &held.path, &held.report, out);
+            return;
+        }
+        let t = &self.state.tasks[task_id];
         let missing = match &t.step {
             Some(s) => self.missing_step_outputs(s),
             None => Vec::new(),

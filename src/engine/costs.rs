@@ -1,10 +1,11 @@
-//! What tasks cost, and the cap that stops a run spending more.
+//! What tasks cost, and the caps that stop a run spending more.
 //!
 //! A runtime's report comes with a task's exit: its cost adds to the task
 //! (over all its attempts), its session is kept for the next attempt to
 //! resume, its denials are kept to say why outputs are missing. A run's
-//! spend is the sum of its tasks'. Once it reaches the run's `--max-cost`,
-//! no task of the run starts again; running tasks finish (or are stopped,
+//! spend is the sum of its tasks'. Once it reaches the run's `--max-cost`
+//! (dollars) or `--max-tokens` (every token reported, for runtimes whose
+//! tokens gtmd cannot price, or any other), no task of the run starts again; running tasks finish (or are stopped,
 //! with `--hard`), and the run ends, failed, naming the cap and the spend.
 
 use super::*;
@@ -61,22 +62,37 @@ impl Engine {
             .is_none_or(|r| r.capped.is_none())
     }
 
-    /// A task of `run` has spent: if the run's cap is reached now, it starts
-    /// nothing more (and with `--hard` its running tasks are stopped).
+    /// Which of the run's caps its spend has reached, if any, said for
+    /// people: the dollars (`--max-cost`) or the tokens (`--max-tokens`).
+    fn cap_reached(&self, r: &Run) -> Option<String> {
+        let spent = self.run_cost(&r.id).unwrap_or_default();
+        if let Some(cap) = r.request.max_cost.filter(|cap| spent.usd >= *cap) {
+            return Some(format!(
+                "its cost cap of ${cap:.2} (--max-cost) is reached: ${:.4} spent",
+                spent.usd
+            ));
+        }
+        let cap = r.request.max_tokens.filter(|cap| spent.tokens() >= *cap)?;
+        Some(format!(
+            "its token cap of {cap} (--max-tokens) is reached: {} tokens used",
+            spent.tokens()
+        ))
+    }
+
+    /// A task of `run` has spent: if one of the run's caps is reached now,
+    /// it starts nothing more (and with `--hard` its running tasks are
+    /// stopped).
     pub(super) fn check_cap(&mut self, run: &str, at: Millis, out: &mut Vec<Action>) {
         let Some(r) = self.state.runs.get(run) else {
             return;
         };
-        let (Some(cap), None, true) = (r.request.max_cost, &r.capped, r.is_active()) else {
-            return;
-        };
-        let spent = self.run_cost(run).map_or(0.0, |c| c.usd);
-        if spent < cap {
+        if r.capped.is_some() || !r.is_active() {
             return;
         }
+        let Some(reason) = self.cap_reached(r) else {
+            return;
+        };
         let hard = r.request.hard_cap;
-        let reason =
-            format!("its cost cap of ${cap:.2} (--max-cost) is reached: ${spent:.4} spent");
         let r = self.state.runs.get_mut(run).unwrap();
         r.capped = Some(reason.clone());
         r.note(

@@ -50,6 +50,7 @@ impl Engine {
             api_wait: false,
             job: None,
             submissions: 0,
+            held: None,
         };
         self.insert_task(task);
         self.log_task(&id, at, "queued".into(), out);
@@ -95,6 +96,8 @@ impl Engine {
                 // A job of an earlier start is over; a new one gets a name
                 // of its own when it is submitted.
                 t.job = None;
+                // A status held for an earlier attempt's audit is void.
+                t.held = None;
             });
             let spec = self.spec_for(&self.state.tasks[&id]);
             let attempt = spec.attempt;

@@ -34,10 +34,15 @@ impl Engine {
                 if !self.state.agents.contains_key(agent) {
                     return Err(format!("unknown agent {agent}"));
                 }
+                self.cost_cap_keepable(req, &[agent.as_str()])?;
                 return Ok(Vec::new());
             }
             RunKind::Phases { phases } => phases.clone(),
         };
+        // Any agent may get a task of a run of phases (a review, a
+        // hand-off, a decision to apply).
+        let all: Vec<&str> = self.state.agents.keys().map(String::as_str).collect();
+        self.cost_cap_keepable(req, &all)?;
         if phases.is_empty() {
             return Err("no phases requested".into());
         }
@@ -102,6 +107,28 @@ impl Engine {
             ));
         }
         Ok(sorted)
+    }
+
+    /// A `--max-cost` counts dollars: a run whose agents report tokens that
+    /// gtmd cannot price would pass its cap unseen, so it does not start.
+    fn cost_cap_keepable(&self, req: &RunRequest, agents: &[&str]) -> Result<(), String> {
+        if req.max_cost.is_none() {
+            return Ok(());
+        }
+        let unpriced: Vec<String> = agents
+            .iter()
+            .filter_map(|a| {
+                let why = self.state.agents.get(*a)?.unpriced.as_ref()?;
+                Some(format!("{a}: {why}"))
+            })
+            .collect();
+        if unpriced.is_empty() {
+            return Ok(());
+        }
+        Err(format!(
+            "--max-cost cannot be kept, the price is unknown for {}; add the model's prices to the price table (prices.yaml), or cap the run with --max-tokens instead",
+            unpriced.join("; ")
+        ))
     }
 
     pub(super) fn producing_phase(&self, path: &str) -> Option<u8> {

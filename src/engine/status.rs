@@ -52,6 +52,20 @@ impl Engine {
         }
         match report.status {
             TaskStatus::Pending | TaskStatus::InProgress => {}
+            TaskStatus::Complete if self.holds_status(&task_id) => {
+                self.mutate_task(&task_id, |t| {
+                    t.held = Some(HeldStatus {
+                        path: path.to_string(),
+                        report: report.clone(),
+                    })
+                });
+                self.log_task(
+                    &task_id,
+                    at,
+                    "complete: held until its process exits and its writes are checked".into(),
+                    out,
+                );
+            }
             TaskStatus::Complete => {
                 self.complete_task(&task_id, at, out);
                 self.commit_action(&task_id, path, report, out);
@@ -78,6 +92,20 @@ impl Engine {
                 self.fail_task(&task_id, reason, at, out);
             }
         }
+    }
+
+    /// Whether a `complete` status of this task waits for its process's
+    /// exit: its runtime tells only then what the task wrote, and a task
+    /// that wrote another agent's files must fail, not complete.
+    fn holds_status(&self, task_id: &str) -> bool {
+        let t = &self.state.tasks[task_id];
+        t.process_alive
+            && t.state == TaskState::Running
+            && self
+                .state
+                .agents
+                .get(&t.agent)
+                .is_some_and(|a| a.audits_writes)
     }
 
     /// A status that names its task by `task_id` takes the task's own phase;

@@ -23,7 +23,9 @@
 //!   `api_error_status`; `--max-budget-usd` ends a run with
 //!   `error_max_budget_usd`.
 
-use super::runtime::{bounded, task_env, ProcessSpec, Runtime, StreamReader, TaskContext};
+use super::runtime::{
+    bounded, find_program, task_env, ProcessSpec, Program, Runtime, StreamReader, TaskContext,
+};
 use super::StartError;
 use crate::engine::{ApiError, Cost, Denial, RuntimeReport};
 use serde_json::Value;
@@ -49,37 +51,16 @@ pub struct ClaudeCode {
 /// Where the `claude` program is: the agent's `claude_bin`, else
 /// `GTMD_CLAUDE_BIN`, else `claude` on the PATH.
 pub fn find_bin(agent_bin: Option<&str>) -> Result<PathBuf, String> {
-    let given = agent_bin
-        .map(|b| (PathBuf::from(b), "claude_bin"))
-        .or_else(|| {
-            std::env::var_os(BIN_ENV)
-                .filter(|b| !b.is_empty())
-                .map(|b| (PathBuf::from(b), BIN_ENV))
-        });
-    if let Some((bin, from)) = given {
-        return if is_executable(&bin) {
-            Ok(bin)
-        } else {
-            Err(format!(
-                "{from} names {}, which is not an executable file; install the CLI with `{INSTALL}` and give the path of its `claude`",
-                bin.display()
-            ))
-        };
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("claude"))
-        .find(|p| is_executable(p))
-        .ok_or_else(|| {
-            format!(
-                "the Claude Code CLI (`claude`) is not on the PATH; install it with `{INSTALL}`, or give its path with `claude_bin:` in the agent file or {BIN_ENV}"
-            )
-        })
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    find_program(
+        &Program {
+            name: "claude",
+            env: BIN_ENV,
+            key: "claude_bin",
+            install: INSTALL,
+            what: "the Claude Code CLI",
+        },
+        agent_bin,
+    )
 }
 
 impl Runtime for ClaudeCode {
@@ -219,6 +200,7 @@ impl ClaudeStream {
             denials,
             error,
             over_budget: v["subtype"].as_str() == Some("error_max_budget_usd"),
+            unowned_writes: Vec::new(),
         }
     }
 
@@ -393,6 +375,7 @@ mod tests {
                 agent: Some(&agent),
                 workspace: Path::new("/ws"),
                 files: &files,
+                prompt: "",
             })
             .unwrap();
         let at = |flag: &str| p.argv[p.argv.iter().position(|a| a == flag).unwrap() + 1].clone();

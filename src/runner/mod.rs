@@ -13,6 +13,7 @@
 
 pub mod claude;
 mod cluster;
+pub mod codex;
 pub mod local;
 pub mod prompt;
 pub mod runtime;
@@ -27,7 +28,9 @@ use crate::diagnostic::chain;
 use crate::engine::{ExitOutcome, RuntimeReport, TaskId, TaskSpec};
 use crate::fsutil::{write_replaceable, WriteError};
 use crate::playbook::Playbook;
+use crate::prices::Prices;
 use claude::ClaudeCode;
+use codex::Codex;
 use local::LocalBackend;
 use std::collections::BTreeMap;
 use std::collections::VecDeque;
@@ -126,6 +129,8 @@ pub struct Runner {
     default_runtime: Option<RuntimeName>,
     /// What each agent may write, from the playbook.
     scopes: BTreeMap<String, Vec<String>>,
+    /// What tokens cost, for runtimes that report no dollars.
+    prices: Prices,
     default_timeout: Duration,
     exits: mpsc::UnboundedSender<TaskExit>,
     backend: LocalBackend,
@@ -174,6 +179,7 @@ impl Runner {
             command_override,
             default_runtime: None,
             scopes: BTreeMap::new(),
+            prices: Prices::default(),
             default_timeout,
             exits,
             limits: Limits::default(),
@@ -190,10 +196,16 @@ impl Runner {
         self.limits = limits;
     }
 
-    /// The runtime of agents that name none (`--runtime`), and what each
-    /// agent may write, as the playbook says.
-    pub fn set_runtimes(&mut self, default: Option<RuntimeName>, playbook: &Playbook) {
+    /// The runtime of agents that name none (`--runtime`), what each agent
+    /// may write, as the playbook says, and what tokens cost.
+    pub fn set_runtimes(
+        &mut self,
+        default: Option<RuntimeName>,
+        playbook: &Playbook,
+        prices: &Prices,
+    ) {
         self.default_runtime = default;
+        self.prices = prices.clone();
         self.scopes = crate::agents::AGENTS
             .iter()
             .map(|a| (a.to_string(), playbook.write_scopes(a)))
@@ -216,6 +228,19 @@ impl Runner {
             RuntimeName::ClaudeCode => Some(Box::new(ClaudeCode {
                 bin: claude::find_bin(def.and_then(|a| a.bin.as_deref())),
                 scopes: self.scopes.get(agent).cloned().unwrap_or_default(),
+            })),
+            RuntimeName::Codex => Some(Box::new(Codex {
+                bin: codex::find_bin(def.and_then(|a| a.bin.as_deref())),
+                scopes: self.scopes.get(agent).cloned().unwrap_or_default(),
+                others: self
+                    .scopes
+                    .iter()
+                    .filter(|(a, _)| *a != agent)
+                    .flat_map(|(_, s)| s.iter().cloned())
+                    .collect(),
+                price: def
+                    .and_then(|a| a.model.as_deref())
+                    .and_then(|m| self.prices.get(m)),
             })),
         }
     }
@@ -268,6 +293,7 @@ impl Runner {
             agent,
             workspace: &self.workspace,
             files: &files,
+            prompt: &prompt,
         };
         Ok(Some(Prepared {
             process: runtime.process(&context)?,
@@ -289,11 +315,13 @@ impl Runner {
     fn reader_for(&self, spec: &TaskSpec) -> Option<Box<dyn StreamReader>> {
         let runtime = self.runtime(&spec.agent)?;
         let files = self.task_files(&spec.id);
+        let agent = self.agents.get(&spec.agent);
         runtime.reader(&TaskContext {
             spec,
-            agent: self.agents.get(&spec.agent),
+            agent,
             workspace: &self.workspace,
             files: &files,
+            prompt: &render_prompt(spec, agent),
         })
     }
 

@@ -33,6 +33,61 @@ pub struct TaskContext<'a> {
     pub agent: Option<&'a AgentDef>,
     pub workspace: &'a Path,
     pub files: &'a TaskFiles,
+    /// The whole prompt, as `files.prompt` holds it.
+    pub prompt: &'a str,
+}
+
+/// An agent CLI's program: how it is named, found and installed, for
+/// [`find_program`] and its messages.
+pub struct Program {
+    /// Its name on the PATH (`claude`, `codex`).
+    pub name: &'static str,
+    /// The environment variable that names it (`GTMD_CLAUDE_BIN`).
+    pub env: &'static str,
+    /// The agent file's key that names it (`claude_bin`).
+    pub key: &'static str,
+    /// How to install it (`npm install -g …`).
+    pub install: &'static str,
+    /// What it is called in messages (`the Claude Code CLI`).
+    pub what: &'static str,
+}
+
+/// Where a runtime's program is: the agent file's key, else the
+/// environment variable, else the PATH; or why it is not there.
+pub fn find_program(p: &Program, agent_bin: Option<&str>) -> Result<std::path::PathBuf, String> {
+    use std::path::PathBuf;
+    let given = agent_bin.map(|b| (PathBuf::from(b), p.key)).or_else(|| {
+        std::env::var_os(p.env)
+            .filter(|b| !b.is_empty())
+            .map(|b| (PathBuf::from(b), p.env))
+    });
+    if let Some((bin, from)) = given {
+        return if is_executable(&bin) {
+            Ok(bin)
+        } else {
+            Err(format!(
+                "{from} names {}, which is not an executable file; install the CLI with `{}` and give the path of its `{}`",
+                bin.display(),
+                p.install,
+                p.name
+            ))
+        };
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(p.name))
+        .find(|c| is_executable(c))
+        .ok_or_else(|| {
+            format!(
+                "{} (`{}`) is not on the PATH; install it with `{}`, or give its path with `{}:` in the agent file or {}",
+                p.what, p.name, p.install, p.key, p.env
+            )
+        })
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// A process to start: its argv (program first) and the environment gtmd

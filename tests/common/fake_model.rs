@@ -471,7 +471,7 @@ impl FakeModel {
                     let s = s.clone();
                     let _ = std::thread::Builder::new()
                         .name("fake-model-conn".into())
-                        .spawn(move || serve_connection(conn, &s));
+                        .spawn(move || serve_connection(conn, &s.stop, |req| respond(req, &s)));
                 }
             })
             .unwrap();
@@ -529,8 +529,9 @@ impl Drop for FakeModel {
 }
 
 /// Requests on one connection until the client closes it (the CLI keeps its
-/// connections alive) or the server stops.
-fn serve_connection(conn: TcpStream, shared: &Shared) {
+/// connections alive) or `stop` is set, each answered by `respond` (shared
+/// with the scripted Responses API, `super::fake_responses`).
+pub fn serve_connection(conn: TcpStream, stop: &AtomicBool, respond: impl Fn(&Request) -> Vec<u8>) {
     // Idle reads time out so that a connection left open notices the stop;
     // once a request has begun it is read whole.
     let _ = conn.set_read_timeout(Some(Duration::from_millis(100)));
@@ -549,7 +550,7 @@ fn serve_connection(conn: TcpStream, shared: &Shared) {
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) =>
             {
-                if shared.stop.load(Ordering::SeqCst) {
+                if stop.load(Ordering::SeqCst) {
                     return;
                 }
                 continue;
@@ -564,14 +565,14 @@ fn serve_connection(conn: TcpStream, shared: &Shared) {
         let close = req
             .header("connection")
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        let response = respond(&req, shared);
+        let response = respond(&req);
         if out.write_all(&response).and_then(|_| out.flush()).is_err() || close {
             return;
         }
     }
 }
 
-fn read_request(r: &mut BufReader<TcpStream>) -> Option<Request> {
+pub fn read_request(r: &mut BufReader<TcpStream>) -> Option<Request> {
     let mut line = String::new();
     r.read_line(&mut line).ok()?;
     let mut parts = line.split_whitespace();
@@ -622,7 +623,8 @@ fn read_request(r: &mut BufReader<TcpStream>) -> Option<Request> {
     })
 }
 
-fn http(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
+/// An HTTP/1.1 response with a body.
+pub fn http(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
     let reason = match status {
         200 => "OK",
         401 => "Unauthorized",
@@ -991,7 +993,7 @@ fn first_turn(plan: &Plan, req: &Request, task: Option<&Task>, answer: usize) ->
 
 /// Content that passes gtmd's automatic gate checks, as the shell agent of
 /// the tests writes it (tests/fixtures/agent.sh).
-fn output_content(file: &str, t: &Task) -> String {
+pub fn output_content(file: &str, t: &Task) -> String {
     if file == "strategy/budget-allocation.md" {
         return "# Budget allocation\n\n| Channel | Monthly budget | Rationale |\n|---|---|---|\n\
                 | Paid search | $20,000 | High intent |\n| Paid social | $15,000 | Reach the persona |\n\
@@ -1012,7 +1014,7 @@ fn output_content(file: &str, t: &Task) -> String {
 }
 
 /// The task's status template filled in, else the fields gtmd needs.
-fn status_content(t: &Task, status: &str) -> String {
+pub fn status_content(t: &Task, status: &str) -> String {
     match &t.status_template {
         Some(tpl) => {
             tpl.lines()

@@ -2,12 +2,15 @@
 //! the real `gtmd` binary, polling with a deadline (never a fixed sleep), and
 //! child processes that are killed when the test ends, pass or fail. For
 //! the claude-code runtime: a scripted Messages API (`fake_model`) and the
-//! real Claude Code CLI run against it (`claude`).
+//! real Claude Code CLI run against it (`claude`); for the codex runtime, a
+//! scripted Responses API (`fake_responses`) and the real Codex CLI (`codex`).
 
 #![allow(dead_code)]
 
 pub mod claude;
+pub mod codex;
 pub mod fake_model;
+pub mod fake_responses;
 
 use std::fs;
 use std::path::{Path, PathBuf};

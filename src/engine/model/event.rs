@@ -219,6 +219,11 @@ pub struct RunRequest {
     /// `--hard`: at the cap, running tasks are stopped too.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub hard_cap: bool,
+    /// Token cap of the run (`--max-tokens`), every token its runtimes
+    /// report (in, cached, out): it works whatever they cost or whether
+    /// gtmd can price them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
 }
 
 /// `gtmd cancel TASK_ID` / `gtmd cancel --run RUN_ID` as a request file.

@@ -8,8 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// What a task cost, as its runtime reported it. The field names are those
-/// of `gtmd status --json`.
+/// What a task cost, as its runtime reported it (or gtmd priced the tokens
+/// it reported). The field names are those of `gtmd status --json`.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct Cost {
     pub usd: f64,
@@ -18,6 +18,10 @@ pub struct Cost {
     pub cache_read_tokens: u64,
     pub cache_creation_tokens: u64,
     pub turns: u64,
+    /// Some of the tokens have no price gtmd knows (a model missing from
+    /// the price table): `usd` counts only the priced ones.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub price_unknown: bool,
 }
 
 impl Cost {
@@ -28,6 +32,22 @@ impl Cost {
         self.cache_read_tokens += other.cache_read_tokens;
         self.cache_creation_tokens += other.cache_creation_tokens;
         self.turns += other.turns;
+        self.price_unknown |= other.price_unknown;
+    }
+
+    /// Every token reported, in and out: what `--max-tokens` counts.
+    pub fn tokens(&self) -> u64 {
+        self.input_tokens + self.cache_read_tokens + self.cache_creation_tokens + self.output_tokens
+    }
+
+    /// `$0.0123`, `price unknown`, or `$0.0123 + price unknown` when only
+    /// some of the tokens could be priced.
+    pub fn money(&self) -> String {
+        match (self.price_unknown, self.usd > 0.0) {
+            (false, _) => format!("${:.4}", self.usd),
+            (true, false) => "price unknown".into(),
+            (true, true) => format!("${:.4} + price unknown", self.usd),
+        }
     }
 
     /// The sum of the costs that were reported; `None` when none was.
@@ -39,11 +59,20 @@ impl Cost {
         })
     }
 
+    /// A table cell: the dollars, with the tokens when some have no price.
+    pub fn cell(&self) -> String {
+        if self.price_unknown {
+            format!("{} ({} tokens)", self.money(), self.tokens())
+        } else {
+            self.money()
+        }
+    }
+
     /// `$0.0123, 1,234 tokens in / 567 out`, for people.
     pub fn describe(&self) -> String {
         format!(
-            "${:.4}, {} tokens in / {} out",
-            self.usd,
+            "{}, {} tokens in / {} out",
+            self.money(),
             self.input_tokens + self.cache_read_tokens + self.cache_creation_tokens,
             self.output_tokens
         )
@@ -124,6 +153,10 @@ pub struct RuntimeReport {
     /// The runtime stopped the task at the spending limit it was given.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub over_budget: bool,
+    /// Files the task wrote that its agent does not own (workspace-relative
+    /// when inside), from the runtime's own account of its writes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unowned_writes: Vec<String>,
 }
 
 #[cfg(test)]

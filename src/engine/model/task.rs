@@ -135,6 +135,9 @@ pub struct Task {
     /// Jobs submitted for it so far: each submission has a name of its own.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub submissions: u32,
+    /// A `complete` status waiting for the process's exit and its audit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<HeldStatus>,
 }
 
 /// A task's start as a batch job of a cluster scheduler. The name is
@@ -177,9 +180,26 @@ impl Task {
 }
 
 /// What the engine knows of each agent's configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentPolicy {
     pub retries: u32,
     /// Tasks run as a process (else they go to the inbox).
     pub has_command: bool,
+    /// Its runtime checks, when the process exits, what the task wrote
+    /// against what the agent owns (Codex): a `complete` status is held
+    /// until then, so a task that wrote another agent's files fails.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub audits_writes: bool,
+    /// Why its tokens cannot be priced in dollars (a model missing from the
+    /// price table): a run with `--max-cost` is refused with this reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unpriced: Option<String>,
+}
+
+/// A `complete` status held until the task's process exits (see
+/// [`AgentPolicy::audits_writes`]): the file and what it said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldStatus {
+    pub path: String,
+    pub report: crate::protocol::StatusReport,
 }

@@ -13,6 +13,7 @@ fn cost(usd: f64) -> Cost {
         cache_read_tokens: 10,
         cache_creation_tokens: 5,
         turns: 2,
+        price_unknown: false,
     }
 }
 
@@ -32,6 +33,7 @@ impl Bus {
                 budget_secs: None,
                 max_cost: Some(max_cost),
                 hard_cap: hard,
+                max_tokens: None,
             },
             at,
         });

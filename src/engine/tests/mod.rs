@@ -10,6 +10,7 @@ use crate::gate_checks::CheckResult;
 use crate::playbook::RouteKind;
 use crate::protocol::{Checkbox, StatusReport, TaskStatus};
 
+mod audited;
 mod costs;
 mod escalation;
 mod gates;
@@ -37,6 +38,7 @@ fn policies(has_command: bool, retries: u32) -> BTreeMap<String, AgentPolicy> {
                 AgentPolicy {
                     retries,
                     has_command,
+                    ..Default::default()
                 },
             )
         })
@@ -134,6 +136,7 @@ impl Bus {
                 budget_secs: None,
                 max_cost: None,
                 hard_cap: false,
+                max_tokens: None,
             },
             at,
         })

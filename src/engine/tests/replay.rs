@@ -26,6 +26,7 @@ fn replaying_the_same_events_gives_the_same_state() {
                 budget_secs: None,
                 max_cost: None,
                 hard_cap: false,
+                max_tokens: None,
             },
             at,
         },

@@ -57,6 +57,7 @@ fn an_agent_run_is_one_task() {
             budget_secs: None,
             max_cost: None,
             hard_cap: false,
+            max_tokens: None,
         },
         at,
     });
