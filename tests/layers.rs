@@ -29,7 +29,7 @@ const LAYERS: &[&[&str]] = &[
     &["config", "summary", "watch", "record", "git"],
     &["journal", "runner", "ingest", "service"],
     &["apply", "replay", "feed"],
-    &["status", "check", "init", "background"],
+    &["status", "explain", "check", "init", "background"],
     &["daemon", "client"],
     &["cli"],
 ];
