@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! cli                      the command line: one function per command
-//! daemon   client          the long-running loop | talking to it from outside
+//! daemon   client  web     the long-running loop | talking to it from outside |
+//!                          the live web view (`run --http`), fed by the loop
 //! status   explain check   views and tools (replay the journal, read files);
 //! init     background      forking before any thread (`run --daemon`)
 //! apply    replay  feed    journal → engine → effects; the journal back to an
@@ -78,3 +79,4 @@ pub mod status;
 pub mod summary;
 pub mod test_hooks;
 pub mod watch;
+pub mod web;

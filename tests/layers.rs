@@ -30,7 +30,7 @@ const LAYERS: &[&[&str]] = &[
     &["journal", "runner", "ingest", "service"],
     &["apply", "replay", "feed"],
     &["status", "explain", "check", "init", "background"],
-    &["daemon", "client"],
+    &["daemon", "client", "web"],
     &["cli"],
 ];
 
