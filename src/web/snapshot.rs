@@ -35,6 +35,7 @@ pub struct Snapshot {
     pub conflicts_total: usize,
     /// Decisions waiting for their agents, or that could not be read.
     pub decisions: Vec<DecisionView>,
+    /// Refused files: (path, why, with the line when there is one).
     pub refused: Vec<(String, String)>,
     pub refused_total: usize,
     /// The latest run requests gtmd refused: (id, why).
@@ -179,7 +180,13 @@ impl Snapshot {
         s.refused = rejected
             .values()
             .take(MAX_ROWS)
-            .map(|d| (d.path.clone(), d.to_string()))
+            .map(|d| {
+                let why = match d.line {
+                    Some(l) => format!("line {l}: {}", d.message),
+                    None => d.message.clone(),
+                };
+                (d.path.clone(), why)
+            })
             .collect();
         let refused = engine.refused_requests();
         s.refused_requests = refused[refused.len().saturating_sub(5)..]

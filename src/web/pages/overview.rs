@@ -136,15 +136,26 @@ fn step(s: &Snapshot, st: &StepView, now: Millis) -> Markup {
 }
 
 fn gate(g: &GateView, ctx: &PageCtx, active: bool) -> Markup {
-    let open = g.passed_at.is_none();
     let ticked = g.boxes.iter().filter(|(_, t)| *t).count();
+    let head = html! {
+        "Gate " (path_link(&g.path)) " "
+        @if let Some(p) = g.passed_at { (badge("passed")) " " span.muted { (at(p)) } }
+        @else { (badge("open")) " " span.muted { (ticked) "/" (g.boxes.len()) " ticked" } }
+    };
+    match g.passed_at {
+        // A passed gate is history: one line, the rest on demand.
+        Some(_) => html! {
+            details.gate { summary { (head) } (gate_body(g, ctx, false)) }
+        },
+        None => html! {
+            div.gate.open { h5 { (head) } (gate_body(g, ctx, active)) }
+        },
+    }
+}
+
+fn gate_body(g: &GateView, ctx: &PageCtx, active: bool) -> Markup {
+    let open = g.passed_at.is_none();
     html! {
-        div.gate.open[open] {
-            h5 {
-                "Gate " (path_link(&g.path)) " "
-                @if let Some(p) = g.passed_at { (badge("passed")) " " span.muted { (at(p)) } }
-                @else { (badge("open")) " " span.muted { (ticked) "/" (g.boxes.len()) " ticked" } }
-            }
             @match &g.checks {
                 None => p.muted { "Automatic checks not run yet." },
                 Some(checks) => ul.checks {
@@ -182,7 +193,6 @@ fn gate(g: &GateView, ctx: &PageCtx, active: bool) -> Markup {
                     }
                 }
             }
-        }
     }
 }
 
