@@ -338,6 +338,40 @@ fn actions_need_the_csrf_token_and_a_loopback_host_name() {
     let text = std::fs::read_to_string(&decision).unwrap();
     assert!(text.contains("decided_by: Mallory"), "{text}");
 
+    // Cancel the apply task it gave (in demand-generation's inbox): a
+    // cancel request, as `gtmd cancel` writes it.
+    let task = wait_for(WAIT, "the apply task", || {
+        p.status_json()["open_tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"].as_str().unwrap().ends_with("-apply-decision"))
+            .map(|t| t["id"].as_str().unwrap().to_string())
+    });
+    // `gtmd status` reads the journal; the page shows the daemon's latest
+    // snapshot, published at most every 100 ms: act once the page has it.
+    wait_for(WAIT, "the task on the page", || {
+        let r = request(&web.addr, "GET", "/", &[], "");
+        r.body.contains(&format!("/task/{task}")).then_some(())
+    });
+    let body = form(&[("csrf", &csrf), ("task", &task), ("by", "Mallory")]);
+    let r = request(&web.addr, "POST", "/act/cancel", &[], &body);
+    assert_eq!(r.status, 303, "{}", r.body);
+    let to = r.header("location").unwrap();
+    assert!(to.starts_with("/file/requests/cancel-"), "{to}");
+    wait_for(WAIT, "the task cancelled", || {
+        let s = p.status_json();
+        let t = s["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == task.as_str())
+            .cloned()?;
+        (t["state"]["outcome"]["outcome"] == "cancelled").then_some(())
+    });
+    let cancel = p.read(to.trim_start_matches("/file/"));
+    assert!(cancel.starts_with("# by Mallory on "), "{cancel}");
+
     // Nothing outside the bus is served.
     for path in [
         "/file/..%2F..%2Fetc%2Fpasswd",

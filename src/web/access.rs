@@ -143,8 +143,10 @@ pub struct Who {
     pub session: bool,
 }
 
-/// What a page needs to know of who looks at it.
+/// What a page needs to know of who looks at it, and when.
 pub struct PageCtx {
+    /// The time of the request: ages are counted to it.
+    pub now: crate::engine::Millis,
     pub csrf: String,
     pub label: Option<String>,
     pub read_only: bool,
@@ -154,6 +156,10 @@ pub struct PageCtx {
 impl Who {
     pub(super) fn page(&self, app: &App) -> PageCtx {
         PageCtx {
+            now: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
             csrf: self.csrf.clone(),
             label: self.label.clone(),
             read_only: app.0.read_only,

@@ -68,7 +68,7 @@ pub fn file(s: &Snapshot, ctx: &PageCtx, rel: &str, told: Told, now: FileNow) ->
 
 pub fn task(s: &Snapshot, ctx: &PageCtx, id: &str, log: Option<(String, u64)>) -> Markup {
     let t = s.tasks.get(id);
-    let now = s.taken_at;
+    let now = ctx.now;
     let body = html! {
         h1 { "Task " code { (id) } }
         @match t {

@@ -14,7 +14,7 @@ pub struct Extra<'a> {
 }
 
 pub fn overview(s: &Snapshot, ctx: &PageCtx, extra: &Extra) -> Markup {
-    let now = s.taken_at;
+    let now = ctx.now;
     let acts = !ctx.read_only;
     let body = html! {
         @if s.taken_at == 0 {
@@ -369,6 +369,7 @@ mod tests {
         });
         s.conflicts_total = 1;
         let ctx = PageCtx {
+            now: 1_764_000_001_000,
             csrf: "c".into(),
             label: None,
             read_only: false,
