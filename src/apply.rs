@@ -37,6 +37,12 @@ pub trait Effects {
     /// Called after all actions of one event: events owed for them (one gate
     /// evaluation per gate, however many actions asked for it).
     fn after_event(&mut self, engine: &Engine) -> Vec<Event>;
+    /// Told of each event just before the engine handles it, then with the
+    /// actions it gave (before they are carried out): for a view that says
+    /// what each event led to (the web view's file stories). By default,
+    /// nothing.
+    fn handling(&mut self, _engine: &Engine, _event: &Event) {}
+    fn handled(&mut self, _engine: &Engine, _event: &Event, _actions: &[Action]) {}
 }
 
 /// Journal `events` (after any still `pending` from a failed write), then
@@ -59,7 +65,10 @@ pub fn apply(
             return Err(e);
         }
         for event in &batch {
-            for action in engine.handle(event) {
+            fx.handling(engine, event);
+            let actions = engine.handle(event);
+            fx.handled(engine, event, &actions);
+            for action in actions {
                 queue.extend(fx.execute(engine, action));
             }
             queue.extend(fx.after_event(engine));

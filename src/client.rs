@@ -60,8 +60,7 @@ pub fn follow(
     mut progress: impl FnMut(&str),
     abandoned: impl Fn() -> bool,
 ) -> Result<Followed> {
-    let path = request_path(&settings.paths.workspace, &request.id);
-    crate::fsutil::write_atomic(&path, serde_yaml::to_string(request)?.as_bytes())?;
+    let path = hand_over(&settings.paths.workspace, &request.id, request, None)?;
     progress(&format!(
         "request {} handed to the gtmd serving {}",
         request.id,
@@ -137,8 +136,7 @@ pub fn cancel(settings: &Settings, target: CancelTarget, timeout: Duration) -> R
         id: request_id("cancel"),
         cancel: target.clone(),
     };
-    let path = request_path(&settings.paths.workspace, &request.id);
-    crate::fsutil::write_atomic(&path, serde_yaml::to_string(&request)?.as_bytes())?;
+    let path = hand_over(&settings.paths.workspace, &request.id, &request, None)?;
     let deadline = Instant::now() + timeout;
     let ended = || -> Result<bool> {
         let engine = crate::replay::load(settings)?;
@@ -179,6 +177,28 @@ pub fn sync(workspace: &Path, timeout: Duration) -> Result<()> {
         std::thread::sleep(Duration::from_millis(2));
     }
     Ok(())
+}
+
+/// Drop a request (a [`RunRequest`] or a [`CancelRequest`]) into the bus
+/// of the daemon serving `workspace`, as `requests/ID.yaml`, written
+/// atomically like any bus file. `note` (who asked, from where) goes first,
+/// as YAML comments.
+pub fn hand_over(
+    workspace: &Path,
+    id: &str,
+    request: &impl serde::Serialize,
+    note: Option<&str>,
+) -> Result<PathBuf> {
+    let path = request_path(workspace, id);
+    let mut text = String::new();
+    for line in note.into_iter().flat_map(str::lines) {
+        text.push_str("# ");
+        text.push_str(line);
+        text.push('\n');
+    }
+    text.push_str(&serde_yaml::to_string(request)?);
+    crate::fsutil::write_atomic(&path, text.as_bytes())?;
+    Ok(path)
 }
 
 /// A request id no other client will choose: `KIND-PID-NANOS`.

@@ -6,9 +6,10 @@
 //!
 //! ```text
 //! cli                      the command line: one function per command
-//! daemon   client          the long-running loop | talking to it from outside
-//! status   check   init    views and tools (replay the journal, read files);
-//! background               forking before any thread (`run --daemon`)
+//! daemon   client  web     the long-running loop | talking to it from outside |
+//!                          the live web view (`run --http`), fed by the loop
+//! status   explain check   views and tools (replay the journal, read files);
+//! init     background      forking before any thread (`run --daemon`)
 //! apply    replay  feed    journal → engine → effects; the journal back to an
 //!                          engine; the state as clients follow it
 //! journal  runner  ingest  durable events | tasks to agents | a path to an event
@@ -58,6 +59,7 @@ pub mod daemon;
 pub mod decision_rules;
 pub mod diagnostic;
 pub mod engine;
+pub mod explain;
 pub mod feed;
 pub mod fsutil;
 pub mod gate_checks;
@@ -79,3 +81,4 @@ pub mod status;
 pub mod summary;
 pub mod test_hooks;
 pub mod watch;
+pub mod web;

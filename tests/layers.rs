@@ -30,8 +30,8 @@ const LAYERS: &[&[&str]] = &[
     &["config", "summary", "watch", "record", "git"],
     &["journal", "runner", "ingest", "service"],
     &["apply", "replay", "feed"],
-    &["status", "check", "init", "background"],
-    &["daemon", "client"],
+    &["status", "explain", "check", "init", "background"],
+    &["daemon", "client", "web"],
     &["cli"],
 ];
 

@@ -208,6 +208,8 @@ pub struct Gtmd {
     pub pid: i32,
     pub spawned: Instant,
     lines: Arc<Mutex<Vec<(Instant, String)>>>,
+    /// With `--http`, the page kept open on its web view once it is ready.
+    page: Option<crate::page::Page>,
 }
 
 impl Gtmd {
@@ -216,8 +218,11 @@ impl Gtmd {
         if let Some(a) = agent_command {
             cmd.arg("--agent-command").arg(a);
         }
-        cmd.arg("run")
-            .env("GTMD_LOG", "info")
+        cmd.arg("run");
+        if crate::page::HTTP.load(Ordering::Relaxed) {
+            cmd.args(["--http", "127.0.0.1:0"]);
+        }
+        cmd.env("GTMD_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         die_with_parent(&mut cmd);
@@ -255,6 +260,7 @@ impl Gtmd {
             child: Some(child),
             spawned,
             lines,
+            page: None,
         })
     }
 
@@ -295,7 +301,21 @@ impl Gtmd {
     /// Seconds from spawn to the ready line.
     pub fn wait_ready(&mut self, timeout: Duration) -> Result<Duration> {
         let at = self.wait_line("ready: watching the workspace", timeout)?;
+        if crate::page::HTTP.load(Ordering::Relaxed) && self.page.is_none() {
+            let addr = self.web_addr()?;
+            self.page = Some(crate::page::Page::open(addr));
+        }
         Ok(at - self.spawned)
+    }
+
+    /// Where `--http 127.0.0.1:0` listens, from gtmd's log.
+    fn web_addr(&mut self) -> Result<String> {
+        const SAYS: &str = "web view: http://";
+        self.wait_line(SAYS, Duration::from_secs(5))?;
+        let lines = self.lines.lock().unwrap();
+        let line = lines.iter().find(|(_, l)| l.contains(SAYS)).unwrap();
+        let at = line.1.find(SAYS).unwrap() + SAYS.len();
+        Ok(line.1[at..].chars().take_while(|c| *c != '/').collect())
     }
 
     pub fn count_lines(&self, needle: &str) -> usize {

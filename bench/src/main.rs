@@ -14,12 +14,13 @@
 //! 5. the four-phase run's overhead over its agents' own time.
 //!
 //! `--compare` runs cases 1 and 2 against an `inotifywait -m | while read`
-//! loop too. `cargo build --release && target/release/gtmd-bench`.
+//! loop too; `--http` runs every gtmd with its web view and a page open. `cargo build --release && target/release/gtmd-bench`.
 
 mod agent;
 mod cases;
 mod harness;
 mod inotify;
+mod page;
 mod report;
 
 use anyhow::{bail, Context, Result};
@@ -60,6 +61,11 @@ struct Args {
     /// Idle window in seconds [default: 60, 10 with --quick].
     #[arg(long)]
     idle_secs: Option<u64>,
+    /// Run gtmd with its web view (`--http 127.0.0.1:0`) and keep a page
+    /// open on it all along: server-sent events, and the overview loaded
+    /// again at each change, as the page's script does.
+    #[arg(long)]
+    http: bool,
 }
 
 fn main() -> ExitCode {
@@ -101,6 +107,7 @@ fn run(args: Args) -> Result<()> {
         );
     }
     harness::KEEP.store(args.keep, std::sync::atomic::Ordering::Relaxed);
+    page::HTTP.store(args.http, std::sync::atomic::Ordering::Relaxed);
     let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let env = Env { base, gtmd, bench };
     let known = ["latency", "burst", "startup", "idle", "orchestration"];
@@ -175,6 +182,12 @@ fn run(args: Args) -> Result<()> {
         let o = cases::orchestration(&env)?;
         r.orchestration(&o);
     }
+    if args.http {
+        r.note(format!(
+            "--http: every gtmd served its web view with a page open on it (server-sent events; {} overview loads in all)",
+            page::LOADS.load(std::sync::atomic::Ordering::Relaxed)
+        ));
+    }
     r.print();
     Ok(())
 }
@@ -192,6 +205,9 @@ fn args_line(args: &Args) -> String {
     }
     if !args.only.is_empty() {
         v.push(format!("--only {}", args.only.join(",")));
+    }
+    if args.http {
+        v.push("--http".to_string());
     }
     v.join(" ")
 }

@@ -313,6 +313,11 @@ impl Report {
         );
     }
 
+    /// A line under the table.
+    pub fn note(&mut self, line: String) {
+        self.notes.push(line);
+    }
+
     pub fn print(&self) {
         let mut cols: Vec<usize> = vec!["case".len(), "gtmd".len(), 0, "target".len(), 0];
         if self.compare {

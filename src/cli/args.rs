@@ -99,6 +99,8 @@ pub enum Command {
         /// (gtm/phase-N-<name>), in the guide's commit convention.
         #[arg(long)]
         git: bool,
+        #[command(flatten)]
+        http: Http,
     },
     /// Team runs: phases of the playbook.
     Team {
@@ -196,6 +198,39 @@ pub enum AgentCommand {
         #[command(flatten)]
         caps: CostCap,
     },
+}
+
+/// The web view of `gtmd run`.
+#[derive(Args, Debug, Clone)]
+pub struct Http {
+    /// Serve a live web view of the team's work on this address (e.g.
+    /// 127.0.0.1:8421); a loopback address unless a token file is given.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<std::net::SocketAddr>,
+    /// With --http: every request needs a token from this file (one token,
+    /// or `label:token` lines; the label is recorded as who acted).
+    #[arg(long, value_name = "FILE", requires = "http")]
+    pub http_token_file: Option<PathBuf>,
+    /// With --http: show, but do not let anyone act (no gate ticks,
+    /// rulings, cancels or runs from the page).
+    #[arg(long, requires = "http")]
+    pub http_read_only: bool,
+}
+
+impl Http {
+    /// The options, checked before anything starts: a non-loopback
+    /// address without a token is refused here.
+    pub fn options(&self) -> anyhow::Result<Option<crate::web::HttpOptions>> {
+        let Some(addr) = self.http else {
+            return Ok(None);
+        };
+        let file = self.http_token_file.as_deref().map(crate::config::absolute);
+        Ok(Some(crate::web::HttpOptions::new(
+            addr,
+            file.as_deref(),
+            self.http_read_only,
+        )?))
+    }
 }
 
 /// A run's spending cap, from what the agents' runtimes report.

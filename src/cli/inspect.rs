@@ -26,7 +26,7 @@ pub(super) fn explain(common: &Common, path: &str) -> Result<ExitCode> {
     paths_of(common).require_workspace()?;
     let settings = load_settings(common)?;
     let settings = crate::client::served(&settings).unwrap_or(settings);
-    crate::output::stdout(&crate::status::explain(&settings, path)?)?;
+    crate::output::stdout(&crate::explain::explain(&settings, path)?)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -45,7 +45,18 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             pid_file,
             log_file,
             git,
-        } => serve::run(common, poll, daemon, pid_file, log_file, git),
+            http,
+        } => serve::run(
+            common,
+            serve::Serve {
+                poll,
+                daemon,
+                pid_file,
+                log_file,
+                git,
+                http: http.options()?,
+            },
+        ),
         Command::Team {
             command:
                 TeamCommand::Run {
@@ -141,5 +152,7 @@ fn options(common: &Common, poll: Option<Duration>, mode: Mode, progress: bool) 
         },
         grace: Duration::from_secs(common.grace),
         git: false,
+        http: None,
+        web: None,
     }
 }

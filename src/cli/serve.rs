@@ -13,15 +13,26 @@ use std::process::ExitCode;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+/// What `gtmd run` was given besides the common flags.
+pub(super) struct Serve {
+    pub poll: Option<u64>,
+    pub daemon: bool,
+    pub pid_file: Option<PathBuf>,
+    pub log_file: Option<PathBuf>,
+    pub git: bool,
+    pub http: Option<crate::web::HttpOptions>,
+}
+
 /// `gtmd run`: the daemon, in the foreground unless `--daemon`.
-pub(super) fn run(
-    common: &Common,
-    poll: Option<u64>,
-    daemon: bool,
-    pid_file: Option<PathBuf>,
-    log_file: Option<PathBuf>,
-    git: bool,
-) -> Result<ExitCode> {
+pub(super) fn run(common: &Common, s: Serve) -> Result<ExitCode> {
+    let Serve {
+        poll,
+        daemon,
+        pid_file,
+        log_file,
+        git,
+        http,
+    } = s;
     let settings = load_settings(common)?;
     let log_file = log_file.map(|f| crate::config::absolute(&f));
     // Fork now, while gtmd has no thread and no runtime yet.
@@ -46,6 +57,7 @@ pub(super) fn run(
     init_logging(common.log_format, "info", log_to.as_deref())?;
     let mut options = options(common, poll.map(Duration::from_millis), Mode::Serve, false);
     options.git = git;
+    options.http = http;
     let outcome = serve(settings, options);
     if let Some(b) = &background {
         // The pid file goes first: the parent may be waiting on the error.
@@ -71,7 +83,28 @@ pub(super) fn serve(settings: Settings, options: Options) -> Result<Outcome> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(daemon::run(settings, options, rx))
+    runtime.block_on(async move {
+        let mut options = options;
+        if let Some(http) = options.http.clone() {
+            options.web = Some(std::sync::Arc::new(start_web(http, &settings).await?));
+        }
+        daemon::run(settings, options, rx).await
+    })
+}
+
+/// `--http`: listen before the daemon starts, so a port in use stops the
+/// start with a clear message.
+async fn start_web(http: crate::web::HttpOptions, settings: &Settings) -> Result<crate::web::Link> {
+    let read_only = http.read_only;
+    let tokens = !http.tokens.is_empty();
+    let paths = crate::web::Paths {
+        workspace: settings.paths.workspace.clone(),
+        state_dir: settings.paths.state_dir.clone(),
+        max_file_size: settings.max_file_size,
+    };
+    let link = crate::web::start(http, paths).await?;
+    tracing::info!(read_only, token = tokens, "web view: http://{}/", link.addr);
+    Ok(link)
 }
 
 pub(super) fn spawn_signal_thread(tx: mpsc::UnboundedSender<Control>) -> Result<()> {

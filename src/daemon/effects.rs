@@ -34,6 +34,8 @@ pub(super) struct Effects {
     pub follow: Option<(String, Option<String>)>,
     /// How the foreground run ended, once it has.
     pub outcome: Option<Outcome>,
+    /// `--http`: each file's story, told as its events are handled.
+    pub story: Option<crate::web::Recorder>,
 }
 
 impl crate::apply::Effects for Effects {
@@ -115,6 +117,18 @@ impl crate::apply::Effects for Effects {
             .into_iter()
             .map(|(run, phase)| self.evaluate_gate(engine, &run, phase))
             .collect()
+    }
+
+    fn handling(&mut self, engine: &Engine, event: &Event) {
+        if let Some(story) = self.story.as_mut() {
+            story.handling(engine, event);
+        }
+    }
+
+    fn handled(&mut self, engine: &Engine, event: &Event, actions: &[Action]) {
+        if let Some(story) = self.story.as_mut() {
+            story.handled(engine, event, actions);
+        }
     }
 }
 

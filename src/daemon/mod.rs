@@ -65,6 +65,10 @@ pub struct Options {
     pub grace: Duration,
     /// `--git`: commit each task's files when a status completes it.
     pub git: bool,
+    /// `--http`: the web view's options; the server is started by the caller.
+    pub http: Option<crate::web::HttpOptions>,
+    /// The running web view: where the state is published.
+    pub web: Option<std::sync::Arc<crate::web::Link>>,
 }
 
 /// How a foreground run ended.
@@ -154,6 +158,7 @@ pub async fn run(
             git,
             follow: None,
             outcome: None,
+            story: None,
         },
         timers: Timers::default(),
         parked: HashMap::new(),
@@ -171,6 +176,11 @@ pub async fn run(
         pending_syncs: Vec::new(),
         checkpointed_at: 0,
     };
+    if let Some(web) = &d.options.web {
+        let mut recorder = web.recorder();
+        recorder.start(now_ms());
+        d.fx.story = Some(recorder);
+    }
     d.start()?;
     d.event_loop(watch_rx, exit_rx, &mut control).await
 }

@@ -1,7 +1,8 @@
 //! What the daemon shows of its work as it goes: each run's record
 //! (`runs/<id>.md`, rewritten at most every [`RECORD_EVERY`]), the feed
-//! clients follow (`STATE/feed.json`, at most every [`FEED_EVERY`]), and the
-//! progress lines of a foreground `team run`.
+//! clients follow (`STATE/feed.json`, at most every [`FEED_EVERY`]) and the
+//! web view's snapshot with it, and the progress lines of a foreground
+//! `team run`.
 
 use super::Daemon;
 use crate::feed::Feed;
@@ -72,6 +73,20 @@ impl Daemon {
         }
     }
 
+    /// With `--http`, hand the web view a snapshot of the engine: when the
+    /// feed is due (the journal has moved, at most every [`FEED_EVERY`]),
+    /// through a channel that never waits for a page.
+    fn publish_web(&self) {
+        if let Some(web) = &self.options.web {
+            let workspace = self.settings.paths.workspace.display().to_string();
+            web.publish(crate::web::Snapshot::of(
+                &self.engine,
+                &workspace,
+                super::now_ms(),
+            ));
+        }
+    }
+
     /// Write the feed if it changed: at once with `now` (shutdown) or when
     /// the last write is [`FEED_EVERY`] ago, else when that time comes.
     pub(super) fn publish_feed(&mut self, now: bool) {
@@ -89,6 +104,7 @@ impl Daemon {
             return;
         }
         self.timers.feed_written();
+        self.publish_web();
         let feed = Feed::of(&self.engine);
         if self.feed.as_ref().is_some_and(|f| f.feed == feed) {
             if let Some(f) = self.feed.as_mut() {

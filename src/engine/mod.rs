@@ -114,6 +114,26 @@ impl Engine {
     pub fn task(&self, id: &str) -> Option<&Task> {
         self.state.tasks.get(id)
     }
+    /// A mark to pass to [`Engine::tasks_since`]: the tasks created so far.
+    pub fn task_mark(&self) -> u64 {
+        self.state.next_task
+    }
+    /// The tasks created since `mark` ([`Engine::task_mark`]), oldest
+    /// first: what one event led to, for `gtmd explain` and the web view,
+    /// without a pass over every task.
+    pub fn tasks_since(&self, mark: u64) -> impl Iterator<Item = &Task> {
+        (mark..self.state.next_task).filter_map(|seq| {
+            // Ids are `t{seq:04}-label` (see `new_task`): the first id from
+            // that prefix on is this task's, if it is there.
+            let prefix = format!("t{seq:04}-");
+            self.state
+                .tasks
+                .range(prefix.clone()..)
+                .next()
+                .filter(|(id, t)| id.starts_with(&prefix) && t.seq == seq)
+                .map(|(_, t)| t)
+        })
+    }
     pub fn rejected(&self) -> &BTreeMap<String, Diagnostic> {
         &self.state.rejected
     }

@@ -310,3 +310,23 @@ pub fn find_file(dir: &Path, suffix: &str) -> Option<PathBuf> {
         .map(|e| e.path())
         .find(|p| p.to_string_lossy().ends_with(suffix))
 }
+
+/// Processes whose command line has an argument containing `mark` (a
+/// temporary directory of one test), to kill what a test left behind.
+pub fn pids_with_arg(mark: &str) -> Vec<i32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    c.split(|b| *b == 0)
+                        .any(|arg| String::from_utf8_lossy(arg).contains(mark))
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}

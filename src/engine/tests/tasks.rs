@@ -106,3 +106,27 @@ fn a_tasks_files_go_once_it_has_ended_and_no_process_of_it_runs() {
     assert_eq!(drops(&b.exit(&third, 3), &third), 0);
     assert_eq!(b.e.task(&third).unwrap().state, TaskState::RetryWait);
 }
+
+#[test]
+fn tasks_since_a_mark_are_the_tasks_an_event_made_even_past_ten_thousand() {
+    let mut b = Bus::with_run(&[1]);
+    let conflict = || FileContent::Conflict {
+        conflict: Default::default(),
+    };
+    let mark = b.e.task_mark();
+    b.file("conflicts/a.md", conflict());
+    let new: Vec<&str> = b.e.tasks_since(mark).map(|t| t.id.as_str()).collect();
+    assert_eq!(new.len(), 1, "{new:?}");
+    assert!(new[0].ends_with("-conflict-review"), "{new:?}");
+    // Ids sort as text, so `t10000-…` sorts before `t1001-…`: the lookup
+    // goes by sequence number, not by the map's order.
+    for i in 0..10_050 {
+        b.file(&format!("conflicts/c{i}.md"), conflict());
+    }
+    let mark = b.e.task_mark();
+    b.file("conflicts/last.md", conflict());
+    let new: Vec<&Task> = b.e.tasks_since(mark).collect();
+    assert_eq!(new.len(), 1);
+    assert!(new[0].seq >= 10_000 && new[0].id.starts_with(&format!("t{}-", new[0].seq)));
+    assert_eq!(b.e.tasks_since(b.e.task_mark()).count(), 0);
+}
