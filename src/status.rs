@@ -71,7 +71,15 @@ impl JobStates {
 
     /// What a task is doing, as [`task_state`] says, with its job's state.
     fn task_state(&self, t: &Task, daemon_running: bool) -> (&'static str, String) {
+        let submitting = t.job.as_ref().is_some_and(|j| j.id.is_none());
         match (&t.state, self.of(t)) {
+            (TaskState::Running, Some((name, _))) if submitting && daemon_running => (
+                "submitting",
+                format!(
+                    "being submitted to the cluster as {name} since {}",
+                    t.started_at.map(time).unwrap_or_default()
+                ),
+            ),
             (TaskState::Running, Some((id, Some(state)))) if state.starts_with("PENDING") => (
                 "pending",
                 format!(

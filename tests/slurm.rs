@@ -395,3 +395,85 @@ fn check_says_when_slurms_client_is_missing() {
         "{text}"
     );
 }
+
+/// A copy of the cluster's configuration whose controller port nobody
+/// listens on: `sbatch` tries it for several seconds, then gives up.
+fn unreachable_controller(p: &Project) -> PathBuf {
+    let conf = std::env::var("SLURM_CONF").unwrap_or_else(|_| "/etc/slurm/slurm.conf".into());
+    let port = std::net::TcpListener::bind("0.0.0.0:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = std::fs::read_to_string(&conf).unwrap();
+    let text: String = text
+        .lines()
+        .filter(|l| !l.starts_with("SlurmctldPort="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let dead = p.root().join("unreachable-slurm.conf");
+    std::fs::write(&dead, format!("{text}SlurmctldPort={port}\n")).unwrap();
+    dead
+}
+
+#[test]
+fn a_scheduler_that_does_not_answer_holds_back_no_other_agent() {
+    if !cluster_or_skip("a_scheduler_that_does_not_answer_holds_back_no_other_agent") {
+        return;
+    }
+    let p = Project::new();
+    let jobs = Jobs::new(&p);
+    let def = format!(
+        "---\nname: growth-analyst\ncommand: [{:?}, \"{{agent}}\", \"{{task_id}}\", \"{{phase}}\", \"{{step}}\"]\nbackend: slurm\nretries: 0\n---\n# Growth Analyst\n\nMeasures.\n",
+        fixture("job-agent.sh").display().to_string()
+    );
+    std::fs::write(p.root().join("agents/growth-analyst.md"), def).unwrap();
+    let mut env = envs(&p, &jobs, "plain");
+    env.push((
+        "SLURM_CONF",
+        unreachable_controller(&p).display().to_string(),
+    ));
+    // Every other agent runs here, as a local process.
+    let local = format!(
+        "{} {{agent}} {{task_id}} {{phase}} {{step}}",
+        fixture("agent.sh").display()
+    );
+    let _g = p.serve(&["--agent-command", &local], &env);
+    let _on_cluster = p.spawn(&["agent", "run", "growth-analyst", "--task", "measure"]);
+    let submitting = wait_for(Duration::from_secs(20), "the job being submitted", || {
+        p.status_json()["tasks"]
+            .as_array()?
+            .iter()
+            .find(|t| t["agent"] == "growth-analyst")
+            .filter(|t| t["display_state"] == "submitting")
+            .map(|t| t["id"].as_str().unwrap().to_string())
+    });
+    let mut here = p.spawn(&["agent", "run", "brand-messaging", "--task", "write"]);
+    let out = here.wait(Duration::from_secs(60));
+    assert!(out.status.success(), "{out:?}");
+    let brand = p.status_json()["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["agent"] == "brand-messaging")
+        .cloned()
+        .unwrap();
+    // sbatch gives up on the controller after several seconds, and only
+    // then does the job's task fail: the local one ended before.
+    let failed = wait_for(Duration::from_secs(120), "the submission to fail", || {
+        let t = task(&p, &submitting);
+        t["state"].to_string().contains("failed").then_some(t)
+    });
+    assert!(
+        failed
+            .to_string()
+            .contains("Unable to contact slurm controller"),
+        "{failed}"
+    );
+    let (brand_end, job_end) = (brand["ended_at"].as_u64(), failed["ended_at"].as_u64());
+    assert!(
+        brand_end.unwrap() < job_end.unwrap(),
+        "the local task waited for sbatch: {brand} {failed}"
+    );
+    assert!(jobs.list().is_empty(), "no job ran");
+}

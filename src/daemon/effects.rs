@@ -181,13 +181,10 @@ impl Effects {
     fn submit_job(&mut self, engine: &Engine, spec: &TaskSpec, name: &str) -> Vec<Event> {
         let with_rules = self.with_decision_rules(engine, spec);
         let spec = with_rules.as_ref().unwrap_or(spec);
+        // The job's id comes back later (the daemon journals it as it
+        // arrives); a refusal, as the task's exit.
         match self.runner.submit(spec, name) {
-            Ok(id) => vec![Event::JobSubmitted {
-                task: spec.id.clone(),
-                name: name.to_string(),
-                id,
-                at: now_ms(),
-            }],
+            Ok(()) => Vec::new(),
             Err(e) => start_failed(spec, &e),
         }
     }
@@ -205,13 +202,7 @@ impl Effects {
         let with_rules = self.with_decision_rules(engine, spec);
         let spec = with_rules.as_ref().unwrap_or(spec);
         match self.runner.reattach(spec, name, id, submit_if_missing) {
-            Ok(Some(id)) => vec![Event::JobSubmitted {
-                task: spec.id.clone(),
-                name: name.to_string(),
-                id,
-                at: now_ms(),
-            }],
-            Ok(None) => Vec::new(),
+            Ok(()) => Vec::new(),
             Err(e) => start_failed(spec, &e),
         }
     }

@@ -24,6 +24,7 @@ use crate::engine::{Engine, Event, FileEntry, Millis, RunRequest, TaskId};
 use crate::ingest::Ingest;
 use crate::journal::{Journal, StateLock, WorkspaceLock};
 use crate::protocol::SYNC_PREFIX;
+use crate::runner::slurm::Submitted;
 use crate::runner::{Runner, TaskExit};
 use crate::watch::{self, WatchMsg};
 use anyhow::{Context, Result};
@@ -131,6 +132,7 @@ pub async fn run(
     })?;
     let root_id = files::dir_id(&workspace);
     let (exit_tx, exit_rx) = mpsc::unbounded_channel();
+    let (submitted_tx, submitted_rx) = mpsc::unbounded_channel();
     let mut runner = Runner::new(
         workspace.clone(),
         state_dir.clone(),
@@ -138,6 +140,7 @@ pub async fn run(
         settings.agent_command.clone(),
         Duration::from_secs(settings.playbook.default_timeout_secs),
         exit_tx,
+        submitted_tx,
     );
     runner.set_limits(options.limits.clone());
     runner.set_runtimes(settings.runtime, &settings.playbook, &settings.prices);
@@ -182,7 +185,8 @@ pub async fn run(
         d.fx.story = Some(recorder);
     }
     d.start()?;
-    d.event_loop(watch_rx, exit_rx, &mut control).await
+    d.event_loop(watch_rx, exit_rx, submitted_rx, &mut control)
+        .await
 }
 
 struct Daemon {
@@ -296,6 +300,7 @@ impl Daemon {
         &mut self,
         mut watch_rx: mpsc::Receiver<WatchMsg>,
         mut exit_rx: mpsc::UnboundedReceiver<TaskExit>,
+        mut submitted_rx: mpsc::UnboundedReceiver<Submitted>,
         control: &mut mpsc::UnboundedReceiver<Control>,
     ) -> Result<Outcome> {
         let mut root_check = tokio::time::interval(ROOT_CHECK);
@@ -338,6 +343,7 @@ impl Daemon {
                         self.park_exit(exit);
                     }
                 }
+                Some(job) = submitted_rx.recv() => self.job_submitted(job),
                 ctl = control.recv() => match ctl {
                     Some(Control::Reload) => self.reload(),
                     Some(Control::Shutdown) | None => {
@@ -357,6 +363,20 @@ impl Daemon {
             }
             self.after_batch();
         }
+    }
+
+    /// A job's id arrived from the scheduler: journal it with the batch.
+    fn job_submitted(&mut self, job: Submitted) {
+        if crate::test_hooks::die_after_submit() {
+            tracing::error!(job = %job.id, "GTMD_DEBUG_DIE_AFTER_SUBMIT: dying before the job's id is journaled");
+            std::process::exit(137);
+        }
+        self.batch.push(Event::JobSubmitted {
+            task: job.task,
+            name: job.name,
+            id: job.id,
+            at: now_ms(),
+        });
     }
 
     // ---- timers ----

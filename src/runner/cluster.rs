@@ -2,7 +2,7 @@
 //! jobs, submitting a task's start under the name the engine journaled,
 //! and following again, after a restart, the jobs a gtmd before submitted.
 
-use super::slurm::{Found, JobOptions};
+use super::slurm::{JobOptions, Submission};
 use super::{Prepared, Runner, StartError};
 use crate::agents::BackendName;
 use crate::engine::TaskSpec;
@@ -34,8 +34,14 @@ impl Runner {
         }
     }
 
-    /// Submit a task's start as the job `name`; its id.
-    pub fn submit(&mut self, spec: &TaskSpec, name: &str) -> Result<String, StartError> {
+    /// Submit a task's start as the job `name`: its id comes back as a
+    /// [`Submitted`](super::slurm::Submitted), a refusal by the scheduler as the task's exit.
+    pub fn submit(&mut self, spec: &TaskSpec, name: &str) -> Result<(), StartError> {
+        let submission = self.submission(spec)?;
+        self.cluster.submit(&spec.id, name, submission)
+    }
+
+    fn submission(&self, spec: &TaskSpec) -> Result<Submission, StartError> {
         if self.closed {
             return Err(StartError::Stopping);
         }
@@ -50,40 +56,37 @@ impl Runner {
                 spec.agent
             )));
         };
-        let options = self.job_options(&spec.agent, timeout);
-        let id = self
-            .cluster
-            .submit(&spec.id, name, &process, &options, reader)?;
-        if crate::test_hooks::die_after_submit() {
-            tracing::error!(job = %id, "GTMD_DEBUG_DIE_AFTER_SUBMIT: dying before the job's id is journaled");
-            std::process::exit(137);
-        }
-        Ok(id)
+        Ok(Submission {
+            process,
+            options: self.job_options(&spec.agent, timeout),
+            reader,
+        })
     }
 
-    /// Follow again a task's job after a restart; the id to journal, when
-    /// the journal has none yet (the job found by its name, or submitted
-    /// now because it never was).
+    /// Follow again a task's job after a restart. When the journal has no
+    /// id, the job is looked up by its name (its id then comes back as a
+    /// [`Submitted`](super::slurm::Submitted)) and, if it never was submitted and the task is still
+    /// running, submitted now.
     pub fn reattach(
         &mut self,
         spec: &TaskSpec,
         name: &str,
         id: Option<&str>,
         submit_if_missing: bool,
-    ) -> Result<Option<String>, StartError> {
+    ) -> Result<(), StartError> {
         // The job reads the task's files as they are: only its output is
-        // read here, from the task's log, once it ends.
+        // read here, from the task's log, once it ends. A job that may be
+        // missing gets its files written again, from the journal, as the
+        // same whole files (replaced at once, never seen half-written).
+        let resubmit = if submit_if_missing && id.is_none() {
+            Some(self.submission(spec)?)
+        } else {
+            None
+        };
         let reader = self.reader_for(spec);
         let timeout = self.timeout(&spec.agent);
-        match self.cluster.reattach(&spec.id, name, id, timeout, reader) {
-            // Found by its name: its id goes into the journal now.
-            Found::Following(found) if id.is_none() && !found.is_empty() => Ok(Some(found)),
-            Found::Following(_) => Ok(None),
-            Found::Missing if submit_if_missing => self.submit(spec, name).map(Some),
-            Found::Missing => Err(StartError::Runtime(format!(
-                "its job {name} is not known to the scheduler"
-            ))),
-        }
+        self.cluster
+            .reattach(&spec.id, name, id, timeout, reader, resubmit)
     }
 
     /// Jobs followed (queued or running on the cluster).

@@ -168,10 +168,16 @@ impl Runner {
         command_override: Option<Vec<String>>,
         default_timeout: Duration,
         exits: mpsc::UnboundedSender<TaskExit>,
+        submitted: mpsc::UnboundedSender<slurm::Submitted>,
     ) -> Runner {
         Runner {
             backend: LocalBackend::new(workspace.clone(), state_dir.clone(), exits.clone()),
-            cluster: slurm::SlurmBackend::new(workspace.clone(), state_dir.clone(), exits.clone()),
+            cluster: slurm::SlurmBackend::new(
+                workspace.clone(),
+                state_dir.clone(),
+                exits.clone(),
+                submitted,
+            ),
             default_backend: None,
             workspace,
             state_dir,

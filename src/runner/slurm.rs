@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, Seek};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 
@@ -53,21 +53,58 @@ pub struct JobOptions {
     pub timeout: Duration,
 }
 
-/// What finding a job by its name after a restart found.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Found {
-    /// Queued, running or finished: followed to its end.
-    Following(String),
-    /// No such job: it was never submitted (gtmd died in between).
-    Missing,
+/// A job's id, given by the scheduler after the loop moved on: the daemon
+/// journals it (`JobSubmitted`).
+#[derive(Debug)]
+pub struct Submitted {
+    pub task: TaskId,
+    pub name: String,
+    pub id: String,
+}
+
+/// What a cancel and a submission in flight share: under one lock, so a
+/// cancel that comes while `sbatch` runs is never lost (whichever comes
+/// second sends the `scancel`).
+#[derive(Debug, Default)]
+struct Ticket {
+    id: Option<String>,
+    cancelled: bool,
+}
+
+/// A job followed (or being submitted).
+struct Handle {
+    ticket: Arc<Mutex<Ticket>>,
+    wake: Arc<Notify>,
+}
+
+/// A start to submit: what `sbatch` is given, prepared on the loop and
+/// submitted off it.
+pub struct Submission {
+    pub process: ProcessSpec,
+    pub options: JobOptions,
+    pub reader: Option<Box<dyn StreamReader>>,
+}
+
+/// Everything a submission or a follower needs, owned: it runs as its own
+/// tokio task, never on the daemon's loop.
+#[derive(Clone)]
+struct JobPlace {
+    task: TaskId,
+    name: String,
+    workspace: PathBuf,
+    wrapper: PathBuf,
+    log: PathBuf,
+    exit_file: PathBuf,
+    offset_file: PathBuf,
 }
 
 pub struct SlurmBackend {
     workspace: PathBuf,
     state_dir: PathBuf,
     exits: mpsc::UnboundedSender<TaskExit>,
-    /// Jobs followed, by task: their id, and how to wake their follower.
-    jobs: HashMap<TaskId, (String, Arc<Notify>)>,
+    submitted: mpsc::UnboundedSender<Submitted>,
+    /// Jobs followed or being submitted, by task.
+    jobs: HashMap<TaskId, Handle>,
 }
 
 impl SlurmBackend {
@@ -75,11 +112,13 @@ impl SlurmBackend {
         workspace: PathBuf,
         state_dir: PathBuf,
         exits: mpsc::UnboundedSender<TaskExit>,
+        submitted: mpsc::UnboundedSender<Submitted>,
     ) -> SlurmBackend {
         SlurmBackend {
             workspace,
             state_dir,
             exits,
+            submitted,
             jobs: HashMap::new(),
         }
     }
@@ -102,6 +141,18 @@ impl SlurmBackend {
         self.state_dir.join("logs").join(format!("{task}.log"))
     }
 
+    fn place(&self, task: &TaskId, name: &str) -> Result<JobPlace, StartError> {
+        Ok(JobPlace {
+            task: task.clone(),
+            name: name.to_string(),
+            workspace: self.workspace.clone(),
+            wrapper: self.wrapper()?,
+            log: self.log(task),
+            exit_file: self.exit_file(name),
+            offset_file: self.offset_file(name),
+        })
+    }
+
     pub fn count(&self) -> usize {
         self.jobs.len()
     }
@@ -110,78 +161,47 @@ impl SlurmBackend {
         self.jobs.contains_key(task)
     }
 
-    /// Submit a task's start as the job `name`, and follow it.
+    fn handle(&mut self, task: &TaskId) -> (Arc<Mutex<Ticket>>, Arc<Notify>) {
+        let handle = Handle {
+            ticket: Arc::default(),
+            wake: Arc::new(Notify::new()),
+        };
+        let shared = (handle.ticket.clone(), handle.wake.clone());
+        self.jobs.insert(task.clone(), handle);
+        shared
+    }
+
+    /// Submit a task's start as the job `name`, and follow it. `sbatch`
+    /// runs off the loop (an unreachable controller makes it retry for
+    /// minutes): its id comes back as a [`Submitted`], a refusal as the
+    /// task's exit.
     pub fn submit(
         &mut self,
         task: &TaskId,
         name: &str,
-        process: &ProcessSpec,
-        options: &JobOptions,
-        reader: Option<Box<dyn StreamReader>>,
-    ) -> Result<String, StartError> {
-        let wrapper = self.wrapper()?;
-        let log = self.log(task);
-        let io = |source| StartError::Job {
-            what: "prepare".into(),
-            source,
-        };
-        std::fs::create_dir_all(log.parent().unwrap()).map_err(io)?;
-        let offset = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
-        crate::fsutil::write_replaceable(&self.offset_file(name), offset.to_string().as_bytes())
-            .map_err(StartError::TaskFile)?;
-        let _ = std::fs::remove_file(self.exit_file(name));
-        // Slurm counts in whole minutes.
-        let minutes = options.timeout.as_secs().div_ceil(60).max(1);
-        let mut cmd = Command::new("sbatch");
-        cmd.args(["--parsable", "--job-name", name, "--chdir"])
-            .arg(&self.workspace)
-            .arg("--output")
-            .arg(&log)
-            .args(["--open-mode=append", "--export=ALL"])
-            .arg(format!("--time={minutes}"));
-        for (flag, value) in [
-            ("--partition", &options.partition),
-            ("--mem", &options.mem),
-            ("--account", &options.account),
-        ] {
-            if let Some(v) = value {
-                cmd.arg(format!("{flag}={v}"));
-            }
-        }
-        cmd.arg(&wrapper).args(&process.argv);
-        // A job is not a stray of a gtmd that restarts: on a node that is
-        // gtmd's own machine it must not carry the mark it kills by.
-        for k in SUPERVISOR_ENV.iter().chain([&STRAY_MARK]) {
-            cmd.env_remove(k);
-        }
-        // The task's environment reaches the job through sbatch's own
-        // (--export=ALL): a value holding a comma would break --export=VAR=...
-        cmd.envs(process.env.iter().map(|(k, v)| (k, v)))
-            .env("GTMD_JOB_EXIT", self.exit_file(name));
-        let out = cmd.output().map_err(|source| StartError::Job {
-            what: "run sbatch (is Slurm's client installed and SLURM_CONF set?)".into(),
-            source,
-        })?;
-        if !out.status.success() {
-            return Err(StartError::Runtime(format!(
-                "sbatch refused the job: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-        // `--parsable`: "ID" or "ID;cluster".
-        let id = String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        tracing::info!(task = %task, job = %id, name, "job submitted");
-        self.follow(task, name, &id, options.timeout, reader);
-        Ok(id)
+        submission: Submission,
+    ) -> Result<(), StartError> {
+        let place = self.place(task, name)?;
+        let (ticket, wake) = self.handle(task);
+        let (exits, submitted) = (self.exits.clone(), self.submitted.clone());
+        tokio::spawn(async move {
+            let exit = match place.submit(&submission.process, &submission.options).await {
+                Ok(id) => {
+                    place.submitted(&id, &ticket, &submitted).await;
+                    let timeout = submission.options.timeout;
+                    place.follow(&id, timeout, &wake, submission.reader).await
+                }
+                Err(e) => place.refused(&e),
+            };
+            let _ = exits.send(exit);
+        });
+        Ok(())
     }
 
     /// After a restart: find the job `name` (by `id` when the journal has
-    /// it) and follow it, or say it is missing.
+    /// it) and follow it; submit it when it never was and `resubmit` says
+    /// how, else end the task as not started. The lookup asks the
+    /// scheduler: off the loop, as a submission.
     pub fn reattach(
         &mut self,
         task: &TaskId,
@@ -189,72 +209,71 @@ impl SlurmBackend {
         id: Option<&str>,
         timeout: Duration,
         reader: Option<Box<dyn StreamReader>>,
-    ) -> Found {
-        let id = match id {
-            Some(id) => Some(id.to_string()),
-            None => find_by_name(name),
-        };
-        match id {
-            Some(id) => {
-                tracing::info!(task = %task, job = %id, name, "following a job submitted before the restart");
-                self.follow(task, name, &id, timeout, reader);
-                Found::Following(id)
-            }
-            None if self.exit_file(name).exists() => {
-                // Ended and gone from the scheduler's memory, its exit kept.
-                self.follow(task, name, "", timeout, reader);
-                Found::Following(String::new())
-            }
-            None => Found::Missing,
-        }
-    }
-
-    fn follow(
-        &mut self,
-        task: &TaskId,
-        name: &str,
-        id: &str,
-        timeout: Duration,
-        reader: Option<Box<dyn StreamReader>>,
-    ) {
-        let wake = Arc::new(Notify::new());
-        self.jobs
-            .insert(task.clone(), (id.to_string(), wake.clone()));
-        let job = Followed {
-            task: task.clone(),
-            id: id.to_string(),
-            exit_file: self.exit_file(name),
-            offset_file: self.offset_file(name),
-            log: self.log(task),
-            timeout,
-        };
-        let exits = self.exits.clone();
+        resubmit: Option<Submission>,
+    ) -> Result<(), StartError> {
+        let place = self.place(task, name)?;
+        let (ticket, wake) = self.handle(task);
+        let (exits, submitted) = (self.exits.clone(), self.submitted.clone());
+        let journaled = id.map(str::to_string);
         tokio::spawn(async move {
-            let exit = job.until_done(&wake, reader).await;
+            let found = match &journaled {
+                Some(id) => Some(id.clone()),
+                None => find_by_name(&place.name).await,
+            };
+            let exit = match (found, resubmit) {
+                (Some(id), _) => {
+                    tracing::info!(task = %place.task, job = %id, name = %place.name, "following a job submitted before the restart");
+                    if journaled.is_none() {
+                        // Found by its name: its id goes into the journal now.
+                        place.submitted(&id, &ticket, &submitted).await;
+                    } else {
+                        place.known(&id, &ticket).await;
+                    }
+                    place.follow(&id, timeout, &wake, reader).await
+                }
+                // Ended and gone from the scheduler's memory, its exit kept.
+                (None, _) if place.exit_file.exists() => {
+                    place.follow("", timeout, &wake, reader).await
+                }
+                (None, Some(submission)) => {
+                    match place.submit(&submission.process, &submission.options).await {
+                        Ok(id) => {
+                            place.submitted(&id, &ticket, &submitted).await;
+                            place.follow(&id, timeout, &wake, submission.reader).await
+                        }
+                        Err(e) => place.refused(&e),
+                    }
+                }
+                (None, None) => place.refused(&StartError::Runtime(format!(
+                    "its job {} is not known to the scheduler",
+                    place.name
+                ))),
+            };
             let _ = exits.send(exit);
         });
+        Ok(())
     }
 
     /// An exit file appeared: every follower looks (a stat each).
     pub fn wake(&self) {
-        for (_, wake) in self.jobs.values() {
-            wake.notify_one();
+        for handle in self.jobs.values() {
+            handle.wake.notify_one();
         }
     }
 
-    /// Cancel a task's job; its end arrives as usual.
+    /// Cancel a task's job; its end arrives as usual. A job still being
+    /// submitted is cancelled as soon as its id is known.
     pub fn stop(&mut self, task: &str) -> bool {
-        let Some((id, _)) = self.jobs.get(task) else {
+        let Some(handle) = self.jobs.get(task) else {
             return false;
         };
-        if !id.is_empty() {
-            match Command::new("scancel").arg(id).output() {
-                Ok(o) if o.status.success() => {}
-                Ok(o) => {
-                    tracing::warn!(task, job = %id, "scancel: {}", String::from_utf8_lossy(&o.stderr).trim())
-                }
-                Err(e) => tracing::warn!(task, job = %id, "cannot run scancel: {e}"),
-            }
+        let id = {
+            let mut ticket = lock(&handle.ticket);
+            ticket.cancelled = true;
+            ticket.id.clone()
+        };
+        if let Some(id) = id.filter(|id| !id.is_empty()) {
+            tokio::spawn(scancel(task.to_string(), id));
         }
         true
     }
@@ -278,6 +297,150 @@ impl SlurmBackend {
             )?;
         }
         Ok(path)
+    }
+}
+
+impl JobPlace {
+    /// `sbatch` the wrapper with the task's argv; the job's id.
+    async fn submit(
+        &self,
+        process: &ProcessSpec,
+        options: &JobOptions,
+    ) -> Result<String, StartError> {
+        let io = |source| StartError::Job {
+            what: "prepare".into(),
+            source,
+        };
+        std::fs::create_dir_all(self.log.parent().unwrap_or(Path::new("."))).map_err(io)?;
+        let offset = std::fs::metadata(&self.log).map(|m| m.len()).unwrap_or(0);
+        crate::fsutil::write_replaceable(&self.offset_file, offset.to_string().as_bytes())
+            .map_err(StartError::TaskFile)?;
+        let _ = std::fs::remove_file(&self.exit_file);
+        // Slurm counts in whole minutes.
+        let minutes = options.timeout.as_secs().div_ceil(60).max(1);
+        let mut cmd = tokio::process::Command::new("sbatch");
+        cmd.args(["--parsable", "--job-name", &self.name, "--chdir"])
+            .arg(&self.workspace)
+            .arg("--output")
+            .arg(&self.log)
+            .args(["--open-mode=append", "--export=ALL"])
+            .arg(format!("--time={minutes}"));
+        for (flag, value) in [
+            ("--partition", &options.partition),
+            ("--mem", &options.mem),
+            ("--account", &options.account),
+        ] {
+            if let Some(v) = value {
+                cmd.arg(format!("{flag}={v}"));
+            }
+        }
+        cmd.arg(&self.wrapper).args(&process.argv);
+        // A job is not a stray of a gtmd that restarts: on a node that is
+        // gtmd's own machine it must not carry the mark it kills by.
+        for k in SUPERVISOR_ENV.iter().chain([&STRAY_MARK]) {
+            cmd.env_remove(k);
+        }
+        // The task's environment reaches the job through sbatch's own
+        // (--export=ALL): a value holding a comma would break --export=VAR=...
+        cmd.envs(process.env.iter().map(|(k, v)| (k, v)))
+            .env("GTMD_JOB_EXIT", &self.exit_file);
+        // Not killed when gtmd stops mid-submission: the job may be taken
+        // anyway, and a gtmd that starts again finds it by its name.
+        let out = cmd.output().await.map_err(|source| StartError::Job {
+            what: "run sbatch (is Slurm's client installed and SLURM_CONF set?)".into(),
+            source,
+        })?;
+        if !out.status.success() {
+            return Err(StartError::Runtime(format!(
+                "sbatch refused the job: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        // `--parsable`: "ID" or "ID;cluster".
+        let id = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        tracing::info!(task = %self.task, job = %id, name = %self.name, "job submitted");
+        Ok(id)
+    }
+
+    /// The id is known: hand it to the daemon to journal, and cancel the
+    /// job now if the task was cancelled while it was being submitted.
+    async fn submitted(
+        &self,
+        id: &str,
+        ticket: &Mutex<Ticket>,
+        to: &mpsc::UnboundedSender<Submitted>,
+    ) {
+        let _ = to.send(Submitted {
+            task: self.task.clone(),
+            name: self.name.clone(),
+            id: id.to_string(),
+        });
+        self.known(id, ticket).await;
+    }
+
+    async fn known(&self, id: &str, ticket: &Mutex<Ticket>) {
+        let cancelled = {
+            let mut t = lock(ticket);
+            t.id = Some(id.to_string());
+            t.cancelled
+        };
+        if cancelled {
+            scancel(self.task.clone(), id.to_string()).await;
+        }
+    }
+
+    /// Not submitted: the task ends as a start that failed.
+    fn refused(&self, e: &StartError) -> TaskExit {
+        let error = crate::diagnostic::chain(e);
+        tracing::warn!(task = %self.task, "task could not start: {error}");
+        TaskExit {
+            task: self.task.clone(),
+            exit: ExitOutcome::SpawnFailed { error },
+            report: None,
+        }
+    }
+
+    /// Follow the job `id` to its end.
+    async fn follow(
+        &self,
+        id: &str,
+        timeout: Duration,
+        wake: &Notify,
+        reader: Option<Box<dyn StreamReader>>,
+    ) -> TaskExit {
+        let job = Followed {
+            task: self.task.clone(),
+            id: id.to_string(),
+            exit_file: self.exit_file.clone(),
+            offset_file: self.offset_file.clone(),
+            log: self.log.clone(),
+            timeout,
+        };
+        job.until_done(wake, reader).await
+    }
+}
+
+fn lock(ticket: &Mutex<Ticket>) -> std::sync::MutexGuard<'_, Ticket> {
+    ticket.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+async fn scancel(task: TaskId, id: String) {
+    let out = tokio::process::Command::new("scancel")
+        .arg(&id)
+        .kill_on_drop(true)
+        .output()
+        .await;
+    match out {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => {
+            tracing::warn!(task = %task, job = %id, "scancel: {}", String::from_utf8_lossy(&o.stderr).trim())
+        }
+        Err(e) => tracing::warn!(task = %task, job = %id, "cannot run scancel: {e}"),
     }
 }
 
@@ -419,14 +582,16 @@ async fn scheduler_state(id: &str) -> Option<String> {
 /// The id of the job named `name`, queued, running or ended: `squeue` while
 /// the scheduler remembers it, else the accounting database, else the
 /// job-completion log (which `sacct -c` cannot filter by name).
-fn find_by_name(name: &str) -> Option<String> {
-    let output = |program: &str, args: &[&str]| -> String {
-        Command::new(program)
+async fn find_by_name(name: &str) -> Option<String> {
+    async fn output(program: &str, args: &[&str]) -> String {
+        tokio::process::Command::new(program)
             .args(args)
+            .kill_on_drop(true)
             .output()
+            .await
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default()
-    };
+    }
     // "ID|NAME" lines: the latest job of that name.
     let named = |text: String| {
         text.lines()
@@ -435,26 +600,25 @@ fn find_by_name(name: &str) -> Option<String> {
             .map(|(id, _)| id.trim().to_string())
             .next_back()
     };
-    let queued = output(
-        "squeue",
-        &["-h", "-t", "all", "--name", name, "-o", "%i|%j"],
-    );
-    named(queued)
-        .or_else(|| {
-            let args = [
-                "-n",
-                "-P",
-                "-X",
-                "-S",
-                "now-30days",
-                "--name",
-                name,
-                "-o",
-                "JobID,JobName",
-            ];
-            named(output("sacct", &args))
-        })
-        .or_else(|| named(output("sacct", &["-c", "-n", "-P", "-o", "JobID,JobName"])))
+    let queued = ["-h", "-t", "all", "--name", name, "-o", "%i|%j"];
+    if let Some(id) = named(output("squeue", &queued).await) {
+        return Some(id);
+    }
+    let accounted = [
+        "-n",
+        "-P",
+        "-X",
+        "-S",
+        "now-30days",
+        "--name",
+        name,
+        "-o",
+        "JobID,JobName",
+    ];
+    if let Some(id) = named(output("sacct", &accounted).await) {
+        return Some(id);
+    }
+    named(output("sacct", &["-c", "-n", "-P", "-o", "JobID,JobName"]).await)
 }
 
 /// Whether Slurm's client (`sbatch`) is on the PATH.
