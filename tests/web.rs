@@ -256,10 +256,21 @@ async fn a_person_follows_a_four_phase_run_ticks_its_gates_and_rules_on_a_confli
     c.goto(&web.url("/")).await.unwrap();
     tick_gate(&b, 3).await;
     c.goto(&web.url("/")).await.unwrap();
-    b.until(WAIT, "the run complete", || async {
-        css_count(&b, "article.run .state-complete").await == 1
-    })
-    .await;
+    // On a miss, say whether the daemon or the page fell behind.
+    let start = std::time::Instant::now();
+    while css_count(&b, "article.run .state-complete").await != 1 {
+        if start.elapsed() > WAIT {
+            let page = c.source().await.unwrap_or_default();
+            let status = p.run(&["status"]);
+            panic!(
+                "timed out waiting for the run complete\ngtmd status:\n{}\nagents:\n{}\ngtmd's log:\n{}\npage:\n{page}",
+                String::from_utf8_lossy(&status.stdout),
+                std::fs::read_to_string(&log).unwrap_or_default(),
+                web.log.text(),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
 
 /// The whole page, at the width a laptop shows.

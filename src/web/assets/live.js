@@ -63,16 +63,26 @@
     tick();
   }
 
+  // The version the server announced last: a page that is still older
+  // after a fetch (a failed one, a proxy's) tries again a second later, so
+  // a change is never left unshown while the daemon goes quiet.
+  var announced = 0;
+
+  function behind() {
+    return announced > Number(version() || 0);
+  }
+
   function refresh() {
     if (busy) { again = true; return; }
     busy = true;
-    fetch(location.href, { credentials: "same-origin", headers: { "X-Gtmd-Live": "1" } })
+    fetch(location.href, { credentials: "same-origin", cache: "no-store" })
       .then(function (r) { return r.ok ? r.text() : null; })
       .then(function (html) { if (html) swap(html); })
       .catch(function () {})
       .then(function () {
         busy = false;
         if (again) { again = false; refresh(); }
+        else if (behind()) setTimeout(refresh, 1000);
       });
   }
 
@@ -80,6 +90,7 @@
     var es = new EventSource("/events");
     es.addEventListener("state", function (e) {
       if (live) live.className = "live on";
+      announced = Number(e.data) || 0;
       if (e.data !== version()) refresh();
     });
     es.onerror = function () { if (live) live.className = "live off"; };
