@@ -157,20 +157,10 @@ fn four_phases_through_codex_with_tokens_priced_from_the_table() {
     let p = CodexProject::new(bin, &model, true);
     let check = p.run(&["check"], Duration::from_secs(30));
     assert!(check.status.success(), "{check:?}");
-    // One agent process at a time: with several Codex processes writing
-    // into one workspace at once, writes failed now and then ("Failed to
-    // write file", tests/fixtures/codex/FACTS.md), which no agent caused.
+    // Phase 2's four agents run side by side: their sandboxes must not
+    // undo each other's writes (tests/fixtures/codex/FACTS.md).
     let out = p.run(
-        &[
-            "team",
-            "run",
-            "--phases",
-            "all",
-            "--config",
-            "CONFIG.md",
-            "--max-parallel",
-            "1",
-        ],
+        &["team", "run", "--phases", "all", "--config", "CONFIG.md"],
         RUN,
     );
     assert_eq!(

@@ -149,6 +149,28 @@ impl Codex {
     }
 }
 
+impl Codex {
+    /// What of the other agents' files and directories exists now: only
+    /// those are protected in the profile.
+    ///
+    /// For a protected path that does not exist, Codex's sandbox creates
+    /// an empty placeholder on the real filesystem to mount over, and
+    /// removes it when it ends. Sandboxes running side by side (phase 2's
+    /// four agents, every one protecting the others' `status/` files) then
+    /// remove each other's placeholders and, worse, the real file an agent
+    /// wrote where a placeholder stood: writes failed and statuses could
+    /// vanish. A file of another agent that appears later is not covered
+    /// by the sandbox, but by the audit of every `file_change`, which fails
+    /// the task and names the path (tests/fixtures/codex/FACTS.md).
+    fn existing_others(&self, workspace: &Path) -> Vec<String> {
+        self.others
+            .iter()
+            .filter(|o| workspace.join(o.strip_suffix("/**").unwrap_or(o)).exists())
+            .cloned()
+            .collect()
+    }
+}
+
 impl Runtime for Codex {
     fn process(&self, task: &TaskContext<'_>) -> Result<ProcessSpec, StartError> {
         let bin = self.bin.clone().map_err(StartError::Runtime)?;
@@ -176,7 +198,7 @@ impl Runtime for Codex {
             "-c".into(),
             format!("default_permissions=\"{PROFILE}\""),
             "-c".into(),
-            profile(&self.scopes, &self.others),
+            profile(&self.scopes, &self.existing_others(task.workspace)),
             "-c".into(),
             Codex::instructions(task),
         ]);

@@ -134,6 +134,33 @@ fn the_profile_writes_in_owned_directories_and_protects_other_agents_files_there
 }
 
 #[test]
+fn only_other_agents_files_that_exist_are_protected() {
+    // Codex makes (and later removes) a placeholder for a protected path
+    // that does not exist, which races with the agent that writes it.
+    let ws = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(ws.path().join("status")).unwrap();
+    std::fs::write(ws.path().join("status/coordinator.md"), "x").unwrap();
+    std::fs::create_dir_all(ws.path().join("strategy/gates")).unwrap();
+    let codex = Codex {
+        bin: Err("unused".into()),
+        scopes: scopes(),
+        others: [
+            "status/coordinator.md",
+            "status/growth-analyst.md",
+            "strategy/gates/**",
+            "strategy/decisions/**",
+        ]
+        .map(String::from)
+        .to_vec(),
+        price: None,
+    };
+    assert_eq!(
+        codex.existing_others(ws.path()),
+        ["status/coordinator.md", "strategy/gates/**"]
+    );
+}
+
+#[test]
 fn the_argv_confines_writes_passes_the_prompt_and_puts_the_task_last() {
     let spec = crate::engine::TaskSpec {
         id: "t0002-messaging-framework".into(),
