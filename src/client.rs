@@ -158,6 +158,24 @@ pub fn cancel(settings: &Settings, target: CancelTarget, timeout: Duration) -> R
     }
 }
 
+/// With no daemon serving the workspace: leave a cancel request for the
+/// next one if the journal says the target is open (its path), else nothing.
+pub fn cancel_later(settings: &Settings, target: CancelTarget) -> Result<Option<PathBuf>> {
+    let engine = crate::replay::load(settings)?;
+    let open = match &target {
+        CancelTarget::Task { task } => engine.task(task).is_some_and(|t| t.is_open()),
+        CancelTarget::Run { run } => engine.run(run).is_some_and(|r| r.is_active()),
+    };
+    if !open {
+        return Ok(None);
+    }
+    let request = CancelRequest {
+        id: request_id("cancel"),
+        cancel: target,
+    };
+    hand_over(&settings.paths.workspace, &request.id, &request, None).map(Some)
+}
+
 /// Write a sync cookie and wait until a daemon serving `workspace` has read
 /// every event before it (it removes the cookie), or until `timeout`.
 pub fn sync(workspace: &Path, timeout: Duration) -> Result<()> {

@@ -96,6 +96,56 @@ fn cancel_a_task_stops_its_process_group() {
 }
 
 #[test]
+fn a_task_cancelled_while_gtmd_is_down_does_not_run_again() {
+    let p = Project::new();
+    let pids = p.root().join("pids");
+    let _cleanup = PidsGuard { dir: pids.clone() };
+    let (mut gtmd, _log) = serve(&p);
+    let _follower = p.spawn(&["agent", "run", "growth-analyst", "--task", "hang"]);
+    let (task, agent, child) = running_task(&pids);
+    gtmd.signal(libc::SIGKILL);
+    let _ = gtmd.wait(Duration::from_secs(20));
+    // Its agent runs on, a stray the next start kills.
+    for e in fs::read_dir(&pids).unwrap().flatten() {
+        fs::remove_file(e.path()).unwrap();
+    }
+
+    // Without gtmd the task would run again at the next start: the cancel
+    // waits for that start.
+    let out = p.run(&["cancel", &task]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("takes effect when gtmd starts"),
+        "{}",
+        stderr(&out)
+    );
+    let out = p.run(&["cancel", "no-such-task"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no open task no-such-task"),
+        "{}",
+        stderr(&out)
+    );
+
+    let (mut gtmd, _log) = serve(&p);
+    let out = p.run(&["sync"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let t = p.status_json()["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == task.as_str())
+        .unwrap()
+        .clone();
+    assert!(t["state"].to_string().contains("cancelled"), "{t}");
+    gone(agent, child);
+    // The start read the cancel before it ran the tasks of the gtmd before.
+    assert!(find_file(&pids, ".agent").is_none(), "the task ran again");
+    gtmd.signal(libc::SIGTERM);
+    assert_eq!(gtmd.wait(Duration::from_secs(20)).status.code(), Some(0));
+}
+
+#[test]
 fn cancel_a_run_stops_all_of_it() {
     let p = Project::new();
     let pids = p.root().join("pids");

@@ -477,3 +477,31 @@ fn a_scheduler_that_does_not_answer_holds_back_no_other_agent() {
     );
     assert!(jobs.list().is_empty(), "no job ran");
 }
+
+#[test]
+fn a_task_cancelled_while_gtmd_was_down_has_its_job_cancelled_at_start() {
+    if !cluster_or_skip("a_task_cancelled_while_gtmd_was_down_has_its_job_cancelled_at_start") {
+        return;
+    }
+    let p = Project::new();
+    let jobs = Jobs::new(&p);
+    let envs = envs(&p, &jobs, "hold");
+    let mut g = serve(&p, &envs);
+    let (_follower, task_id, job) = held_task(&p, &jobs);
+    g.signal(libc::SIGKILL);
+    let _ = g.wait(Duration::from_secs(10));
+    // No daemon: the cancel waits in requests/ for the next one.
+    let out = p.run(&["cancel", &task_id]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(job_state(&job), "RUNNING");
+    let _g = serve(&p, &envs);
+    wait_for(Duration::from_secs(60), "the job to be cancelled", || {
+        job_state(&job).starts_with("CANCELLED").then_some(())
+    });
+    wait_for(Duration::from_secs(60), "the task to end cancelled", || {
+        let t = task(&p, &task_id);
+        t["state"].to_string().contains("cancelled").then_some(t)
+    });
+    assert_eq!(starts(&p), 0, "the agent ran past its cancel");
+    assert_eq!(jobs.list().len(), 1, "no second job");
+}

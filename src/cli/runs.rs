@@ -194,20 +194,32 @@ fn report(outcome: Outcome) -> ExitCode {
 }
 
 /// `gtmd cancel`: ask the daemon serving the workspace to stop a task or a
-/// run, and wait until it has. With no daemon there is nothing running to
-/// stop.
+/// run, and wait until it has. With no daemon, a task the journal says is
+/// open (it runs again at the next start; a cluster job runs on meanwhile)
+/// is cancelled by that start: the request waits for it in `requests/`.
 pub(super) fn cancel(common: &Common, target: CancelTarget, timeout: Duration) -> Result<ExitCode> {
     let settings = load_settings(common)?;
-    let Some(settings) = client::served(&settings) else {
-        errln!(
-            "gtmd: no daemon is serving {}; nothing is running there to cancel (a foreground run stops with Ctrl-C)",
-            settings.paths.workspace.display()
-        );
-        return Ok(ExitCode::from(1));
-    };
     let what = match &target {
         CancelTarget::Task { task } => format!("task {task}"),
         CancelTarget::Run { run } => format!("run {run}"),
+    };
+    let Some(settings) = client::served(&settings) else {
+        let workspace = settings.paths.workspace.display().to_string();
+        return Ok(match client::cancel_later(&settings, target)? {
+            Some(path) => {
+                errln!(
+                    "gtmd: no daemon is serving {workspace}: the cancel of {what} waits in {} and takes effect when gtmd starts there, before any task runs again (a cluster job runs on until then)",
+                    path.display()
+                );
+                ExitCode::SUCCESS
+            }
+            None => {
+                errln!(
+                    "gtmd: no daemon is serving {workspace}, and its journal has no open {what} to cancel (a foreground run stops with Ctrl-C)"
+                );
+                ExitCode::from(1)
+            }
+        });
     };
     Ok(match client::cancel(&settings, target, timeout)? {
         Cancelled::Done => {

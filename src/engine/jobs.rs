@@ -37,21 +37,27 @@ impl Engine {
     }
 
     /// At a start: the jobs still alive when the gtmd before stopped are
-    /// followed again. A task whose job is queued or running is still
+    /// followed again, and those of cancelled tasks cancelled. A task whose job is queued or running is still
     /// running, its agent still busy; a task that ended before its job did
     /// waits for the job's end like any other process.
     pub(super) fn reattach_jobs(&mut self, at: Millis, out: &mut Vec<Action>) {
-        let jobs: Vec<(TaskId, Job, bool)> = self
+        let jobs: Vec<(TaskId, Job, bool, bool)> = self
             .state
             .tasks
             .values()
             .filter(|t| t.process_alive)
             .filter_map(|t| {
                 let running = t.is_open() && t.state == TaskState::Running;
-                t.job.clone().map(|j| (t.id.clone(), j, running))
+                let cancelled = matches!(
+                    t.state,
+                    TaskState::Done {
+                        outcome: Outcome::Cancelled
+                    }
+                );
+                t.job.clone().map(|j| (t.id.clone(), j, running, cancelled))
             })
             .collect();
-        for (id, job, running) in jobs {
+        for (id, job, running, cancelled) in jobs {
             if running {
                 self.log_task(
                     &id,
@@ -66,6 +72,12 @@ impl Engine {
                 id: job.id,
                 submit_if_missing: running,
             });
+            // Cancelled (by a person or a hard cap) while the gtmd before
+            // could not stop its job (it stopped first, or the cancel
+            // waited for this start): the job is cancelled now.
+            if cancelled {
+                out.push(Action::StopTask { task: id });
+            }
         }
     }
 

@@ -162,3 +162,30 @@ fn no_job_is_submitted_for_a_task_cancelled_meanwhile() {
         "{a:?}"
     );
 }
+
+#[test]
+fn a_job_whose_task_was_cancelled_before_a_restart_is_cancelled_again() {
+    let mut b = Bus::with_run(&[1]);
+    let task = b.task_of("gtm-strategy");
+    let name = job_name(&task, 1, 1);
+    b.submitting(&task, &name);
+    b.submitted(&task, &name, "7");
+    // Cancelled; the gtmd that sent the scancel may have died before it
+    // reached the scheduler.
+    let a = b.cancel(CancelTarget::Task { task: task.clone() }, None);
+    assert!(a
+        .iter()
+        .any(|a| matches!(a, Action::StopTask { task: t } if *t == task)));
+    let a = b.restart();
+    assert_eq!(
+        reattached(&a),
+        vec![(task.clone(), name, Some("7".into()), false)]
+    );
+    let stop = a
+        .iter()
+        .position(|a| matches!(a, Action::StopTask { task: t } if *t == task));
+    let follow = a
+        .iter()
+        .position(|a| matches!(a, Action::ReattachJob { .. }));
+    assert!(stop > follow, "followed, then stopped: {a:?}");
+}
