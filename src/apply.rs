@@ -67,6 +67,7 @@ pub fn apply(
         for event in &batch {
             fx.handling(engine, event);
             let actions = engine.handle(event);
+            tracing::trace!(target: "gtmd::stage", actions = actions.len(), "handled");
             fx.handled(engine, event, &actions);
             for action in actions {
                 queue.extend(fx.execute(engine, action));

@@ -205,10 +205,12 @@ impl Journal {
             serde_json::to_writer(&mut self.buf, e)?;
             self.buf.push(b'\n');
         }
-        let res = self
-            .file
-            .write_all(&self.buf)
-            .and_then(|_| self.file.sync_data());
+        tracing::trace!(target: "gtmd::stage", events = events.len(), "serialized");
+        let res = self.file.write_all(&self.buf).and_then(|_| {
+            tracing::trace!(target: "gtmd::stage", "written");
+            self.file.sync_data()
+        });
+        tracing::trace!(target: "gtmd::stage", "durable");
         if let Err(e) = res {
             // Leave no half entry behind: cut back to the last good length.
             let _ = self.file.set_len(self.len);

@@ -88,6 +88,7 @@ impl LocalBackend {
     ) -> Result<(), StartError> {
         let (program, args) = process.argv.split_first().ok_or(StartError::EmptyCommand)?;
         let (log_path, output, report) = self.task_output(task, limits.max_log_bytes, reader)?;
+        tracing::trace!(target: "gtmd::stage", task = %task, "output ready");
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(args)
             .current_dir(&self.workspace)
@@ -106,10 +107,12 @@ impl LocalBackend {
         // find agents (and their children) the old one left behind.
         cmd.env(STRAY_MARK, self.state_dir.display().to_string());
         crate::os::die_with_parent(&mut cmd);
+        tracing::trace!(target: "gtmd::stage", task = %task, "forking");
         let child = cmd.spawn().map_err(|source| StartError::Spawn {
             program: program.clone(),
             source,
         })?;
+        tracing::trace!(target: "gtmd::stage", task = %task, "spawned");
         // Our copies of the pipe's write end go, so the copier sees the end
         // of the output when the task's processes are gone.
         drop(cmd);

@@ -282,6 +282,7 @@ impl Runner {
     fn prepare(&self, spec: &TaskSpec) -> Result<Option<Prepared>, StartError> {
         let agent = self.agents.get(&spec.agent);
         let prompt = render_prompt(spec, agent);
+        tracing::trace!(target: "gtmd::stage", task = %spec.id, "rendered");
         let Some(runtime) = self.runtime(&spec.agent) else {
             // The inbox file is the prompt: nothing under STATE/tasks/.
             self.write_inbox(spec, &prompt)?;
@@ -335,6 +336,7 @@ impl Runner {
         else {
             return Ok(());
         };
+        tracing::trace!(target: "gtmd::stage", task = %spec.id, "prepared");
         if self.closed {
             return Err(StartError::Stopping);
         }
@@ -392,6 +394,7 @@ impl Runner {
         // Not fsynced: after a crash the task is started again and its files
         // rewritten from the journal; the fsync would delay every start.
         write_replaceable(&files.prompt, prompt.as_bytes()).map_err(StartError::TaskFile)?;
+        tracing::trace!(target: "gtmd::stage", task = %spec.id, "prompt written");
         let mut context = spec.context.join("\n");
         if !context.is_empty() {
             context.push('\n');
