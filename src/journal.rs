@@ -86,6 +86,8 @@ pub struct Journal {
     /// Length of the durable, well-formed prefix.
     len: u64,
     buf: Vec<u8>,
+    /// `GTMD_DEBUG_DIE_BEFORE_DURABLE`, read once.
+    die_before_durable: Option<String>,
 }
 
 impl Journal {
@@ -132,6 +134,7 @@ impl Journal {
                 entries: events.len() as u64,
                 len: good_len,
                 buf: Vec::new(),
+                die_before_durable: crate::test_hooks::die_before_durable(),
             },
             Recovered {
                 snapshot: snapshot.map(|s| s.state),
@@ -208,6 +211,10 @@ impl Journal {
         tracing::trace!(target: "gtmd::stage", events = events.len(), "serialized");
         let res = self.file.write_all(&self.buf).and_then(|_| {
             tracing::trace!(target: "gtmd::stage", "written");
+            if self.doomed(events) {
+                tracing::error!("GTMD_DEBUG_DIE_BEFORE_DURABLE: dying before the entry is durable");
+                std::process::exit(137);
+            }
             self.file.sync_data()
         });
         tracing::trace!(target: "gtmd::stage", "durable");
@@ -228,6 +235,16 @@ impl Journal {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether `events` hold the version `GTMD_DEBUG_DIE_BEFORE_DURABLE`
+    /// names (a test of what a crash before the fdatasync leaves).
+    fn doomed(&self, events: &[Event]) -> bool {
+        self.die_before_durable.as_deref().is_some_and(|doomed| {
+            events
+                .iter()
+                .any(|e| matches!(e, Event::FileChanged { path, .. } if path == doomed))
+        })
     }
 }
 
