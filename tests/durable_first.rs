@@ -113,3 +113,38 @@ fn no_agent_runs_for_an_entry_that_never_became_durable_and_the_next_gtmd_runs_i
         .collect();
     assert_eq!(reviews.len(), 1, "{reviews:?}");
 }
+
+/// A task's files are written while its process is forked, which execs only
+/// once they are there: when they cannot be written, the process never
+/// runs, the start fails saying why, and the daemon goes on.
+#[test]
+fn a_task_whose_files_cannot_be_written_never_runs_and_the_daemon_goes_on() {
+    let p = Project::new();
+    let root = p.root().display().to_string();
+    let agent = format!("sh -c 'echo \"$0\" >> {root}/runs.log' {{task_id}}");
+    // A file where the task files' directory would be.
+    fs::create_dir_all(p.path(".gtmd")).unwrap();
+    fs::write(p.path(".gtmd/tasks"), "not a directory").unwrap();
+    let mut c = p.cmd();
+    c.args(["run", "--agent-command", &agent])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut g = Guard {
+        child: Some(c.spawn().unwrap()),
+    };
+    let log = g.tail_stderr();
+    log.wait_for("ready: watching the workspace", 0, Duration::from_secs(20));
+    p.write("conflicts/a.md", &conflict("a"));
+    let at = log.wait_for("task could not start", 0, Duration::from_secs(20));
+    assert!(
+        log.text()[at..].contains(".gtmd/tasks"),
+        "the failure does not name the task files:\n{}",
+        log.text()
+    );
+    // The loop still serves: a sync is answered, and nothing ran.
+    p.sync();
+    assert!(runs(&p).is_empty(), "{:?}", runs(&p));
+    g.signal(libc::SIGTERM);
+    let out = g.wait(Duration::from_secs(20));
+    assert!(out.status.success(), "{out:?}\n{}", log.text());
+}

@@ -43,6 +43,7 @@ impl Runner {
             process,
             reader,
             timeout,
+            files,
         }) = self.prepare(spec)?
         else {
             return Err(StartError::Runtime(format!(
@@ -50,6 +51,7 @@ impl Runner {
                 spec.agent
             )));
         };
+        super::write_files(files)?;
         let options = self.job_options(&spec.agent, timeout);
         let id = self
             .cluster
