@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use crate::ingest::{DiskView, Ingest};
 
 pub(super) struct Effects {
-    /// Every action but a task's start waits here for its event to be
-    /// durable; a start is held at its gate instead (see `Runner::start`).
+    /// Every action that reaches outside gtmd waits here for its event to
+    /// be durable; a start is held at its gate instead (see `Runner::start`).
     pub durable: crate::journal::Durability,
     pub runner: Runner,
     pub ingest: Ingest,
@@ -43,7 +43,21 @@ pub(super) struct Effects {
 
 impl crate::apply::Effects for Effects {
     fn execute(&mut self, engine: &Engine, action: Action) -> Vec<Event> {
-        if !matches!(action, Action::StartTask { .. }) {
+        // What only changes gtmd's own memory or log may go ahead; a start
+        // is held at its gate; anything that reaches outside waits.
+        let inward = matches!(
+            action,
+            Action::StartTask { .. }
+                | Action::ScheduleRetry { .. }
+                | Action::EvaluateGate { .. }
+                | Action::RecordChanged { .. }
+                | Action::Refused { .. }
+                | Action::Notice { .. }
+                | Action::TaskEnded { .. }
+                | Action::RunRefused { .. }
+                | Action::RunFinished { .. }
+        );
+        if !inward {
             self.durable.wait();
         }
         match action {

@@ -47,6 +47,8 @@ struct State {
     gates: Vec<(u64, PipeWriter)>,
     /// `GTMD_DEBUG_DIE_BEFORE_DURABLE`: the write that never becomes durable.
     doomed: Option<u64>,
+    /// A sync is running (on the thread, or in a caller of `wait`).
+    syncing: bool,
     closing: bool,
 }
 
@@ -108,11 +110,18 @@ impl Drop for Syncer {
 }
 
 impl Durability {
-    /// Return once every entry written so far is durable.
+    /// Return once every entry written so far is durable. With nothing to
+    /// overlap it with, the caller syncs itself when the thread has not
+    /// started to: handing over to a thread and back costs two wake-ups,
+    /// which a loaded machine makes slow.
     pub fn wait(&self) {
         let mut s = self.0.lock();
         while s.durable < s.written {
-            s = self.0.changed.wait(s).unwrap_or_else(|e| e.into_inner());
+            s = if s.syncing || s.doomed.is_some() {
+                self.0.changed.wait(s).unwrap_or_else(|e| e.into_inner())
+            } else {
+                sync(&self.0, s)
+            };
         }
     }
 
@@ -134,38 +143,52 @@ impl Durability {
 fn run(shared: &Shared) {
     let mut s = shared.lock();
     loop {
-        while s.durable >= s.written && !s.closing {
+        while (s.durable >= s.written || s.syncing) && !s.closing {
             s = shared.changed.wait(s).unwrap_or_else(|e| e.into_inner());
         }
         if s.durable >= s.written {
             return;
         }
-        let target = s.written;
-        let Some(file) = s.file.clone() else {
-            return;
-        };
-        if s.doomed.is_some_and(|d| d <= target) {
+        if s.syncing {
+            s = shared.changed.wait(s).unwrap_or_else(|e| e.into_inner());
+            continue;
+        }
+        if s.doomed.is_some_and(|d| d <= s.written) {
             die_before_durable(shared, s);
         }
-        drop(s);
-        let res = file.sync_data();
-        tracing::trace!(target: "gtmd::stage", "durable");
-        s = shared.lock();
-        if let Err(e) = res {
-            tracing::error!(
-                "cannot make the journal durable: {e}; gtmd stops rather than act on entries that may not be on disk (nothing was done for them; the next start replays what the journal holds)"
-            );
-            std::process::exit(1);
-        }
-        s.durable = target;
-        let (open, held): (Vec<_>, Vec<_>) = s.gates.drain(..).partition(|(at, _)| *at <= target);
-        s.gates = held;
-        for (_, mut gate) in open {
-            // A process already gone (killed meanwhile) closed its end.
-            let _ = gate.write_all(b"1");
-        }
-        shared.changed.notify_all();
+        s = sync(shared, s);
     }
+}
+
+/// Sync everything written so far (not already being synced), lock
+/// released meanwhile; then open the gates it covers.
+fn sync<'a>(shared: &'a Shared, mut s: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+    let target = s.written;
+    let Some(file) = s.file.clone() else {
+        return s;
+    };
+    s.syncing = true;
+    drop(s);
+    let res = file.sync_data();
+    tracing::trace!(target: "gtmd::stage", "durable");
+    let mut s = shared.lock();
+    s.syncing = false;
+    if let Err(e) = res {
+        tracing::error!(
+            "cannot make the journal durable: {e}; gtmd stops rather than act on entries that may not be on disk (nothing was done for them; the next start replays what the journal holds)"
+        );
+        std::process::exit(1);
+    }
+    s.durable = s.durable.max(target);
+    let durable = s.durable;
+    let (open, held): (Vec<_>, Vec<_>) = s.gates.drain(..).partition(|(at, _)| *at <= durable);
+    s.gates = held;
+    for (_, mut gate) in open {
+        // A process already gone (killed meanwhile) closed its end.
+        let _ = gate.write_all(b"1");
+    }
+    shared.changed.notify_all();
+    s
 }
 
 /// The test hook: die with the entry written and not durable, once the loop
