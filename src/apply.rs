@@ -1,7 +1,11 @@
-//! The one path every event takes: journaled (durable) first, then handed to
-//! the engine, then the engine's actions carried out, and the events those
-//! lead to (a task that could not start, a gate's checks) the same way, in
-//! the order the journal gives them.
+//! The one path every event takes: journaled first, then handed to the
+//! engine, then the engine's actions carried out, and the events those lead
+//! to (a task that could not start, a gate's checks) the same way, in the
+//! order the journal gives them. No action takes effect before its event is
+//! durable: the journal's `fdatasync` may still run while the engine decides
+//! and a task's process is forked, but that process execs only once the
+//! entry is durable, and every other effect waits for it (see
+//! [`crate::journal::Durability`]).
 //!
 //! Kept apart from the daemon's loop so that the property test of
 //! "replay equals live" drives exactly this code with a journal in memory
@@ -12,12 +16,25 @@ use std::collections::VecDeque;
 
 /// Where events become durable.
 pub trait Journal {
+    /// Append `events`, durable when this returns.
     fn append(&mut self, events: &[Event]) -> anyhow::Result<()>;
+    /// Append `events`, maybe durable only later ([`Journal::wait_durable`]).
+    fn write(&mut self, events: &[Event]) -> anyhow::Result<()> {
+        self.append(events)
+    }
+    /// Return once everything written is durable.
+    fn wait_durable(&mut self) {}
 }
 
 impl Journal for crate::journal::Journal {
     fn append(&mut self, events: &[Event]) -> anyhow::Result<()> {
         crate::journal::Journal::append(self, events)
+    }
+    fn write(&mut self, events: &[Event]) -> anyhow::Result<()> {
+        crate::journal::Journal::write(self, events)
+    }
+    fn wait_durable(&mut self) {
+        self.durability().wait();
     }
 }
 
@@ -46,9 +63,9 @@ pub trait Effects {
 }
 
 /// Journal `events` (after any still `pending` from a failed write), then
-/// handle them and what they lead to. On a journal error the events not yet
-/// durable are left in `pending`, in order, to be tried again; nothing was
-/// acted on for them.
+/// handle them and what they lead to; everything is durable when this
+/// returns. On a journal error the events not yet written are left in
+/// `pending`, in order, to be tried again; nothing was acted on for them.
 pub fn apply(
     engine: &mut Engine,
     journal: &mut impl Journal,
@@ -60,13 +77,15 @@ pub fn apply(
     queue.extend(events);
     while !queue.is_empty() {
         let batch: Vec<Event> = queue.drain(..).collect();
-        if let Err(e) = journal.append(&batch) {
+        if let Err(e) = journal.write(&batch) {
             *pending = batch;
+            journal.wait_durable();
             return Err(e);
         }
         for event in &batch {
             fx.handling(engine, event);
             let actions = engine.handle(event);
+            tracing::trace!(target: "gtmd::stage", actions = actions.len(), "handled");
             fx.handled(engine, event, &actions);
             for action in actions {
                 queue.extend(fx.execute(engine, action));
@@ -74,6 +93,7 @@ pub fn apply(
             queue.extend(fx.after_event(engine));
         }
     }
+    journal.wait_durable();
     Ok(())
 }
 

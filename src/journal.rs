@@ -13,11 +13,16 @@
 //! generation, so a crash between the two steps is harmless: the snapshot
 //! already holds everything the old journal said.
 
+mod sync;
+
+pub use sync::{Durability, Gate};
+
 use crate::engine::{EngineState, Event};
 use anyhow::{Context, Result};
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub const JOURNAL_FILE: &str = "journal.jsonl";
 pub const SNAPSHOT_FILE: &str = "snapshot.json";
@@ -77,7 +82,8 @@ fn read_snapshot(state_dir: &Path) -> Result<Option<Snapshot>> {
 }
 
 pub struct Journal {
-    file: File,
+    /// Shared with the sync thread, which syncs whatever file was written last.
+    file: Arc<File>,
     path: PathBuf,
     state_dir: PathBuf,
     generation: u64,
@@ -86,6 +92,9 @@ pub struct Journal {
     /// Length of the durable, well-formed prefix.
     len: u64,
     buf: Vec<u8>,
+    /// `GTMD_DEBUG_DIE_BEFORE_DURABLE`, read once.
+    die_before_durable: Option<String>,
+    syncer: sync::Syncer,
 }
 
 impl Journal {
@@ -125,13 +134,15 @@ impl Journal {
         let journal = path.clone();
         Ok((
             Journal {
-                file,
+                file: Arc::new(file),
                 path,
                 state_dir: state_dir.to_path_buf(),
                 generation,
                 entries: events.len() as u64,
                 len: good_len,
                 buf: Vec::new(),
+                die_before_durable: crate::test_hooks::die_before_durable(),
+                syncer: sync::Syncer::start().context("cannot start the journal's sync thread")?,
             },
             Recovered {
                 snapshot: snapshot.map(|s| s.state),
@@ -156,6 +167,8 @@ impl Journal {
 
     /// Replace the journal by a snapshot of `state` and an empty journal.
     pub fn compact(&mut self, state: &EngineState) -> Result<()> {
+        // The old generation is durable before the snapshot supersedes it.
+        self.syncer.durability().wait();
         let next = self.generation + 1;
         let snap = Snapshot {
             generation: next,
@@ -187,7 +200,7 @@ impl Journal {
             .with_context(|| format!("cannot create the journal {}", path.display()))?;
         let _ = File::open(&self.state_dir).and_then(|d| d.sync_all());
         let old = std::mem::replace(&mut self.path, path);
-        self.file = file;
+        self.file = Arc::new(file);
         self.generation = next;
         self.entries = 0;
         self.len = 0;
@@ -197,6 +210,16 @@ impl Journal {
 
     /// Append events and make them durable (one fdatasync for the batch).
     pub fn append(&mut self, events: &[Event]) -> Result<()> {
+        self.write(events)?;
+        self.syncer.durability().wait();
+        Ok(())
+    }
+
+    /// Append events; their fdatasync runs on the sync thread (see
+    /// [`sync`]): [`Durability::wait`] for it, or start a task's process
+    /// behind a [`Durability::gate`]. An error leaves nothing half written,
+    /// and nothing of `events` in the journal.
+    pub fn write(&mut self, events: &[Event]) -> Result<()> {
         if events.is_empty() {
             return Ok(());
         }
@@ -205,10 +228,9 @@ impl Journal {
             serde_json::to_writer(&mut self.buf, e)?;
             self.buf.push(b'\n');
         }
-        let res = self
-            .file
-            .write_all(&self.buf)
-            .and_then(|_| self.file.sync_data());
+        tracing::trace!(target: "gtmd::stage", events = events.len(), "serialized");
+        let res = (&*self.file).write_all(&self.buf);
+        tracing::trace!(target: "gtmd::stage", "written");
         if let Err(e) = res {
             // Leave no half entry behind: cut back to the last good length.
             let _ = self.file.set_len(self.len);
@@ -221,11 +243,27 @@ impl Journal {
         }
         self.len += self.buf.len() as u64;
         self.entries += events.len() as u64;
+        self.syncer.written(&self.file, self.doomed(events));
         Ok(())
+    }
+
+    /// Where to wait for the entries written so far to be durable.
+    pub fn durability(&self) -> Durability {
+        self.syncer.durability()
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether `events` hold the version `GTMD_DEBUG_DIE_BEFORE_DURABLE`
+    /// names (a test of what a crash before the fdatasync leaves).
+    fn doomed(&self, events: &[Event]) -> bool {
+        self.die_before_durable.as_deref().is_some_and(|doomed| {
+            events
+                .iter()
+                .any(|e| matches!(e, Event::FileChanged { path, .. } if path == doomed))
+        })
     }
 }
 
@@ -502,7 +540,7 @@ mod tests {
         let Ok(full) = OpenOptions::new().write(true).open("/dev/full") else {
             return;
         };
-        let good = std::mem::replace(&mut j.file, full);
+        let good = std::mem::replace(&mut j.file, Arc::new(full));
         let err = j.append(&[ev(2)]).unwrap_err();
         let msg = format!("{err:#}");
         assert!(msg.contains("disk full"), "{msg}");

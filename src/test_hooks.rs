@@ -10,6 +10,7 @@
 //! | `GTMD_STRICT_REPLAY=1` | a replay that parts from the daemon's checkpoints is an error, and every checkpoint is compared |
 //! | `GTMD_DEBUG_DROP_EVENTS=N` | the watcher keeps only every Nth event, as a kernel queue overflow would |
 //! | `GTMD_DEBUG_DIE_AFTER_SUBMIT=1` | the daemon dies (exit 137, no clean-up) right after the scheduler took a job, before the job's id is journaled |
+//! | `GTMD_DEBUG_DIE_BEFORE_DURABLE=PATH` | the daemon dies (exit 137, no clean-up) once a journal entry of a new version of PATH is written, before the `fdatasync` that makes it durable returns |
 
 fn number(name: &str) -> Option<u64> {
     std::env::var(name).ok()?.parse().ok()
@@ -39,4 +40,12 @@ pub fn drop_events_every() -> Option<u64> {
 /// its id's journal entry.
 pub fn die_after_submit() -> bool {
     std::env::var_os("GTMD_DEBUG_DIE_AFTER_SUBMIT").is_some_and(|v| v == "1")
+}
+
+/// `GTMD_DEBUG_DIE_BEFORE_DURABLE`: the path whose new version's journal
+/// entry never becomes durable (the daemon dies first).
+pub fn die_before_durable() -> Option<String> {
+    std::env::var("GTMD_DEBUG_DIE_BEFORE_DURABLE")
+        .ok()
+        .filter(|p| !p.is_empty())
 }

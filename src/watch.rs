@@ -92,6 +92,9 @@ struct Forward {
 impl Forward {
     fn send(&mut self, msgs: Vec<WatchMsg>) {
         for msg in msgs {
+            if let WatchMsg::Path(change, path) = &msg {
+                tracing::trace!(target: "gtmd::stage", ?change, path = %path.display(), "notified");
+            }
             self.seen += 1;
             let dropped = self.keep_every > 1 && !self.seen.is_multiple_of(self.keep_every);
             let lost = dropped || self.tx.try_send(msg).is_err();

@@ -181,6 +181,9 @@ impl Project {
 }
 
 /// The recorder agent: `<bench> agent <log> {task_id} {trigger}`.
+/// `--gtmd-log`: the log filter of every gtmd the bench starts (default `info`).
+pub static GTMD_LOG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 pub fn recorder_command(env: &Env, log: &Path) -> String {
     shell_words::join([
         env.bench.to_string_lossy().as_ref(),
@@ -222,7 +225,7 @@ impl Gtmd {
         if crate::page::HTTP.load(Ordering::Relaxed) {
             cmd.args(["--http", "127.0.0.1:0"]);
         }
-        cmd.env("GTMD_LOG", "info")
+        cmd.env("GTMD_LOG", GTMD_LOG.get().map_or("info", String::as_str))
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         die_with_parent(&mut cmd);

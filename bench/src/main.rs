@@ -66,6 +66,11 @@ struct Args {
     /// again at each change, as the page's script does.
     #[arg(long)]
     http: bool,
+    /// The log filter of every gtmd started (GTMD_LOG), e.g.
+    /// `info,gtmd::stage=trace` with `--keep` for the per-stage timestamps
+    /// that scripts/stage-breakdown.py reads.
+    #[arg(long)]
+    gtmd_log: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -107,6 +112,9 @@ fn run(args: Args) -> Result<()> {
         );
     }
     harness::KEEP.store(args.keep, std::sync::atomic::Ordering::Relaxed);
+    if let Some(filter) = &args.gtmd_log {
+        let _ = harness::GTMD_LOG.set(filter.clone());
+    }
     page::HTTP.store(args.http, std::sync::atomic::Ordering::Relaxed);
     let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let env = Env { base, gtmd, bench };

@@ -20,6 +20,9 @@ use std::time::{Duration, Instant};
 use crate::ingest::{DiskView, Ingest};
 
 pub(super) struct Effects {
+    /// Every action that reaches outside gtmd waits here for its event to
+    /// be durable; a start is held at its gate instead (see `Runner::start`).
+    pub durable: crate::journal::Durability,
     pub runner: Runner,
     pub ingest: Ingest,
     /// Retries due: (when, task).
@@ -40,6 +43,23 @@ pub(super) struct Effects {
 
 impl crate::apply::Effects for Effects {
     fn execute(&mut self, engine: &Engine, action: Action) -> Vec<Event> {
+        // What only changes gtmd's own memory or log may go ahead; a start
+        // is held at its gate; anything that reaches outside waits.
+        let inward = matches!(
+            action,
+            Action::StartTask { .. }
+                | Action::ScheduleRetry { .. }
+                | Action::EvaluateGate { .. }
+                | Action::RecordChanged { .. }
+                | Action::Refused { .. }
+                | Action::Notice { .. }
+                | Action::TaskEnded { .. }
+                | Action::RunRefused { .. }
+                | Action::RunFinished { .. }
+        );
+        if !inward {
+            self.durable.wait();
+        }
         match action {
             Action::StartTask { task } => return self.start_task(engine, &task),
             Action::SubmitJob { task, name } => return self.submit_job(engine, &task, &name),

@@ -32,6 +32,7 @@ const COOKIE_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Daemon {
     pub(super) fn on_path(&mut self, change: Change, abs: &Path) {
+        tracing::trace!(target: "gtmd::stage", ?change, path = %abs.display(), "received");
         let Some(rel) = self.fx.ingest.relative(abs) else {
             if change == Change::Gone && abs == self.fx.ingest.root() {
                 // The workspace itself was deleted or moved away: its watch is
@@ -136,6 +137,7 @@ impl Daemon {
                 mtime_ns,
                 content,
             } => {
+                tracing::trace!(target: "gtmd::stage", path = rel, "read");
                 self.batch_index.insert(
                     rel.to_string(),
                     Some(FileEntry {

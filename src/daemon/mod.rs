@@ -145,6 +145,8 @@ pub async fn run(
     runner.set_limits(options.limits.clone());
     runner.set_runtimes(settings.runtime, &settings.playbook, &settings.prices);
     runner.set_default_backend(settings.backend);
+    let durable = journal.durability();
+    runner.set_durability(durable.clone());
     let ingest = Ingest::new(&workspace, &state_dir, settings.max_file_size);
     let git = options.git.then(|| crate::git::Git::new(&workspace));
     let mut d = Daemon {
@@ -153,6 +155,7 @@ pub async fn run(
         engine,
         journal,
         fx: Effects {
+            durable,
             runner,
             ingest,
             retries: Vec::new(),

@@ -49,6 +49,7 @@ impl Runner {
             process,
             reader,
             timeout,
+            files,
         }) = self.prepare(spec)?
         else {
             return Err(StartError::Runtime(format!(
@@ -56,6 +57,7 @@ impl Runner {
                 spec.agent
             )));
         };
+        super::write_files(files)?;
         Ok(Submission {
             process,
             options: self.job_options(&spec.agent, timeout),

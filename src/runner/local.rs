@@ -33,14 +33,6 @@ pub const SUPERVISOR_ENV: [&str; 4] = [
     "JOURNAL_STREAM",
 ];
 
-/// A task's log file, the pipe its output goes into, and what its reader
-/// will report.
-type TaskOutput = (
-    PathBuf,
-    io::PipeWriter,
-    oneshot::Receiver<Option<RuntimeReport>>,
-);
-
 /// Task processes started here, each in its own process group.
 pub struct LocalBackend {
     workspace: PathBuf,
@@ -85,9 +77,19 @@ impl LocalBackend {
         timeout: Duration,
         limits: &Limits,
         reader: Option<Box<dyn StreamReader>>,
+        gates: Vec<crate::journal::Gate>,
     ) -> Result<(), StartError> {
         let (program, args) = process.argv.split_first().ok_or(StartError::EmptyCommand)?;
-        let (log_path, output, report) = self.task_output(task, limits.max_log_bytes, reader)?;
+        let log_dir = self.state_dir.join("logs");
+        fs::create_dir_all(&log_dir).map_err(|source| StartError::LogDir {
+            dir: log_dir.clone(),
+            source,
+        })?;
+        let log_path = log_dir.join(format!("{task}.log"));
+        // Close-on-exec: the child gets the write end only as its stdout and
+        // stderr, not any other process gtmd starts meanwhile.
+        let (pipe_read, output) = io::pipe().map_err(StartError::Pipe)?;
+        tracing::trace!(target: "gtmd::stage", task = %task, "output ready");
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(args)
             .current_dir(&self.workspace)
@@ -105,14 +107,21 @@ impl LocalBackend {
         // Marks the process as ours, so a gtmd restarted after a SIGKILL can
         // find agents (and their children) the old one left behind.
         cmd.env(STRAY_MARK, self.state_dir.display().to_string());
-        crate::os::die_with_parent(&mut cmd);
+        crate::os::die_with_parent(&mut cmd, &gates);
+        tracing::trace!(target: "gtmd::stage", task = %task, "forking");
         let child = cmd.spawn().map_err(|source| StartError::Spawn {
             program: program.clone(),
             source,
         })?;
+        tracing::trace!(target: "gtmd::stage", task = %task, "spawned");
         // Our copies of the pipe's write end go, so the copier sees the end
         // of the output when the task's processes are gone.
         drop(cmd);
+        drop(gates);
+        // The log is created and its copier started only now, while the
+        // agent loads: off the path to its start. Its output waits in the
+        // pipe meanwhile.
+        let report = copy_output(task, &log_path, pipe_read, limits.max_log_bytes, reader);
         let pgid = child.id().map(|p| p as i32).unwrap_or(0);
         tracing::info!(task = %task, pid = pgid, log = %log_path.display(), "agent process started");
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -129,54 +138,6 @@ impl LocalBackend {
             let _ = exits.send(exit.await);
         });
         Ok(())
-    }
-
-    /// Where a task's output goes: its log file under `STATE/logs/` (the
-    /// path is returned) and the write end of a pipe whose other end a
-    /// thread copies into the log up to the cap, then drains, handing each
-    /// line to the runtime's `reader` on the way; what the reader makes of
-    /// it comes on the returned channel when the output ends. stdout and
-    /// stderr share the pipe, so their order is kept.
-    fn task_output(
-        &self,
-        task: &str,
-        cap: u64,
-        reader: Option<Box<dyn StreamReader>>,
-    ) -> Result<TaskOutput, StartError> {
-        let log_dir = self.state_dir.join("logs");
-        fs::create_dir_all(&log_dir).map_err(|source| StartError::LogDir {
-            dir: log_dir.clone(),
-            source,
-        })?;
-        let log_path = log_dir.join(format!("{task}.log"));
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|source| StartError::Log {
-                path: log_path.clone(),
-                source,
-            })?;
-        // Close-on-exec: the child gets the write end only as its stdout and
-        // stderr, not any other process gtmd starts meanwhile.
-        let (pipe_read, pipe_write) = io::pipe().map_err(StartError::Pipe)?;
-        let log_task = task.to_string();
-        let (report_tx, report_rx) = oneshot::channel();
-        std::thread::Builder::new()
-            .name("task-log".into())
-            .spawn(move || {
-                let mut lines = reader.map(Lines::new);
-                if let Err(e) = copy_capped(pipe_read, log, cap, |chunk| {
-                    if let Some(l) = lines.as_mut() {
-                        l.feed(chunk)
-                    }
-                }) {
-                    tracing::warn!(task = %log_task, "cannot write the task log: {e}");
-                }
-                let _ = report_tx.send(lines.and_then(Lines::finish));
-            })
-            .map_err(StartError::LogCopier)?;
-        Ok((log_path, pipe_write, report_rx))
     }
 
     /// The daemon saw the exit: forget the child.
@@ -212,6 +173,52 @@ impl LocalBackend {
             crate::os::kill_group(child.pgid);
         }
     }
+}
+
+/// Where a task's output goes: a thread copies the pipe's read end into the
+/// task's log (created here) up to the cap, then drains it, handing each
+/// line to the runtime's `reader` on the way; what the reader makes of it
+/// comes on the returned channel when the output ends. stdout and stderr
+/// share the pipe, so their order is kept. A log that cannot be created
+/// loses the output (said in gtmd's log), not the task.
+fn copy_output(
+    task: &str,
+    log_path: &Path,
+    pipe_read: io::PipeReader,
+    cap: u64,
+    reader: Option<Box<dyn StreamReader>>,
+) -> oneshot::Receiver<Option<RuntimeReport>> {
+    let (report_tx, report_rx) = oneshot::channel();
+    let task = task.to_string();
+    let log_path = log_path.to_path_buf();
+    let spawned = std::thread::Builder::new()
+        .name("task-log".into())
+        .spawn(move || {
+            let log = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log_path)
+                .or_else(|e| {
+                    tracing::warn!(task = %task, log = %log_path.display(), "cannot open the task log ({e}); its output is discarded");
+                    fs::OpenOptions::new().write(true).open("/dev/null")
+                });
+            let mut lines = reader.map(Lines::new);
+            let copied = log.and_then(|log| {
+                copy_capped(pipe_read, log, cap, |chunk| {
+                    if let Some(l) = lines.as_mut() {
+                        l.feed(chunk)
+                    }
+                })
+            });
+            if let Err(e) = copied {
+                tracing::warn!(task = %task, "cannot write the task log: {e}");
+            }
+            let _ = report_tx.send(lines.and_then(Lines::finish));
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start the task log copier ({e}); the task's output is lost");
+    }
+    report_rx
 }
 
 /// Copy a task's output into its log until the log holds `cap` bytes; say so

@@ -14,6 +14,7 @@
 pub mod claude;
 mod cluster;
 pub mod codex;
+mod files;
 pub mod local;
 pub mod prompt;
 pub mod runtime;
@@ -31,6 +32,7 @@ use crate::playbook::Playbook;
 use crate::prices::Prices;
 use claude::ClaudeCode;
 use codex::Codex;
+use files::write_files;
 use local::LocalBackend;
 use std::collections::BTreeMap;
 use std::collections::VecDeque;
@@ -88,12 +90,10 @@ pub enum StartError {
     ArgsTooLong { total: usize },
     #[error("cannot create the task log directory {}", dir.display())]
     LogDir { dir: PathBuf, source: io::Error },
-    #[error("cannot open the task log {}", path.display())]
-    Log { path: PathBuf, source: io::Error },
     #[error("cannot create the output pipe")]
     Pipe(#[source] io::Error),
-    #[error("cannot start the task log copier")]
-    LogCopier(#[source] io::Error),
+    #[error("cannot create the pipe that holds the process until its journal entry is durable")]
+    Gate(#[source] io::Error),
     #[error("cannot start {program:?}")]
     Spawn { program: String, source: io::Error },
     /// A step of submitting a job to the cluster scheduler.
@@ -143,6 +143,13 @@ pub struct Runner {
     queue: VecDeque<Pending>,
     /// Stopping: nothing new starts.
     closed: bool,
+    /// The journal's: a process is started behind a gate that opens once
+    /// the entry that started it is durable; an inbox file is written only
+    /// then.
+    durability: Option<crate::journal::Durability>,
+    /// Writes task files while their process is forked (`None`: the thread
+    /// could not start; they are written before the fork).
+    writer: Option<files::Writer>,
 }
 
 /// A task's process, ready to start.
@@ -150,6 +157,8 @@ struct Prepared {
     process: ProcessSpec,
     reader: Option<Box<dyn StreamReader>>,
     timeout: Duration,
+    /// The task's prompt and context files, still to be written.
+    files: Vec<(PathBuf, Vec<u8>)>,
 }
 
 /// A command task waiting for a slot.
@@ -191,6 +200,17 @@ impl Runner {
             limits: Limits::default(),
             queue: VecDeque::new(),
             closed: false,
+            durability: None,
+            writer: files::Writer::start(),
+        }
+    }
+
+    /// A gate for a process about to start: it execs once the journal's
+    /// entries so far are durable (`None`: they are, or there is no journal).
+    fn gate(&self) -> Result<Option<crate::journal::Gate>, StartError> {
+        match &self.durability {
+            Some(d) => d.gate().map_err(StartError::Gate),
+            None => Ok(None),
         }
     }
 
@@ -288,12 +308,17 @@ impl Runner {
     fn prepare(&self, spec: &TaskSpec) -> Result<Option<Prepared>, StartError> {
         let agent = self.agents.get(&spec.agent);
         let prompt = render_prompt(spec, agent);
+        tracing::trace!(target: "gtmd::stage", task = %spec.id, "rendered");
         let Some(runtime) = self.runtime(&spec.agent) else {
+            // A person may read the inbox at once: only once it is durable.
+            if let Some(d) = &self.durability {
+                d.wait();
+            }
             // The inbox file is the prompt: nothing under STATE/tasks/.
             self.write_inbox(spec, &prompt)?;
             return Ok(None);
         };
-        let files = self.write_task_files(spec, &prompt)?;
+        let (files, contents) = self.task_file_contents(spec, &prompt);
         let context = TaskContext {
             spec,
             agent,
@@ -305,6 +330,7 @@ impl Runner {
             process: runtime.process(&context)?,
             reader: runtime.reader(&context),
             timeout: self.timeout(&spec.agent),
+            files: contents,
         }))
     }
 
@@ -337,14 +363,17 @@ impl Runner {
             process,
             reader,
             timeout,
+            files,
         }) = self.prepare(spec)?
         else {
             return Ok(());
         };
+        tracing::trace!(target: "gtmd::stage", task = %spec.id, "prepared");
         if self.closed {
             return Err(StartError::Stopping);
         }
         if !self.slot_free() {
+            write_files(files)?;
             tracing::info!(
                 task = %spec.id,
                 "task waits for a free slot: {} agent process(es) running (--max-parallel {})",
@@ -359,8 +388,24 @@ impl Runner {
             });
             return Ok(());
         }
-        self.backend
-            .spawn(&spec.id, &process, timeout, &self.limits, reader)
+        // The files are written on the writer's thread while the process is
+        // forked; it execs once they are there and its entry is durable.
+        let mut gates: Vec<crate::journal::Gate> = self.gate()?.into_iter().collect();
+        let (written, failure) = match self.writer.as_ref() {
+            Some(w) => w.submit(files)?,
+            None => {
+                write_files(files)?;
+                (None, None)
+            }
+        };
+        gates.extend(written);
+        let started = self
+            .backend
+            .spawn(&spec.id, &process, timeout, &self.limits, reader, gates);
+        match (started, failure.map(|mut f| f.try_recv())) {
+            (Err(_), Some(Ok(e))) => Err(StartError::TaskFile(e)),
+            (started, _) => started,
+        }
     }
 
     /// Start waiting tasks while there are free slots. A task that cannot
@@ -370,10 +415,18 @@ impl Runner {
             let Some(p) = self.queue.pop_front() else {
                 break;
             };
-            if let Err(e) =
-                self.backend
-                    .spawn(&p.task, &p.process, p.timeout, &self.limits, p.reader)
-            {
+            let started = self.gate().and_then(|gate| {
+                let gates = gate.into_iter().collect();
+                self.backend.spawn(
+                    &p.task,
+                    &p.process,
+                    p.timeout,
+                    &self.limits,
+                    p.reader,
+                    gates,
+                )
+            });
+            if let Err(e) = started {
                 let error = chain(&e);
                 tracing::warn!(task = %p.task, "task could not start: {error}");
                 let _ = self.exits.send(TaskExit {
@@ -393,17 +446,26 @@ impl Runner {
         }
     }
 
-    fn write_task_files(&self, spec: &TaskSpec, prompt: &str) -> Result<TaskFiles, StartError> {
+    /// A task's files under `STATE/tasks/`, and what they are to hold.
+    fn task_file_contents(
+        &self,
+        spec: &TaskSpec,
+        prompt: &str,
+    ) -> (TaskFiles, Vec<(PathBuf, Vec<u8>)>) {
         let files = self.task_files(&spec.id);
-        // Not fsynced: after a crash the task is started again and its files
-        // rewritten from the journal; the fsync would delay every start.
-        write_replaceable(&files.prompt, prompt.as_bytes()).map_err(StartError::TaskFile)?;
         let mut context = spec.context.join("\n");
         if !context.is_empty() {
             context.push('\n');
         }
-        write_replaceable(&files.context, context.as_bytes()).map_err(StartError::TaskFile)?;
-        Ok(files)
+        let contents = vec![
+            (files.prompt.clone(), prompt.as_bytes().to_vec()),
+            (files.context.clone(), context.into_bytes()),
+        ];
+        (files, contents)
+    }
+
+    pub fn set_durability(&mut self, durability: crate::journal::Durability) {
+        self.durability = Some(durability);
     }
 
     fn inbox_path(&self, agent: &str, task: &str) -> PathBuf {
