@@ -185,14 +185,9 @@ impl SlurmBackend {
         let (ticket, wake) = self.handle(task);
         let (exits, submitted) = (self.exits.clone(), self.submitted.clone());
         tokio::spawn(async move {
-            let exit = match place.submit(&submission.process, &submission.options).await {
-                Ok(id) => {
-                    place.submitted(&id, &ticket, &submitted).await;
-                    let timeout = submission.options.timeout;
-                    place.follow(&id, timeout, &wake, submission.reader).await
-                }
-                Err(e) => place.refused(&e),
-            };
+            let exit = place
+                .submit_and_follow(submission, &ticket, &wake, &submitted)
+                .await;
             let _ = exits.send(exit);
         });
         Ok(())
@@ -236,13 +231,9 @@ impl SlurmBackend {
                     place.follow("", timeout, &wake, reader).await
                 }
                 (None, Some(submission)) => {
-                    match place.submit(&submission.process, &submission.options).await {
-                        Ok(id) => {
-                            place.submitted(&id, &ticket, &submitted).await;
-                            place.follow(&id, timeout, &wake, submission.reader).await
-                        }
-                        Err(e) => place.refused(&e),
-                    }
+                    place
+                        .submit_and_follow(submission, &ticket, &wake, &submitted)
+                        .await
                 }
                 (None, None) => place.refused(&StartError::Runtime(format!(
                     "its job {} is not known to the scheduler",
@@ -365,6 +356,25 @@ impl JobPlace {
             .to_string();
         tracing::info!(task = %self.task, job = %id, name = %self.name, "job submitted");
         Ok(id)
+    }
+
+    /// Submit, hand the id over, and follow the job to its end; a refusal
+    /// ends the task as a start that failed.
+    async fn submit_and_follow(
+        &self,
+        submission: Submission,
+        ticket: &Mutex<Ticket>,
+        wake: &Notify,
+        to: &mpsc::UnboundedSender<Submitted>,
+    ) -> TaskExit {
+        match self.submit(&submission.process, &submission.options).await {
+            Ok(id) => {
+                self.submitted(&id, ticket, to).await;
+                let timeout = submission.options.timeout;
+                self.follow(&id, timeout, wake, submission.reader).await
+            }
+            Err(e) => self.refused(&e),
+        }
     }
 
     /// The id is known: hand it to the daemon to journal, and cancel the
@@ -545,15 +555,7 @@ fn read_exit(path: &Path) -> Option<i32> {
 /// job, else the accounting database (`sacct`, with slurmdbd), else the
 /// job-completion log (`sacct -c`, without).
 async fn scheduler_state(id: &str) -> Option<String> {
-    let run = |program: &str, args: &[&str]| {
-        let mut c = tokio::process::Command::new(program);
-        c.args(args).kill_on_drop(true);
-        c
-    };
-    if let Ok(out) = run("squeue", &["-h", "-t", "all", "-j", id, "-o", "%T"])
-        .output()
-        .await
-    {
+    if let Some(out) = ask("squeue", &["-h", "-t", "all", "-j", id, "-o", "%T"]).await {
         let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
         if out.status.success() && !state.is_empty() {
             return Some(state);
@@ -564,7 +566,7 @@ async fn scheduler_state(id: &str) -> Option<String> {
         if completion_log {
             args.insert(0, "-c");
         }
-        let Ok(out) = run("sacct", &args).output().await else {
+        let Some(out) = ask("sacct", &args).await else {
             continue;
         };
         let found = String::from_utf8_lossy(&out.stdout)
@@ -579,19 +581,29 @@ async fn scheduler_state(id: &str) -> Option<String> {
     None
 }
 
+/// Run one of the scheduler's commands off the loop (killed if its
+/// follower is dropped); nothing if it cannot be run.
+async fn ask(program: &str, args: &[&str]) -> Option<std::process::Output> {
+    tokio::process::Command::new(program)
+        .args(args)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .ok()
+}
+
+/// What a scheduler's command printed, empty if it could not be run.
+async fn stdout_of(program: &str, args: &[&str]) -> String {
+    ask(program, args)
+        .await
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
 /// The id of the job named `name`, queued, running or ended: `squeue` while
 /// the scheduler remembers it, else the accounting database, else the
 /// job-completion log (which `sacct -c` cannot filter by name).
 async fn find_by_name(name: &str) -> Option<String> {
-    async fn output(program: &str, args: &[&str]) -> String {
-        tokio::process::Command::new(program)
-            .args(args)
-            .kill_on_drop(true)
-            .output()
-            .await
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default()
-    }
     // "ID|NAME" lines: the latest job of that name.
     let named = |text: String| {
         text.lines()
@@ -601,7 +613,7 @@ async fn find_by_name(name: &str) -> Option<String> {
             .next_back()
     };
     let queued = ["-h", "-t", "all", "--name", name, "-o", "%i|%j"];
-    if let Some(id) = named(output("squeue", &queued).await) {
+    if let Some(id) = named(stdout_of("squeue", &queued).await) {
         return Some(id);
     }
     let accounted = [
@@ -615,10 +627,10 @@ async fn find_by_name(name: &str) -> Option<String> {
         "-o",
         "JobID,JobName",
     ];
-    if let Some(id) = named(output("sacct", &accounted).await) {
+    if let Some(id) = named(stdout_of("sacct", &accounted).await) {
         return Some(id);
     }
-    named(output("sacct", &["-c", "-n", "-P", "-o", "JobID,JobName"]).await)
+    named(stdout_of("sacct", &["-c", "-n", "-P", "-o", "JobID,JobName"]).await)
 }
 
 /// Whether Slurm's client (`sbatch`) is on the PATH.
