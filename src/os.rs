@@ -1,60 +1,16 @@
 //! The few things std cannot do safely, each behind a safe function.
 //!
 //! Everything else gtmd asks of the OS goes through std (`File::sync_data`,
-//! `File::try_lock`, `std::io::pipe`). What is left has no std API: a child's
-//! parent-death signal, signals to a process or a process group, and giving
-//! freed heap back to the system. They are gathered here so that `unsafe`
-//! appears in one small file whose every block says why it is sound, and so
-//! that the Linux-only parts are easy to find when gtmd is ported.
+//! `File::try_lock`, `std::io::pipe`). What is left has no std API: starting
+//! an agent's process (its own module, [`spawn`]), signals to a process or a
+//! process group, and giving freed heap back to the system. They are
+//! gathered here so that `unsafe` appears in two small files whose every
+//! block says why it is sound, and so that the Linux-only parts are easy to
+//! find when gtmd is ported.
 
 use std::fs;
 
-/// Have the child started by `cmd` get SIGKILL when gtmd dies, whatever the
-/// cause (even SIGKILL), so an agent cannot outlive the gtmd that owns it.
-/// With `gates`, the child execs only once it has read a byte from each
-/// (its journal entry is durable, its files are written); on any other
-/// byte, at the end of a gate's input, or when gtmd died before the
-/// parent-death signal was set, it exits without exec.
-pub fn die_with_parent(cmd: &mut tokio::process::Command, gates: &[std::io::PipeReader]) {
-    use std::os::fd::AsRawFd;
-    let parent = std::process::id() as libc::pid_t;
-    let gates: Vec<i32> = gates.iter().map(|g| g.as_raw_fd()).collect();
-    // SAFETY: the closure runs in the child between fork and exec, where
-    // only async-signal-safe calls are allowed: prctl(2), getppid(2) and
-    // read(2) are, the errors are made from numbers (no allocation), and the
-    // closure touches no memory of the parent but what it owns (the gates'
-    // fd numbers, read in place). The gates stay open in the parent until the
-    // spawn has returned.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // gtmd may have died between the fork and the prctl, and then
-            // no signal comes: the child was handed to another parent.
-            if libc::getppid() != parent {
-                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            for &fd in &gates {
-                let mut byte = 0u8;
-                loop {
-                    match libc::read(fd, (&raw mut byte).cast(), 1) {
-                        1 if byte == b'1' => break,
-                        1 => return Err(std::io::Error::from_raw_os_error(libc::ECANCELED)),
-                        0 => return Err(std::io::Error::from_raw_os_error(libc::EPIPE)),
-                        _ => {
-                            let e = std::io::Error::last_os_error();
-                            if e.raw_os_error() != Some(libc::EINTR) {
-                                return Err(e);
-                            }
-                        }
-                    }
-                }
-            }
-            Ok(())
-        });
-    }
-}
+pub mod spawn;
 
 /// Ask every process of the group `pgid` to stop (SIGTERM).
 pub fn term_group(pgid: i32) {

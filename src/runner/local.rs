@@ -11,10 +11,10 @@ use super::{Limits, ProcessSpec, StartError, TaskExit};
 use crate::engine::RuntimeReport;
 use crate::engine::{ExitOutcome, TaskId};
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -79,7 +79,7 @@ impl LocalBackend {
         reader: Option<Box<dyn StreamReader>>,
         gates: Vec<crate::journal::Gate>,
     ) -> Result<(), StartError> {
-        let (program, args) = process.argv.split_first().ok_or(StartError::EmptyCommand)?;
+        let program = process.argv.first().ok_or(StartError::EmptyCommand)?;
         let log_dir = self.state_dir.join("logs");
         fs::create_dir_all(&log_dir).map_err(|source| StartError::LogDir {
             dir: log_dir.clone(),
@@ -90,39 +90,38 @@ impl LocalBackend {
         // stderr, not any other process gtmd starts meanwhile.
         let (pipe_read, output) = io::pipe().map_err(StartError::Pipe)?;
         tracing::trace!(target: "gtmd::stage", task = %task, "output ready");
-        let mut cmd = tokio::process::Command::new(program);
-        cmd.args(args)
-            .current_dir(&self.workspace)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(output.try_clone().map_err(StartError::Pipe)?))
-            .stderr(Stdio::from(output))
-            .process_group(0)
-            .kill_on_drop(false);
-        for k in SUPERVISOR_ENV {
-            cmd.env_remove(k);
-        }
-        for (k, v) in &process.env {
-            cmd.env(k, v);
-        }
-        // Marks the process as ours, so a gtmd restarted after a SIGKILL can
-        // find agents (and their children) the old one left behind.
-        cmd.env(STRAY_MARK, self.state_dir.display().to_string());
-        crate::os::die_with_parent(&mut cmd, &gates);
+        // The environment gtmd has, less what is gtmd's alone, plus the
+        // task's, plus the mark that makes the process ours: a gtmd
+        // restarted after a SIGKILL finds agents (and their children) the
+        // old one left behind by it.
+        let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
+            .filter(|(k, _)| !SUPERVISOR_ENV.iter().any(|s| k == s))
+            .collect();
+        env.extend(process.env.iter().map(|(k, v)| (k.into(), v.into())));
+        env.push((STRAY_MARK.into(), self.state_dir.clone().into_os_string()));
+        let env = last_of_each(env);
         tracing::trace!(target: "gtmd::stage", task = %task, "forking");
-        let child = cmd.spawn().map_err(|source| StartError::Spawn {
+        let child = crate::os::spawn::spawn(&crate::os::spawn::Launch {
+            argv: &process.argv,
+            env: &env,
+            cwd: &self.workspace,
+            output: &output.into(),
+            gates: &gates,
+        })
+        .map_err(|source| StartError::Spawn {
             program: program.clone(),
             source,
         })?;
         tracing::trace!(target: "gtmd::stage", task = %task, "spawned");
-        // Our copies of the pipe's write end go, so the copier sees the end
-        // of the output when the task's processes are gone.
-        drop(cmd);
+        // Our copy of the pipe's write end went with the `Launch`, so the
+        // copier sees the end of the output when the task's processes are
+        // gone.
         drop(gates);
         // The log is created and its copier started only now, while the
         // agent loads: off the path to its start. Its output waits in the
         // pipe meanwhile.
         let report = copy_output(task, &log_path, pipe_read, limits.max_log_bytes, reader);
-        let pgid = child.id().map(|p| p as i32).unwrap_or(0);
+        let pgid = child.id() as i32;
         tracing::info!(task = %task, pid = pgid, log = %log_path.display(), "agent process started");
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         self.running.insert(
@@ -173,6 +172,23 @@ impl LocalBackend {
             crate::os::kill_group(child.pgid);
         }
     }
+}
+
+/// The environment with each variable once, at its last value (a task's
+/// own overrides gtmd's), in first-seen order.
+fn last_of_each(env: Vec<(OsString, OsString)>) -> Vec<(OsString, OsString)> {
+    let mut out: Vec<(OsString, OsString)> = Vec::with_capacity(env.len());
+    let mut at: HashMap<OsString, usize> = HashMap::with_capacity(env.len());
+    for (k, v) in env {
+        match at.get(&k) {
+            Some(&i) => out[i].1 = v,
+            None => {
+                at.insert(k.clone(), out.len());
+                out.push((k, v));
+            }
+        }
+    }
+    out
 }
 
 /// Where a task's output goes: a thread copies the pipe's read end into the
@@ -275,7 +291,7 @@ fn status_outcome(status: std::io::Result<std::process::ExitStatus>) -> ExitOutc
 /// cancelled (then its group is stopped), and say how it ended. Whatever the
 /// task left behind in its group goes with it.
 async fn watch_child(
-    mut child: tokio::process::Child,
+    mut child: crate::os::spawn::Child,
     pgid: i32,
     timeout: Duration,
     mut stop: oneshot::Receiver<()>,
@@ -365,7 +381,7 @@ impl Lines {
 }
 
 /// TERM the group, give it [`KILL_GRACE`], then KILL it.
-async fn stop_group(pgid: i32, child: &mut tokio::process::Child) {
+async fn stop_group(pgid: i32, child: &mut crate::os::spawn::Child) {
     crate::os::term_group(pgid);
     if tokio::time::timeout(KILL_GRACE, child.wait())
         .await
