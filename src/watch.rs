@@ -5,7 +5,11 @@
 //! that channel is full the event is not waited for: an overflow flag is set
 //! and the daemon rescans, which loses nothing because a scan compares the
 //! tree with the journal. Deciding whether a file is complete, and what it
-//! means, happens in the daemon, not here.
+//! means, happens in the daemon, not here. The one thing dropped here is
+//! news of gtmd's own writes in its state directory (journal appends, task
+//! files, logs: about ten events a task, more for a chatty agent's log),
+//! which would wake the daemon for nothing; a cluster job's exit file there
+//! is still passed on.
 
 use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, ModifyKind, RenameMode};
 use notify::{Config, PollWatcher, RecommendedWatcher, RecursiveMode, Watcher};
@@ -44,10 +48,13 @@ pub struct WatchHandle {
 }
 
 /// Start watching `root` recursively. `poll` selects the portable polling
-/// watcher (network filesystems, containers without inotify).
+/// watcher (network filesystems, containers without inotify). Nothing is
+/// passed on from under `state_dir` (a path under `root`, as notify names
+/// it) but its `jobs/` directory.
 pub fn watch(
     root: &Path,
     poll: Option<Duration>,
+    state_dir: Option<PathBuf>,
     tx: mpsc::Sender<WatchMsg>,
 ) -> notify::Result<WatchHandle> {
     let overflowed = Arc::new(AtomicBool::new(false));
@@ -60,6 +67,10 @@ pub fn watch(
         overflowed: overflowed.clone(),
         keep_every,
         seen: 0,
+        quiet: state_dir.map(|dir| {
+            let jobs = dir.join("jobs");
+            (dir, jobs)
+        }),
     };
     let handler = move |res: notify::Result<notify::Event>| forward.send(convert(res, polling));
     let config = Config::default().with_follow_symlinks(false);
@@ -87,12 +98,19 @@ struct Forward {
     /// Keep only every Nth message (`GTMD_DEBUG_DROP_EVENTS`); 1 keeps all.
     keep_every: u64,
     seen: u64,
+    /// The state directory and, within it, the one directory still heard.
+    quiet: Option<(PathBuf, PathBuf)>,
 }
 
 impl Forward {
     fn send(&mut self, msgs: Vec<WatchMsg>) {
         for msg in msgs {
             if let WatchMsg::Path(change, path) = &msg {
+                if let Some((dir, heard)) = &self.quiet {
+                    if path.starts_with(dir) && !path.starts_with(heard) {
+                        continue;
+                    }
+                }
                 tracing::trace!(target: "gtmd::stage", ?change, path = %path.display(), "notified");
             }
             self.seen += 1;
@@ -274,8 +292,35 @@ mod tests {
             overflowed: Arc::new(AtomicBool::new(false)),
             keep_every,
             seen: 0,
+            quiet: Some((PathBuf::from("/w/.gtmd"), PathBuf::from("/w/.gtmd/jobs"))),
         };
         (f, rx)
+    }
+
+    #[test]
+    fn gtmds_own_writes_are_not_passed_on_but_a_jobs_exit_file_is() {
+        let (mut f, mut rx) = forward(16, 1);
+        f.send(vec![
+            path(Change::Touched, "/w/.gtmd/journal"),
+            path(Change::DirCreated, "/w/.gtmd/tasks/t-1"),
+            path(Change::Complete, "/w/.gtmd/tasks/t-1/prompt.md"),
+            path(Change::Complete, "/w/.gtmd/jobs/t-1.exit"),
+            path(Change::Complete, "/w/.gtmdx/a.md"),
+            path(Change::Complete, "/w/conflicts/a.md"),
+        ]);
+        let mut got = Vec::new();
+        while let Ok(m) = rx.try_recv() {
+            got.push(m);
+        }
+        assert_eq!(
+            got,
+            vec![
+                path(Change::Complete, "/w/.gtmd/jobs/t-1.exit"),
+                path(Change::Complete, "/w/.gtmdx/a.md"),
+                path(Change::Complete, "/w/conflicts/a.md"),
+            ]
+        );
+        assert!(!f.overflowed.load(Ordering::Acquire));
     }
 
     #[test]

@@ -293,7 +293,8 @@ impl Daemon {
         if id == self.root_id && self.watcher.is_some() {
             return;
         }
-        match watch::watch(&root, self.options.poll, self.watch_tx.clone()) {
+        let state_dir = self.fx.ingest.state_dir_in_root();
+        match watch::watch(&root, self.options.poll, state_dir, self.watch_tx.clone()) {
             Ok(w) => {
                 tracing::warn!(workspace = %root.display(), "the workspace directory was replaced; watching the new one and rescanning");
                 self.watcher = Some(w);

@@ -124,7 +124,14 @@ pub async fn run(
         );
     }
     let (watch_tx, watch_rx) = mpsc::channel(65_536);
-    let watcher = watch::watch(&workspace, options.poll, watch_tx.clone()).with_context(|| {
+    let ingest = Ingest::new(&workspace, &state_dir, settings.max_file_size);
+    let watcher = watch::watch(
+        &workspace,
+        options.poll,
+        ingest.state_dir_in_root(),
+        watch_tx.clone(),
+    )
+    .with_context(|| {
         format!(
             "cannot watch {} (if the inotify limits are the cause, raise fs.inotify.max_user_watches, or use --poll)",
             workspace.display()
@@ -147,7 +154,6 @@ pub async fn run(
     runner.set_default_backend(settings.backend);
     let durable = journal.durability();
     runner.set_durability(durable.clone());
-    let ingest = Ingest::new(&workspace, &state_dir, settings.max_file_size);
     let git = options.git.then(|| crate::git::Git::new(&workspace));
     let mut d = Daemon {
         settings,

@@ -79,6 +79,12 @@ impl Ingest {
         &self.root
     }
 
+    /// The state directory under the root as the watcher names it, when it
+    /// lies in the workspace.
+    pub fn state_dir_in_root(&self) -> Option<PathBuf> {
+        self.state_rel.as_ref().map(|s| self.root.join(s))
+    }
+
     /// The workspace was replaced: symlink checks use the new directory.
     pub fn refresh_root(&mut self) {
         if let Ok(c) = fs::canonicalize(&self.root) {
