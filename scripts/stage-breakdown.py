@@ -92,9 +92,10 @@ STAGES = [
     ("prepared", "task files written", "prompt and context files, on the writer thread"),
     ("prepared", "output ready", "output pipe, gates"),
     ("output ready", "forking", "command built"),
-    ("forking", "spawned", "fork + wait at the gates + execve (std waits for the exec)"),
-    ("spawned", "main", "the agent's loading up to main()"),
-    ("forking", "main", "fork → agent main()"),
+    ("forking", "spawned", "clone + wait at the gates + execve (the spawn returns at the exec)"),
+    ("forking", "gates open", "clone → both gates open (entry durable, files written)"),
+    ("gates open", "main", "gates open → agent main() (wake-up, execve, loading)"),
+    ("forking", "main", "clone → agent main()"),
     ("notified", "main", "total: inotify read → agent main()"),
 ]
 
@@ -109,6 +110,9 @@ def main(dirs):
             trig = parts[2].strip().rsplit("/", 1)[-1]
             if trig in c:
                 c[trig].setdefault("main", int(parts[1]))
+        for v in c.values():
+            if "durable" in v and "task files written" in v:
+                v["gates open"] = max(v["durable"], v["task files written"])
         print(f"{d}: {len(c)} files")
         print(f"  {'stage':<70} {'p50':>7} {'p90':>7} {'p99':>7}  (ms)")
         for a, b, what in STAGES:

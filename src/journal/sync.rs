@@ -1,10 +1,10 @@
 //! Making written journal entries durable on a thread of its own.
 //!
 //! Why a thread: the `fdatasync` of a journal write and the start of the
-//! task it leads to (prompt files, `fork`) used to run one after the other on
+//! task it leads to (prompt files, the process's start) used to run one after the other on
 //! the event loop, and both are on the path from a file landing to its
 //! agent running. With the sync here, the loop writes the entry, lets the
-//! engine decide and forks the task's process while the disk syncs; the
+//! engine decide and starts the task's process while the disk syncs; the
 //! process waits at a [`Gate`] and execs only once its entry is durable, so
 //! a start costs the larger of the two, not the sum. Every other effect
 //! waits for durability ([`Durability::wait`]), as before.
@@ -13,7 +13,7 @@
 //! byte written) only after the `fdatasync` covering every entry written
 //! before it returned. A gtmd that dies first never writes that byte, and
 //! its gated children die with it (parent-death signal, see
-//! `os::die_with_parent`). An `fdatasync` that fails ends gtmd at once: the
+//! `os::spawn`). An `fdatasync` that fails ends gtmd at once: the
 //! engine has seen entries that may not be on disk, and nothing was done for
 //! them; the next start replays what the journal holds.
 

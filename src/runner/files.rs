@@ -3,7 +3,7 @@
 //! Why: each is a new file (a temporary, renamed into place), and creating a
 //! file waits on the file system's own journal, which took 0.2-0.9 ms per
 //! file here, on the path from a file landing to its agent running. The
-//! writer's thread writes them while the loop forks the task's process; the
+//! writer's thread writes them while the loop starts the task's process; the
 //! process execs only once they are written, through a gate like the
 //! journal's (a byte on a pipe: `1` when they are written, `0` when they
 //! could not be, and the process then exits without exec).
@@ -37,8 +37,8 @@ impl Writer {
             .name("task-files".into())
             .spawn(move || {
                 for job in rx {
-                    // A byte either way, never just the end of the pipe: the
-                    // process holds a copy of the write end since its fork.
+                    // A byte either way: the end of the pipe alone would
+                    // read as gtmd gone rather than as files not written.
                     // A process already gone closed its end: nothing to tell.
                     let byte = match write_now(job.files) {
                         Ok(()) => b"1",
@@ -53,7 +53,7 @@ impl Writer {
         match spawned {
             Ok(_) => Some(Writer { jobs }),
             Err(e) => {
-                tracing::warn!("cannot start the task-file writer ({e}); task files are written before each fork");
+                tracing::warn!("cannot start the task-file writer ({e}); task files are written before each start");
                 None
             }
         }

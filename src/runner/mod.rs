@@ -147,8 +147,8 @@ pub struct Runner {
     /// the entry that started it is durable; an inbox file is written only
     /// then.
     durability: Option<crate::journal::Durability>,
-    /// Writes task files while their process is forked (`None`: the thread
-    /// could not start; they are written before the fork).
+    /// Writes task files while their process starts (`None`: the thread
+    /// could not start; they are written before the process is).
     writer: Option<files::Writer>,
 }
 
@@ -389,7 +389,7 @@ impl Runner {
             return Ok(());
         }
         // The files are written on the writer's thread while the process is
-        // forked; it execs once they are there and its entry is durable.
+        // started; it execs once they are there and its entry is durable.
         let mut gates: Vec<crate::journal::Gate> = self.gate()?.into_iter().collect();
         let (written, failure) = match self.writer.as_ref() {
             Some(w) => w.submit(files)?,
