@@ -618,6 +618,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_process_gets_no_open_file_of_gtmds_but_its_three() {
+        let dir = tempfile::tempdir().unwrap();
+        // Open without close-on-exec, as a library might: still not passed on.
+        let kept = std::fs::File::open("/dev/null").unwrap();
+        let fd = kept.as_raw_fd();
+        // SAFETY: fcntl on a descriptor this test owns.
+        assert_eq!(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }, 0);
+        // Without gates and with one (the descriptors around a gate are
+        // closed in two ranges).
+        for gates in [&[][..], &[Some(b'1')][..]] {
+            let r = run(&["sh", "-c", "ls /proc/$$/fd"], &env(), dir.path(), gates).await;
+            assert!(r.status.unwrap().success(), "{}", r.output);
+            let mut fds: Vec<u32> = r
+                .output
+                .split_whitespace()
+                .map(|f| f.parse().unwrap())
+                .collect();
+            fds.sort_unstable();
+            assert_eq!(
+                fds,
+                [0, 1, 2],
+                "gtmd's fd {fd} is open without close-on-exec"
+            );
+        }
+        drop(kept);
+    }
+
+    #[tokio::test]
     async fn a_signal_is_the_exit_status() {
         let dir = tempfile::tempdir().unwrap();
         let r = run(&["sh", "-c", "kill -TERM $$"], &env(), dir.path(), &[]).await;
