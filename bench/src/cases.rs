@@ -7,6 +7,7 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
+#[derive(Clone)]
 pub struct Opts {
     /// Files in each latency case.
     pub latency_files: usize,

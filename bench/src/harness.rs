@@ -582,6 +582,8 @@ pub struct Latency {
     pub p90: f64,
     pub p99: f64,
     pub max: f64,
+    /// Every latency measured, ms, sorted.
+    pub samples: Vec<f64>,
 }
 
 impl Latency {
@@ -595,7 +597,19 @@ impl Latency {
             p90: percentile(&ms, 90.0),
             p99: percentile(&ms, 99.0),
             max: ms.last().copied().unwrap_or(f64::NAN),
+            samples: ms,
         }
+    }
+
+    /// Rounds of the same case as one: their samples pooled.
+    pub fn pooled(rounds: &[Latency]) -> Latency {
+        let ms = rounds
+            .iter()
+            .flat_map(|r| r.samples.iter().copied())
+            .collect();
+        let n = rounds.iter().map(|r| r.n).sum();
+        let doubled = rounds.iter().map(|r| r.doubled).sum();
+        Latency::from_ms(ms, n, doubled)
     }
     pub fn lost(&self) -> usize {
         self.n - self.got

@@ -66,6 +66,12 @@ struct Args {
     /// again at each change, as the page's script does.
     #[arg(long)]
     http: bool,
+    /// Split each latency case into N rounds, gtmd's and the loop's taking
+    /// turns (with --compare), so that a machine whose speed drifts during
+    /// the run weighs on both sides alike; the table pools the rounds, a
+    /// note gives each round's p50 ratio.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=50))]
+    rounds: u32,
     /// The log filter of every gtmd started (GTMD_LOG), e.g.
     /// `info,gtmd::stage=trace` with `--keep` for the per-stage timestamps
     /// that scripts/stage-breakdown.py reads.
@@ -145,16 +151,38 @@ fn run(args: Args) -> Result<()> {
     let mut r = report::Report::new(&env, &args_line(&args), compare);
 
     if want("latency") {
+        let rounds = args.rounds as usize;
+        let per_round = cases::Opts {
+            latency_files: opts.latency_files.div_ceil(rounds),
+            ..opts.clone()
+        };
         for mode in [WriteMode::Rename, WriteMode::InPlace] {
-            eprintln!("latency: {mode:?}, {} files ...", opts.latency_files);
-            let g = cases::latency(&env, &opts, mode)?;
-            let i = if compare {
-                eprintln!("latency: {mode:?} with inotifywait ...");
-                Some(inotify::latency(&env, &opts, mode)?)
-            } else {
-                None
-            };
+            let (mut gs, mut is) = (Vec::new(), Vec::new());
+            for round in 1..=rounds {
+                eprintln!(
+                    "latency: {mode:?}, {} files (round {round} of {rounds}) ...",
+                    per_round.latency_files
+                );
+                gs.push(cases::latency(&env, &per_round, mode)?);
+                if compare {
+                    eprintln!("latency: {mode:?} with inotifywait (round {round} of {rounds}) ...");
+                    is.push(inotify::latency(&env, &per_round, mode)?);
+                }
+            }
+            let g = harness::Latency::pooled(&gs);
+            let i = compare.then(|| harness::Latency::pooled(&is));
             r.latency(mode, opts.latency_spacing, &g, i.as_ref());
+            if compare && rounds > 1 {
+                let ratios: Vec<String> = gs
+                    .iter()
+                    .zip(&is)
+                    .map(|(g, i)| format!("{:.2}x", g.p50 / i.p50))
+                    .collect();
+                r.note(format!(
+                    "latency {mode:?}: gtmd's p50 over the loop's, round by round: {}",
+                    ratios.join(" ")
+                ));
+            }
         }
     }
     if want("burst") {
@@ -216,6 +244,9 @@ fn args_line(args: &Args) -> String {
     }
     if args.http {
         v.push("--http".to_string());
+    }
+    if args.rounds > 1 {
+        v.push(format!("--rounds {}", args.rounds));
     }
     v.join(" ")
 }
