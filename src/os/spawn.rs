@@ -220,28 +220,31 @@ fn find_program(name: &OsStr, env: &[(OsString, OsString)], cwd: &Path) -> io::R
     if name.as_bytes().contains(&b'/') {
         return Ok(PathBuf::from(name));
     }
-    if name.is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            "the program's name is empty",
-        ));
-    }
     let path_var = env
         .iter()
         .rev()
         .find(|(k, _)| k == "PATH")
         .map(|(_, v)| v.as_os_str())
         .unwrap_or(OsStr::new("/bin:/usr/bin"));
+    find_on_path(name, path_var, cwd)
+}
+
+/// The first executable file named `name` in the directories of `path_var`
+/// (a `PATH` value; a relative or empty entry is relative to `cwd`); an
+/// error says whether none was found or one only without permission to
+/// execute. gtmd's one search of a `PATH`.
+pub fn find_on_path(name: &OsStr, path_var: &OsStr, cwd: &Path) -> io::Result<PathBuf> {
+    if name.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "the program's name is empty",
+        ));
+    }
     let mut denied = false;
     for dir in std::env::split_paths(path_var) {
-        let dir = if dir.as_os_str().is_empty() {
-            cwd.to_path_buf()
-        } else {
-            cwd.join(dir)
-        };
-        let candidate = dir.join(name);
+        let candidate = cwd.join(dir).join(name);
         match std::fs::metadata(&candidate) {
-            Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => return Ok(candidate),
+            Ok(m) if executable(&m) => return Ok(candidate),
             Ok(m) if m.is_file() => denied = true,
             _ => {}
         }
@@ -264,6 +267,15 @@ fn find_program(name: &OsStr, env: &[(OsString, OsString)], cwd: &Path) -> io::R
             ),
         )
     })
+}
+
+/// Whether `path` is a file its owner, group or others may execute.
+pub fn is_executable(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| executable(&m))
+}
+
+fn executable(m: &std::fs::Metadata) -> bool {
+    m.is_file() && m.permissions().mode() & 0o111 != 0
 }
 
 /// The child's side, between the clone and the exec. It shares gtmd's

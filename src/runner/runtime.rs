@@ -14,6 +14,7 @@
 use super::{StartError, TaskFiles};
 use crate::agents::AgentDef;
 use crate::engine::TaskSpec;
+use crate::os::spawn::{find_on_path, is_executable};
 use std::path::Path;
 
 /// Longest value gtmd passes as one argument or environment variable (the
@@ -74,20 +75,13 @@ pub fn find_program(p: &Program, agent_bin: Option<&str>) -> Result<std::path::P
         };
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(p.name))
-        .find(|c| is_executable(c))
-        .ok_or_else(|| {
+    find_on_path(p.name.as_ref(), &path, Path::new(""))
+        .map_err(|_| {
             format!(
                 "{} (`{}`) is not on the PATH; install it with `{}`, or give its path with `{}:` in the agent file or {}",
                 p.what, p.name, p.install, p.key, p.env
             )
         })
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// A process to start: its argv (program first) and the environment gtmd

@@ -635,12 +635,8 @@ async fn find_by_name(name: &str) -> Option<String> {
 
 /// Whether Slurm's client (`sbatch`) is on the PATH.
 pub fn client_found() -> bool {
-    use std::os::unix::fs::PermissionsExt;
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path).any(|dir| {
-        std::fs::metadata(dir.join("sbatch"))
-            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    })
+    crate::os::spawn::find_on_path("sbatch".as_ref(), &path, Path::new("")).is_ok()
 }
 
 /// The scheduler's state of each of the jobs `ids` it still remembers
