@@ -77,14 +77,7 @@ fn cancel_a_task_stops_its_process_group() {
     gone(agent, child);
     let out = follower.wait(Duration::from_secs(20));
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    let status = p.status_json();
-    let t = status["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["id"] == task.as_str())
-        .unwrap()
-        .clone();
+    let t = p.task_json(&task);
     assert!(t["state"].to_string().contains("cancelled"), "{t}");
 
     // Cancelling it again: it has already ended.
@@ -130,13 +123,7 @@ fn a_task_cancelled_while_gtmd_is_down_does_not_run_again() {
     let (mut gtmd, _log) = serve(&p);
     let out = p.run(&["sync"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let t = p.status_json()["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["id"] == task.as_str())
-        .unwrap()
-        .clone();
+    let t = p.task_json(&task);
     assert!(t["state"].to_string().contains("cancelled"), "{t}");
     gone(agent, child);
     // The start read the cancel before it ran the tasks of the gtmd before.

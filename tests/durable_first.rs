@@ -14,6 +14,22 @@ fn conflict(name: &str) -> String {
     format!("# Conflict {name}\n\nThe numbers disagree.\n")
 }
 
+/// `gtmd run` with `agent` as every agent's command and `envs` set, its
+/// stderr followed, once it is watching.
+fn serve(p: &Project, agent: &str, envs: &[(&str, &str)]) -> (Guard, LogTail) {
+    let mut c = p.cmd();
+    c.args(["run", "--agent-command", agent])
+        .envs(envs.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut g = Guard {
+        child: Some(c.spawn().unwrap()),
+    };
+    let log = g.tail_stderr();
+    log.wait_for("ready: watching the workspace", 0, Duration::from_secs(20));
+    (g, log)
+}
+
 /// The task ids the agent was started for, one a line.
 fn runs(p: &Project) -> Vec<String> {
     fs::read_to_string(p.root().join("runs.log"))
@@ -30,16 +46,11 @@ fn no_agent_runs_for_an_entry_that_never_became_durable_and_the_next_gtmd_runs_i
     // The project's path is in the agent's command line, so every process
     // the daemon starts (before and after its exec) can be found by it.
     let agent = format!("sh -c 'echo \"$0\" >> {root}/runs.log' {{task_id}}");
-    let mut c = p.cmd();
-    c.args(["run", "--agent-command", &agent])
-        .env("GTMD_DEBUG_DIE_BEFORE_DURABLE", "conflicts/doomed.md")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut g = Guard {
-        child: Some(c.spawn().unwrap()),
-    };
-    let log = g.tail_stderr();
-    log.wait_for("ready: watching the workspace", 0, Duration::from_secs(20));
+    let (mut g, log) = serve(
+        &p,
+        &agent,
+        &[("GTMD_DEBUG_DIE_BEFORE_DURABLE", "conflicts/doomed.md")],
+    );
 
     // A conflict before it is acted on as usual: the agent command works.
     // Its task is done (its exit journaled) before the crash, as tasks are
@@ -80,15 +91,7 @@ fn no_agent_runs_for_an_entry_that_never_became_durable_and_the_next_gtmd_runs_i
 
     // The entry was written, if not synced: the next gtmd finds the version
     // (in the journal, or by its start-up scan) and reviews it once.
-    let mut c = p.cmd();
-    c.args(["run", "--agent-command", &agent])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut g = Guard {
-        child: Some(c.spawn().unwrap()),
-    };
-    let log = g.tail_stderr();
-    log.wait_for("ready: watching the workspace", 0, Duration::from_secs(20));
+    let (mut g, log) = serve(&p, &agent, &[]);
     let deadline = Instant::now() + Duration::from_secs(20);
     while runs(&p).len() < 2 {
         assert!(
@@ -125,15 +128,7 @@ fn a_task_whose_files_cannot_be_written_never_runs_and_the_daemon_goes_on() {
     // A file where the task files' directory would be.
     fs::create_dir_all(p.path(".gtmd")).unwrap();
     fs::write(p.path(".gtmd/tasks"), "not a directory").unwrap();
-    let mut c = p.cmd();
-    c.args(["run", "--agent-command", &agent])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut g = Guard {
-        child: Some(c.spawn().unwrap()),
-    };
-    let log = g.tail_stderr();
-    log.wait_for("ready: watching the workspace", 0, Duration::from_secs(20));
+    let (mut g, log) = serve(&p, &agent, &[]);
     p.write("conflicts/a.md", &conflict("a"));
     let at = log.wait_for("task could not start", 0, Duration::from_secs(20));
     assert!(

@@ -119,16 +119,6 @@ fn envs(p: &Project, jobs: &Jobs, mode: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn task(p: &Project, id: &str) -> serde_json::Value {
-    p.status_json()["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["id"] == id)
-        .cloned()
-        .unwrap_or_default()
-}
-
 fn starts(p: &Project) -> usize {
     std::fs::read_to_string(p.root().join("agent.log"))
         .unwrap_or_default()
@@ -184,12 +174,7 @@ fn the_four_phases_run_as_slurm_jobs() {
     assert_eq!(starts(&p), ran.len());
     for (task_id, job) in &ran {
         assert_ne!(job, "none", "{task_id} did not run in a Slurm job");
-        let t = status["tasks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["id"] == task_id.as_str())
-            .unwrap();
+        let t = task_in(&status, task_id);
         assert_eq!(t["job"]["id"], job.as_str(), "{t}");
         assert_eq!(job_state(job), "COMPLETED", "job {job} of {task_id}");
     }
@@ -234,25 +219,18 @@ fn a_job_outlives_a_killed_gtmd_and_its_task_completes_once() {
     let _ = g.wait(Duration::from_secs(10));
     // The job is not gtmd's child: it runs on.
     assert_eq!(job_state(&job), "RUNNING");
-    let status = p.status_json();
-    let t = status["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["id"] == task_id.as_str())
-        .unwrap()
-        .clone();
+    let t = p.task_json(&task_id);
     assert_eq!(t["display_state"], "running", "{t}");
 
     let g = serve(&p, &envs);
     std::fs::write(p.root().join("release"), "").unwrap();
     wait_for(Duration::from_secs(60), "the task to complete", || {
-        let t = task(&p, &task_id);
+        let t = p.task_json(&task_id);
         t["state"].to_string().contains("complete").then_some(())
     });
     assert_eq!(jobs.list(), vec![(task_id.clone(), job.clone())]);
     assert_eq!(starts(&p), 1);
-    let t = task(&p, &task_id);
+    let t = p.task_json(&task_id);
     assert_eq!(
         (t["attempt"].as_u64(), t["submissions"].as_u64()),
         (Some(1), Some(1)),
@@ -281,17 +259,17 @@ fn a_job_submitted_just_before_a_crash_is_found_by_its_name() {
     let (task_id, job) = wait_for(Duration::from_secs(60), "the job to start", || {
         jobs.list().into_iter().next()
     });
-    assert!(task(&p, &task_id)["job"]["id"].is_null());
+    assert!(p.task_json(&task_id)["job"]["id"].is_null());
 
     let _g = serve(&p, &envs);
     wait_for(
         Duration::from_secs(30),
         "the job's id to be journaled",
-        || (task(&p, &task_id)["job"]["id"] == job.as_str()).then_some(()),
+        || (p.task_json(&task_id)["job"]["id"] == job.as_str()).then_some(()),
     );
     std::fs::write(p.root().join("release"), "").unwrap();
     wait_for(Duration::from_secs(60), "the task to complete", || {
-        task(&p, &task_id)["state"]
+        p.task_json(&task_id)["state"]
             .to_string()
             .contains("complete")
             .then_some(())
@@ -317,7 +295,7 @@ fn cancel_ends_the_tasks_job() {
     });
     let out = follower.wait(Duration::from_secs(30));
     assert_eq!(out.status.code(), Some(2), "{out:?}");
-    assert!(task(&p, &task_id)["state"]
+    assert!(p.task_json(&task_id)["state"]
         .to_string()
         .contains("cancelled"));
     assert_eq!(starts(&p), 0, "the agent ran past its cancel");
@@ -353,10 +331,10 @@ fn a_job_past_its_time_limit_is_retried() {
     assert_ne!(ran[0].1, ran[1].1);
     assert_eq!(job_state(&ran[0].1), "TIMEOUT");
     wait_for(Duration::from_secs(60), "the retry to complete", || {
-        let t = task(&p, &ran[0].0);
+        let t = p.task_json(&ran[0].0);
         t["state"].to_string().contains("complete").then_some(t)
     });
-    let t = task(&p, &ran[0].0);
+    let t = p.task_json(&ran[0].0);
     assert_eq!(t["attempt"], 2, "{t}");
     // The run record says why the first attempt ended.
     wait_for(
@@ -461,7 +439,7 @@ fn a_scheduler_that_does_not_answer_holds_back_no_other_agent() {
     // sbatch gives up on the controller after several seconds, and only
     // then does the job's task fail: the local one ended before.
     let failed = wait_for(Duration::from_secs(120), "the submission to fail", || {
-        let t = task(&p, &submitting);
+        let t = p.task_json(&submitting);
         t["state"].to_string().contains("failed").then_some(t)
     });
     assert!(
@@ -499,7 +477,7 @@ fn a_task_cancelled_while_gtmd_was_down_has_its_job_cancelled_at_start() {
         job_state(&job).starts_with("CANCELLED").then_some(())
     });
     wait_for(Duration::from_secs(60), "the task to end cancelled", || {
-        let t = task(&p, &task_id);
+        let t = p.task_json(&task_id);
         t["state"].to_string().contains("cancelled").then_some(t)
     });
     assert_eq!(starts(&p), 0, "the agent ran past its cancel");

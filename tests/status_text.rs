@@ -7,11 +7,7 @@ use common::*;
 use std::time::Duration;
 
 fn display_state(s: &serde_json::Value, task: &str) -> Option<String> {
-    s["tasks"]
-        .as_array()?
-        .iter()
-        .find(|t| t["id"] == task)
-        .and_then(|t| t["display_state"].as_str().map(String::from))
+    task_in(s, task)["display_state"].as_str().map(String::from)
 }
 
 #[test]

@@ -371,13 +371,7 @@ fn actions_need_the_csrf_token_and_a_loopback_host_name() {
     let to = r.header("location").unwrap();
     assert!(to.starts_with("/file/requests/cancel-"), "{to}");
     wait_for(WAIT, "the task cancelled", || {
-        let s = p.status_json();
-        let t = s["tasks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["id"] == task.as_str())
-            .cloned()?;
+        let t = p.task_json(&task);
         (t["state"]["outcome"]["outcome"] == "cancelled").then_some(())
     });
     let cancel = p.read(to.trim_start_matches("/file/"));

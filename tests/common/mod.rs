@@ -130,6 +130,11 @@ impl Project {
         assert!(out.status.success(), "status failed: {out:?}");
         serde_json::from_slice(&out.stdout).unwrap()
     }
+
+    /// The task `id` as `gtmd status --json` shows it (null when absent).
+    pub fn task_json(&self, id: &str) -> serde_json::Value {
+        task_in(&self.status_json(), id)
+    }
 }
 
 /// A child that is killed (with its process group's agents) when dropped.
@@ -329,4 +334,13 @@ pub fn pids_with_arg(mark: &str) -> Vec<i32> {
                 .unwrap_or(false)
         })
         .collect()
+}
+
+/// The task `id` in a `gtmd status --json` answer (null when absent).
+pub fn task_in(status: &serde_json::Value, id: &str) -> serde_json::Value {
+    status["tasks"]
+        .as_array()
+        .and_then(|tasks| tasks.iter().find(|t| t["id"] == id))
+        .cloned()
+        .unwrap_or_default()
 }
