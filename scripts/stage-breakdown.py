@@ -4,9 +4,12 @@ the agent's first line of main().
 
 Reads what `gtmd-bench --only latency --keep --gtmd-log info,gtmd::stage=trace`
 leaves in each kept latency workspace: gtmd's log (`gtmd.stderr`, with the
-trace lines of target `gtmd::stage`, microsecond timestamps) and the agent
-starts (`agent-starts.log`, CLOCK_REALTIME in ns at the top of the agent's
-main). Prints, per stage, the median, p90 and p99 over the files of the case.
+trace lines of target `gtmd::stage`, microsecond timestamps), when the bench
+wrote each file (`files-landed.log`, CLOCK_REALTIME in ns just before the
+writer's last call) and the agent starts (`agent-starts.log`, CLOCK_REALTIME
+in ns at the top of the agent's main). Prints, per stage, the median, p90 and
+p99 over the files of the case, then the three slowest reactions step by
+step (the p99 is made of a few of them).
 
     scripts/stage-breakdown.py /tmp/gtmd-bench-*-latency
 """
@@ -80,6 +83,7 @@ def chains(log):
 
 
 STAGES = [
+    ("landed", "notified", "the writer's last call → inotify read in notify's thread"),
     ("notified", "received", "notify thread → event loop (channel, wake-up)"),
     ("received", "read", "settle check, stat, open, read, hash (blake3), parse"),
     ("read", "serialized", "rest of the turn, journal entry serialized"),
@@ -97,7 +101,13 @@ STAGES = [
     ("gates open", "main", "gates open → agent main() (wake-up, execve, loading)"),
     ("forking", "main", "clone → agent main()"),
     ("notified", "main", "total: inotify read → agent main()"),
+    ("landed", "main", "the bench's latency: the writer's last call → agent main()"),
 ]
+
+# The steps a slow reaction is listed with, in the order they happened.
+PATH = ["landed", "notified", "received", "read", "serialized", "written",
+        "handled", "started", "prepared", "forking", "durable",
+        "task files written", "gates open", "main"]
 
 
 def main(dirs):
@@ -110,6 +120,13 @@ def main(dirs):
             trig = parts[2].strip().rsplit("/", 1)[-1]
             if trig in c:
                 c[trig].setdefault("main", int(parts[1]))
+        try:
+            for line in open(f"{d}/files-landed.log"):
+                name, t = line.split()
+                if name in c:
+                    c[name]["landed"] = int(t)
+        except FileNotFoundError:
+            pass  # kept by a gtmd-bench before the file existed
         for v in c.values():
             if "durable" in v and "task files written" in v:
                 v["gates open"] = max(v["durable"], v["task files written"])
@@ -122,6 +139,13 @@ def main(dirs):
             print(
                 f"  {what:<70} {pct(deltas, 50):7.3f} {pct(deltas, 90):7.3f} {pct(deltas, 99):7.3f}"
             )
+        start = "landed" if any("landed" in v for v in c.values()) else "notified"
+        timed = [(v["main"] - v[start], k) for k, v in c.items() if start in v and "main" in v]
+        for total, name in sorted(timed, reverse=True)[:3]:
+            v = c[name]
+            steps = sorted((s for s in PATH if s in v), key=lambda s: v[s])
+            parts = [f"{b} +{(v[b] - v[a]) / 1e6:.3f}" for a, b in zip(steps, steps[1:])]
+            print(f"  slow: {name} {total / 1e6:.3f} ms: " + ", ".join(parts))
 
 
 if __name__ == "__main__":

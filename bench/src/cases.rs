@@ -37,6 +37,12 @@ pub fn latency(env: &Env, opts: &Opts, mode: WriteMode) -> Result<Latency> {
     g.wait_ready(Duration::from_secs(30))?;
     sleep(Duration::from_millis(300))?;
     let put = drop_spaced(&p.ws().join("conflicts"), opts, mode)?;
+    // For scripts/stage-breakdown.py in a kept workspace: when each file
+    // landed, on the clock the agents stamp with.
+    let mut landed: Vec<_> = put.iter().collect();
+    landed.sort_by_key(|(_, t)| **t);
+    let landed: String = landed.iter().map(|(f, t)| format!("{f} {t}\n")).collect();
+    fs::write(p.root().join("files-landed.log"), landed)?;
     let mut tail = Tail::new(log);
     let mut starts = Vec::new();
     wait_progress(
