@@ -11,7 +11,9 @@
 //! which would wake the daemon for nothing; a cluster job's exit file there
 //! is still passed on.
 
-use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, ModifyKind, RenameMode};
+use notify::event::{
+    AccessKind, AccessMode, CreateKind, EventKind, EventKindMask, ModifyKind, RenameMode,
+};
 use notify::{Config, PollWatcher, RecommendedWatcher, RecursiveMode, Watcher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -75,11 +77,15 @@ pub fn watch(
     let handler = move |res: notify::Result<notify::Event>| forward.send(convert(res, polling));
     let config = Config::default().with_follow_symlinks(false);
     let mut watcher: Box<dyn Watcher + Send> = match poll {
+        // The poller compares snapshots; what it reports is kept whole.
         Some(interval) => Box::new(PollWatcher::new(
             handler,
             config.with_poll_interval(interval),
         )?),
-        None => Box::new(RecommendedWatcher::new(handler, config)?),
+        None => Box::new(RecommendedWatcher::new(
+            handler,
+            config.with_event_kinds(HEARD),
+        )?),
     };
     watcher.watch(root, RecursiveMode::Recursive)?;
     Ok(WatchHandle {
@@ -87,6 +93,18 @@ pub fn watch(
         overflowed,
     })
 }
+
+/// What the kernel is asked to report: whatever changes a path or its
+/// content, and the close of a writer. Not opens, closes of readers or
+/// metadata: they say nothing about when to read a file (see [`convert`]),
+/// yet every agent reading its inputs, every `grep -r` and gtmd's own reads
+/// would wake notify's thread and take room in the kernel's event queue,
+/// whose overflow costs a rescan of the workspace.
+const HEARD: EventKindMask = EventKindMask::CREATE
+    .union(EventKindMask::REMOVE)
+    .union(EventKindMask::MODIFY_DATA)
+    .union(EventKindMask::MODIFY_NAME)
+    .union(EventKindMask::ACCESS_CLOSE);
 
 /// The callback's other half: hands messages to the channel without ever
 /// waiting. A message that does not fit is lost, and the first loss sets
@@ -369,5 +387,72 @@ mod tests {
             rx.try_recv().is_err(),
             "c was dropped without a second rescan"
         );
+    }
+
+    /// The masks of the inotify watches on `dir`, as the kernel lists them
+    /// in /proc/self/fdinfo (other tests' watchers may be open meanwhile).
+    fn inotify_masks_on(dir: &Path) -> Vec<u32> {
+        use std::os::unix::fs::MetadataExt;
+        let ino = format!("ino:{:x} ", std::fs::metadata(dir).unwrap().ino());
+        let mut masks = Vec::new();
+        for fd in std::fs::read_dir("/proc/self/fdinfo").unwrap().flatten() {
+            let Ok(info) = std::fs::read_to_string(fd.path()) else {
+                continue;
+            };
+            for line in info.lines().filter(|l| l.starts_with("inotify ")) {
+                if line.contains(&ino) {
+                    let mask = line.split("mask:").nth(1).unwrap();
+                    let hex = mask.split_whitespace().next().unwrap();
+                    masks.push(u32::from_str_radix(hex, 16).unwrap());
+                }
+            }
+        }
+        masks
+    }
+
+    #[test]
+    fn the_kernel_is_not_asked_for_opens_reads_or_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("status")).unwrap();
+        let (tx, _rx) = mpsc::channel(16);
+        let _handle = watch(dir.path(), None, None, tx).unwrap();
+        for watched in [dir.path().to_path_buf(), dir.path().join("status")] {
+            let masks = inotify_masks_on(&watched);
+            assert_eq!(
+                masks.len(),
+                1,
+                "one watch on {}: {masks:x?}",
+                watched.display()
+            );
+            let mask = masks[0];
+            for (bit, what) in [
+                (0x20, "open"),
+                (0x10, "close of a reader"),
+                (0x04, "metadata"),
+                (0x01, "read"),
+            ] {
+                assert_eq!(
+                    mask & bit,
+                    0,
+                    "{what} is watched on {}: mask {mask:#x}",
+                    watched.display()
+                );
+            }
+            for (bit, what) in [
+                (0x08, "close of a writer"),
+                (0x02, "modify"),
+                (0x100, "create"),
+                (0x200, "delete"),
+                (0x40, "moved from"),
+                (0x80, "moved to"),
+            ] {
+                assert_ne!(
+                    mask & bit,
+                    0,
+                    "{what} is not watched on {}: mask {mask:#x}",
+                    watched.display()
+                );
+            }
+        }
     }
 }
