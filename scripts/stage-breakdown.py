@@ -89,6 +89,8 @@ STAGES = [
     ("read", "serialized", "rest of the turn, journal entry serialized"),
     ("serialized", "written", "journal write(2)"),
     ("written", "durable", "journal fdatasync(2), on the sync thread"),
+    ("written", "syncing", "  of which: the sync thread woken by the write"),
+    ("syncing", "durable", "  of which: the fdatasync(2) call itself"),
     ("written", "handled", "engine (pure): the review task decided"),
     ("handled", "started", "the engine's other actions, `task started` logged"),
     ("started", "rendered", "prompt rendered"),
@@ -106,7 +108,7 @@ STAGES = [
 
 # The steps a slow reaction is listed with, in the order they happened.
 PATH = ["landed", "notified", "received", "read", "serialized", "written",
-        "handled", "started", "prepared", "forking", "durable",
+        "handled", "started", "prepared", "forking", "syncing", "durable",
         "task files written", "gates open", "main"]
 
 

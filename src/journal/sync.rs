@@ -88,12 +88,17 @@ impl Syncer {
 
     /// `file` was just written: sync it. `doomed`: the test hook's write.
     pub(super) fn written(&self, file: &Arc<File>, doomed: bool) {
-        let mut s = self.durability.0.lock();
-        s.written += 1;
-        s.file = Some(file.clone());
-        if doomed {
-            s.doomed = Some(s.written);
+        {
+            let mut s = self.durability.0.lock();
+            s.written += 1;
+            s.file = Some(file.clone());
+            if doomed {
+                s.doomed = Some(s.written);
+            }
         }
+        // Woken while the lock is still held, the thread would find it
+        // taken and sleep once more until it is released: a second wake-up
+        // before the `fdatasync` that every start after this write waits for.
         self.durability.0.changed.notify_all();
     }
 }
@@ -169,6 +174,7 @@ fn sync<'a>(shared: &'a Shared, mut s: MutexGuard<'a, State>) -> MutexGuard<'a, 
     };
     s.syncing = true;
     drop(s);
+    tracing::trace!(target: "gtmd::stage", "syncing");
     let res = file.sync_data();
     tracing::trace!(target: "gtmd::stage", "durable");
     let mut s = shared.lock();
