@@ -160,16 +160,16 @@ impl ChildSetup {
             .first()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no program to run"))?;
         let path = find_program(OsStr::new(name), launch.env, launch.cwd)?;
-        let program = c_string(path.as_os_str().as_bytes())?;
+        let program = c_string(path.as_os_str().as_bytes(), || "the program's path".into())?;
         let mut strings = Vec::new();
         let mut argv = Vec::with_capacity(launch.argv.len() + 1);
-        for arg in launch.argv {
-            let c = c_string(arg.as_bytes())?;
+        for (i, arg) in launch.argv.iter().enumerate() {
+            let c = c_string(arg.as_bytes(), || format!("argument {i}"))?;
             argv.push(c.as_ptr());
             strings.push(c);
         }
         argv.push(std::ptr::null());
-        let sh = c_string(b"/bin/sh")?;
+        let sh = c_string(b"/bin/sh", || "/bin/sh".into())?;
         let mut sh_argv = vec![sh.as_ptr(), program.as_ptr()];
         sh_argv.extend(&argv[1..]);
         strings.push(sh);
@@ -178,7 +178,9 @@ impl ChildSetup {
             let mut kv = k.as_bytes().to_vec();
             kv.push(b'=');
             kv.extend_from_slice(v.as_bytes());
-            let c = c_string(&kv)?;
+            let c = c_string(&kv, || {
+                format!("the environment variable {}", k.to_string_lossy())
+            })?;
             envp.push(c.as_ptr());
             strings.push(c);
         }
@@ -188,7 +190,9 @@ impl ChildSetup {
             argv,
             sh_argv,
             envp,
-            cwd: c_string(launch.cwd.as_os_str().as_bytes())?,
+            cwd: c_string(launch.cwd.as_os_str().as_bytes(), || {
+                "the working directory".into()
+            })?,
             stdin: std::fs::File::open("/dev/null")?.into(),
             output: launch.output.as_raw_fd(),
             gates: {
@@ -203,11 +207,13 @@ impl ChildSetup {
     }
 }
 
-fn c_string(bytes: &[u8]) -> io::Result<CString> {
+/// `bytes` for the kernel, which ends a string at its first NUL: one in
+/// the middle is refused, naming `what` holds it (argument 0 is the program).
+fn c_string(bytes: &[u8], what: impl FnOnce() -> String) -> io::Result<CString> {
     CString::new(bytes).map_err(|_| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
-            "a program, argument, environment variable or directory holds a NUL byte",
+            format!("{} holds a NUL byte, which no program can be given", what()),
         )
     })
 }
@@ -694,6 +700,31 @@ mod tests {
 
         let r = run(&["./not-there"], &env(), dir.path(), &[]).await;
         assert_eq!(r.status.unwrap_err().raw_os_error(), Some(libc::ENOENT));
+    }
+
+    #[tokio::test]
+    async fn a_nul_byte_is_refused_naming_where_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = run(&["true", "ok", "a\0b"], &env(), dir.path(), &[]).await;
+        let e = r.status.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+        assert!(
+            e.to_string().starts_with("argument 2 holds a NUL byte"),
+            "{e}"
+        );
+        assert_eq!(r.pid, None);
+
+        let mut with_nul = env();
+        with_nul.push(("GTMD_TASK".into(), "a\0b".into()));
+        let e = run(&["true"], &with_nul, dir.path(), &[])
+            .await
+            .status
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("the environment variable GTMD_TASK holds"),
+            "{e}"
+        );
     }
 
     #[tokio::test]
