@@ -96,6 +96,8 @@ STAGES = [
     ("started", "rendered", "prompt rendered"),
     ("rendered", "prepared", "argv and env built"),
     ("prepared", "task files written", "prompt and context files, on the writer thread"),
+    ("prepared", "writing task files", "  of which: the writer thread woken"),
+    ("writing task files", "task files written", "  of which: the two files written"),
     ("prepared", "output ready", "output pipe, gates"),
     ("output ready", "forking", "command built"),
     ("forking", "spawned", "clone + wait at the gates + execve (the spawn returns at the exec)"),
@@ -108,8 +110,8 @@ STAGES = [
 
 # The steps a slow reaction is listed with, in the order they happened.
 PATH = ["landed", "notified", "received", "read", "serialized", "written",
-        "handled", "started", "prepared", "forking", "syncing", "durable",
-        "task files written", "gates open", "main"]
+        "handled", "started", "prepared", "writing task files", "forking",
+        "syncing", "durable", "task files written", "gates open", "main"]
 
 
 def main(dirs):

@@ -37,6 +37,7 @@ impl Writer {
             .name("task-files".into())
             .spawn(move || {
                 for job in rx {
+                    tracing::trace!(target: "gtmd::stage", "writing task files");
                     // A byte either way: the end of the pipe alone would
                     // read as gtmd gone rather than as files not written.
                     // A process already gone closed its end: nothing to tell.
