@@ -169,7 +169,7 @@ impl ChildSetup {
             strings.push(c);
         }
         argv.push(std::ptr::null());
-        let sh = c_string(b"/bin/sh", || "/bin/sh".into())?;
+        let sh = c"/bin/sh".to_owned();
         let mut sh_argv = vec![sh.as_ptr(), program.as_ptr()];
         sh_argv.extend(&argv[1..]);
         strings.push(sh);
