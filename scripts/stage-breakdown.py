@@ -14,6 +14,7 @@ step (the p99 is made of a few of them).
     scripts/stage-breakdown.py /tmp/gtmd-bench-*-latency
 """
 
+import os
 import re
 import sys
 from datetime import datetime, timezone
@@ -116,6 +117,10 @@ PATH = ["landed", "notified", "received", "read", "serialized", "written",
 
 def main(dirs):
     for d in dirs:
+        if not os.path.exists(f"{d}/gtmd.stderr"):
+            # The loop's workspace of a `--compare` run: no gtmd in it.
+            print(f"{d}: no gtmd.stderr (not a gtmd workspace), skipped")
+            continue
         c = chains(f"{d}/gtmd.stderr")
         for line in open(f"{d}/agent-starts.log"):
             parts = line.split(" ", 2)

@@ -37,12 +37,25 @@ pub fn latency(env: &Env, opts: &Opts, mode: WriteMode) -> Result<Latency> {
     g.wait_ready(Duration::from_secs(30))?;
     sleep(Duration::from_millis(300))?;
     let put = drop_spaced(&p.ws().join("conflicts"), opts, mode)?;
-    // For scripts/stage-breakdown.py in a kept workspace: when each file
-    // landed, on the clock the agents stamp with.
+    record_landed(&p, &put)?;
+    let starts = collect_starts(log, put.len())?;
+    g.stop()?;
+    Ok(match_latencies(&put, &starts, trigger_file))
+}
+
+/// For scripts/stage-breakdown.py in a kept workspace: when each file
+/// landed, on the clock the agents stamp with.
+pub fn record_landed(p: &Project, put: &HashMap<String, u64>) -> Result<()> {
     let mut landed: Vec<_> = put.iter().collect();
     landed.sort_by_key(|(_, t)| **t);
     let landed: String = landed.iter().map(|(f, t)| format!("{f} {t}\n")).collect();
     fs::write(p.root().join("files-landed.log"), landed)?;
+    Ok(())
+}
+
+/// The agent starts recorded in `log`, once `n` have come or none has for
+/// a while, and a moment more for late doubles to show.
+pub fn collect_starts(log: std::path::PathBuf, n: usize) -> Result<Vec<Start>> {
     let mut tail = Tail::new(log);
     let mut starts = Vec::new();
     wait_progress(
@@ -51,32 +64,45 @@ pub fn latency(env: &Env, opts: &Opts, mode: WriteMode) -> Result<Latency> {
         Duration::from_millis(5),
         || {
             starts.extend(tail.lines().iter().filter_map(|l| parse_start(l)));
-            (starts.len() >= put.len(), starts.len())
+            (starts.len() >= n, starts.len())
         },
     )?;
-    // A moment for late doubles to show.
     sleep(Duration::from_millis(300))?;
     starts.extend(tail.lines().iter().filter_map(|l| parse_start(l)));
-    g.stop()?;
-    Ok(match_latencies(&put, &starts, trigger_file))
+    Ok(starts)
 }
 
 /// `n` conflict files, one every `spacing`; returns file name → put time.
 pub fn drop_spaced(dir: &Path, opts: &Opts, mode: WriteMode) -> Result<HashMap<String, u64>> {
-    let mut put = HashMap::new();
+    let mut put = drop_interleaved(&[dir], opts, mode)?;
+    Ok(put.remove(0))
+}
+
+/// The same `n` conflict files into each of `dirs`, one every `spacing` in
+/// each, the directories' turns spread evenly within a spacing; returns,
+/// per directory, file name → put time.
+pub fn drop_interleaved(
+    dirs: &[&Path],
+    opts: &Opts,
+    mode: WriteMode,
+) -> Result<Vec<HashMap<String, u64>>> {
+    let mut put = vec![HashMap::new(); dirs.len()];
     let t0 = Instant::now();
+    let turn = opts.latency_spacing / dirs.len() as u32;
     for k in 0..opts.latency_files {
-        let due = t0 + opts.latency_spacing * k as u32;
-        let now = Instant::now();
-        if due > now {
-            sleep(due - now)?;
-        }
         let name = format!("lat-{k}.md");
         let body = conflict_body(&name);
-        put.insert(
-            name.clone(),
-            put_file(&dir.join(&name), body.as_bytes(), mode)?,
-        );
+        for (j, dir) in dirs.iter().enumerate() {
+            let due = t0 + opts.latency_spacing * k as u32 + turn * j as u32;
+            let now = Instant::now();
+            if due > now {
+                sleep(due - now)?;
+            }
+            put[j].insert(
+                name.clone(),
+                put_file(&dir.join(&name), body.as_bytes(), mode)?,
+            );
+        }
     }
     Ok(put)
 }

@@ -2,7 +2,10 @@
 //! with: `inotifywait -m | while read; do prog; done`, starting the same
 //! recorder agent with the file name as its task.
 
-use crate::cases::{drop_burst, drop_spaced, set_max_queued, Burst, Opts};
+use crate::cases::{
+    collect_starts, drop_burst, drop_interleaved, drop_spaced, record_landed, set_max_queued,
+    trigger_file, Burst, Opts,
+};
 use crate::harness::*;
 use anyhow::{bail, Result};
 use std::collections::HashMap;
@@ -98,20 +101,32 @@ pub fn latency(env: &Env, opts: &Opts, mode: WriteMode) -> Result<Latency> {
     let _l = Loop::start(env, &p.ws(), &log)?;
     sleep(Duration::from_millis(300))?;
     let put = drop_spaced(&p.ws().join("conflicts"), opts, mode)?;
-    let mut tail = Tail::new(log);
-    let mut starts = Vec::new();
-    wait_progress(
-        Duration::from_secs(10),
-        Duration::from_secs(3),
-        Duration::from_millis(5),
-        || {
-            starts.extend(tail.lines().iter().filter_map(|l| parse_start(l)));
-            (starts.len() >= put.len(), starts.len())
-        },
-    )?;
-    sleep(Duration::from_millis(300))?;
-    starts.extend(tail.lines().iter().filter_map(|l| parse_start(l)));
+    let starts = collect_starts(log, put.len())?;
     Ok(match_latencies(&put, &starts, |s| Some(s.task.clone())))
+}
+
+/// gtmd and the loop running at once on two workspaces, each file dropped
+/// into gtmd's workspace and half a spacing later into the loop's: both
+/// react in the same seconds of the machine, so a drift in its speed
+/// (a host's load, its disk) weighs on both alike, file by file.
+pub fn latency_paired(env: &Env, opts: &Opts, mode: WriteMode) -> Result<(Latency, Latency)> {
+    let gp = Project::new(env, "latency")?;
+    let lp = Project::new(env, "inotify-latency")?;
+    let mut g = Gtmd::start(env, &gp, Some(&recorder_command(env, &gp.agent_log())))?;
+    g.wait_ready(Duration::from_secs(30))?;
+    let _l = Loop::start(env, &lp.ws(), &lp.agent_log())?;
+    sleep(Duration::from_millis(300))?;
+    let (gdir, ldir) = (gp.ws().join("conflicts"), lp.ws().join("conflicts"));
+    let mut put = drop_interleaved(&[&gdir, &ldir], opts, mode)?;
+    let (lput, gput) = (put.remove(1), put.remove(0));
+    record_landed(&gp, &gput)?;
+    let gstarts = collect_starts(gp.agent_log(), gput.len())?;
+    let lstarts = collect_starts(lp.agent_log(), lput.len())?;
+    g.stop()?;
+    Ok((
+        match_latencies(&gput, &gstarts, trigger_file),
+        match_latencies(&lput, &lstarts, |s| Some(s.task.clone())),
+    ))
 }
 
 pub fn burst(env: &Env, opts: &Opts, queue: Option<u64>) -> Result<Burst> {

@@ -72,6 +72,12 @@ struct Args {
     /// note gives each round's p50 ratio.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=50))]
     rounds: u32,
+    /// With --compare: run gtmd and the loop at the same time in each
+    /// latency round, on two workspaces, each file dropped for gtmd and
+    /// half a spacing later for the loop, so that both are measured in the
+    /// same moments of the machine rather than one after the other.
+    #[arg(long)]
+    paired: bool,
     /// The log filter of every gtmd started (GTMD_LOG), e.g.
     /// `info,gtmd::stage=trace` with `--keep` for the per-stage timestamps
     /// that scripts/stage-breakdown.py reads.
@@ -149,6 +155,9 @@ fn run(args: Args) -> Result<()> {
             ok
         };
     let mut r = report::Report::new(&env, &args_line(&args), compare);
+    if args.paired && !compare {
+        eprintln!("gtmd-bench: --paired means nothing without --compare");
+    }
 
     if want("latency") {
         let rounds = args.rounds as usize;
@@ -159,6 +168,16 @@ fn run(args: Args) -> Result<()> {
         for mode in [WriteMode::Rename, WriteMode::InPlace] {
             let (mut gs, mut is) = (Vec::new(), Vec::new());
             for round in 1..=rounds {
+                if compare && args.paired {
+                    eprintln!(
+                        "latency: {mode:?}, {} files for gtmd and the loop at once (round {round} of {rounds}) ...",
+                        per_round.latency_files
+                    );
+                    let (g, i) = inotify::latency_paired(&env, &per_round, mode)?;
+                    gs.push(g);
+                    is.push(i);
+                    continue;
+                }
                 eprintln!(
                     "latency: {mode:?}, {} files (round {round} of {rounds}) ...",
                     per_round.latency_files
@@ -172,6 +191,12 @@ fn run(args: Args) -> Result<()> {
             let g = harness::Latency::pooled(&gs);
             let i = compare.then(|| harness::Latency::pooled(&is));
             r.latency(mode, opts.latency_spacing, &g, i.as_ref());
+            if compare && args.paired {
+                r.note(format!(
+                    "latency {mode:?}: --paired: gtmd and the loop ran at once on two workspaces, each file dropped for gtmd and {} ms later for the loop",
+                    opts.latency_spacing.as_millis() / 2
+                ));
+            }
             if compare && rounds > 1 {
                 let ratios: Vec<String> = gs
                     .iter()
@@ -244,6 +269,9 @@ fn args_line(args: &Args) -> String {
     }
     if args.http {
         v.push("--http".to_string());
+    }
+    if args.paired {
+        v.push("--paired".into());
     }
     if args.rounds > 1 {
         v.push(format!("--rounds {}", args.rounds));
