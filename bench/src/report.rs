@@ -126,6 +126,19 @@ impl Report {
             "p50 ≤ 2 ms, p99 ≤ 5 ms",
             verdict(ok),
         );
+        if let Some(i) = i {
+            // Issue 17's yardstick: a program that forks per event is the
+            // floor; what gtmd adds over it is the journal and its own work.
+            let (p50, p99) = (g.p50 / i.p50, g.p99 / i.p99);
+            let ok = p50 <= 1.5 && p99 <= 2.0 && g.lost() == 0 && g.doubled == 0;
+            self.row(
+                format!("1 latency: conflict {how}, gtmd over the loop"),
+                format!("p50 {p50:.2}x  p99 {p99:.2}x"),
+                Some("1x".into()),
+                "p50 ≤ 1.5x, p99 ≤ 2x",
+                verdict(ok),
+            );
+        }
     }
 
     pub fn burst(&mut self, g: &Burst, i: Option<&Burst>) {
