@@ -1,21 +1,28 @@
 //! The shipped systemd units: hardened to an exposure of 1.5 or less by
 //! `systemd-analyze security`, while agents keep the network, and free of
-//! unit errors by `systemd-analyze verify`. Skipped (saying so) only where
-//! systemd-analyze is not installed.
+//! unit errors by `systemd-analyze verify`; and the shipped tmpfiles rule,
+//! run by `systemd-tmpfiles` on a state directory gtmd made. Skipped
+//! (saying so) only where those programs are not installed.
 
 mod common;
 
+use common::{fixture, Project};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, SystemTime};
 
 const UNITS: [&str; 2] = ["gtmd.service", "gtmd@.service"];
 const MAX_EXPOSURE: f64 = 1.5;
 
 fn systemd_analyze() -> Option<PathBuf> {
+    systemd_program("systemd-analyze")
+}
+
+fn systemd_program(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain([PathBuf::from("/usr/bin"), PathBuf::from("/bin")])
-        .map(|d| d.join("systemd-analyze"))
+        .map(|d| d.join(name))
         .find(|p| p.is_file())
 }
 
@@ -162,4 +169,118 @@ fn systemd_analyze_verify_reports_no_unit_errors() {
             "systemd-analyze verify {unit}:\n{stdout}{stderr}"
         );
     }
+}
+
+/// Every file under `dir`, at any depth.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+fn age(path: &Path, days: u64) {
+    let then = SystemTime::now() - Duration::from_secs(days * 24 * 3600);
+    let times = std::fs::FileTimes::new()
+        .set_accessed(then)
+        .set_modified(then);
+    std::fs::File::open(path).unwrap().set_times(times).unwrap();
+}
+
+#[test]
+fn the_tmpfiles_rule_removes_old_task_logs_and_nothing_else() {
+    let Some(tmpfiles) = systemd_program("systemd-tmpfiles") else {
+        eprintln!("SKIPPED: systemd-tmpfiles is not installed; cannot run the tmpfiles rule");
+        return;
+    };
+    let p = Project::new();
+    // The state where gtmd.service keeps it, under a root of the test's own.
+    let root = tempfile::tempdir().unwrap();
+    let state = root.path().join("var/lib/gtmd");
+    let run_task = |task: &str| {
+        let agent = format!(
+            "{} chatty {{task_id}} 10",
+            fixture("supervised.sh").display()
+        );
+        let args = ["agent", "run", "growth-analyst", "--task", task];
+        let out = p
+            .cmd()
+            .args(args)
+            .args([
+                "--state-dir",
+                state.to_str().unwrap(),
+                "--agent-command",
+                &agent,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run_task("an old task");
+    let made = files_under(&state);
+    let is_log = |f: &Path| f.starts_with(state.join("logs"));
+    assert!(made.iter().any(|f| is_log(f)), "{made:?}");
+    assert!(
+        made.iter().any(|f| f.ends_with("journal.jsonl")),
+        "{made:?}"
+    );
+    // Nobody wrote or read any of it for 40 days, the journal included.
+    for f in &made {
+        age(f, 40);
+    }
+    // An instance's state (gtmd@acme.service) beside it: an old log and
+    // one of this week.
+    let acme = state.join("acme/logs");
+    std::fs::create_dir_all(&acme).unwrap();
+    std::fs::write(acme.join("t0001.log"), "old\n").unwrap();
+    std::fs::write(acme.join("t0002.log"), "recent\n").unwrap();
+    age(&acme.join("t0001.log"), 40);
+    age(&acme.join("t0002.log"), 6);
+
+    let out = Command::new(&tmpfiles)
+        .arg("--clean")
+        .arg(format!("--root={}", root.path().display()))
+        .arg(unit_path("gtmd.tmpfiles"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "systemd-tmpfiles --clean: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in &made {
+        assert_eq!(f.exists(), !is_log(f), "{}", f.display());
+    }
+    assert!(state.join("logs").is_dir());
+    assert!(!acme.join("t0001.log").exists());
+    assert!(acme.join("t0002.log").exists());
+
+    // gtmd goes on from that state: the old task is still known, a new one
+    // runs and has its log.
+    run_task("a new task");
+    let out = p
+        .cmd()
+        .args(["status", "--json", "--state-dir", state.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tasks = status["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 2, "{status}");
+    let logs = files_under(&state.join("logs"));
+    assert_eq!(logs.len(), 1, "{logs:?}");
 }

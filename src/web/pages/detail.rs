@@ -100,7 +100,7 @@ pub fn task(s: &Snapshot, ctx: &PageCtx, id: &str, log: Option<(String, u64)>) -
         section.log {
             h2 { "Its log" }
             @match &log {
-                None => p.muted { "No log: a task in a person's inbox has none, and a task that has not started has none yet." },
+                None => p.muted { "No log: a task in a person's inbox has none, a task that has not started has none yet, and an ended task's log may have been removed as old (systemd/gtmd.tmpfiles)." },
                 Some((tail, size)) => {
                     @if *size > tail.len() as u64 {
                         p.muted { "The end of " (size) " bytes." }
