@@ -185,6 +185,16 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// `out`, once it is known to be a success (else its stderr is the failure).
+fn succeeded(out: std::process::Output) -> std::process::Output {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 fn age(path: &Path, days: u64) {
     let then = SystemTime::now() - Duration::from_secs(days * 24 * 3600);
     let times = std::fs::FileTimes::new()
@@ -203,28 +213,23 @@ fn the_tmpfiles_rule_removes_old_task_logs_and_nothing_else() {
     // The state where gtmd.service keeps it, under a root of the test's own.
     let root = tempfile::tempdir().unwrap();
     let state = root.path().join("var/lib/gtmd");
+    let state_arg = state.to_str().unwrap();
+    let agent = format!(
+        "{} chatty {{task_id}} 10",
+        fixture("supervised.sh").display()
+    );
     let run_task = |task: &str| {
-        let agent = format!(
-            "{} chatty {{task_id}} 10",
-            fixture("supervised.sh").display()
-        );
-        let args = ["agent", "run", "growth-analyst", "--task", task];
-        let out = p
-            .cmd()
-            .args(args)
-            .args([
-                "--state-dir",
-                state.to_str().unwrap(),
-                "--agent-command",
-                &agent,
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        succeeded(p.run(&[
+            "agent",
+            "run",
+            "growth-analyst",
+            "--task",
+            task,
+            "--state-dir",
+            state_arg,
+            "--agent-command",
+            &agent,
+        ]));
     };
     run_task("an old task");
     let made = files_under(&state);
@@ -247,16 +252,13 @@ fn the_tmpfiles_rule_removes_old_task_logs_and_nothing_else() {
     age(&acme.join("t0001.log"), 40);
     age(&acme.join("t0002.log"), 6);
 
-    let out = Command::new(&tmpfiles)
-        .arg("--clean")
-        .arg(format!("--root={}", root.path().display()))
-        .arg(unit_path("gtmd.tmpfiles"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "systemd-tmpfiles --clean: {}",
-        String::from_utf8_lossy(&out.stderr)
+    succeeded(
+        Command::new(&tmpfiles)
+            .arg("--clean")
+            .arg(format!("--root={}", root.path().display()))
+            .arg(unit_path("gtmd.tmpfiles"))
+            .output()
+            .unwrap(),
     );
     for f in &made {
         assert_eq!(f.exists(), !is_log(f), "{}", f.display());
@@ -268,16 +270,7 @@ fn the_tmpfiles_rule_removes_old_task_logs_and_nothing_else() {
     // gtmd goes on from that state: the old task is still known, a new one
     // runs and has its log.
     run_task("a new task");
-    let out = p
-        .cmd()
-        .args(["status", "--json", "--state-dir", state.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeded(p.run(&["status", "--json", "--state-dir", state_arg]));
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let tasks = status["tasks"].as_array().unwrap();
     assert_eq!(tasks.len(), 2, "{status}");
